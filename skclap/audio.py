@@ -1,0 +1,189 @@
+"""Audio input: decode, downmix, resample and cut into fixed windows.
+
+Pure functions, numpy in and numpy out. Every waveform that reaches the model passed through
+:func:`prepare`, so every input error is raised here, with the offending item named.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+__all__ = [
+    "AudioError",
+    "as_waveform",
+    "describe",
+    "load",
+    "prepare",
+    "resample",
+    "to_mono",
+    "windows",
+]
+
+#: A 2-D array is read as (channels, samples) or (samples, channels): the shorter axis holds the
+#: channels, and it may not be longer than this.
+MAX_CHANNELS = 64
+
+
+class AudioError(ValueError):
+    """An audio item that cannot be turned into a waveform: unreadable, empty, NaN, wrong shape..."""
+
+
+def describe(item: Any) -> str:
+    """A short human name for an input item, used in error messages."""
+    if isinstance(item, (str, os.PathLike)):
+        return repr(os.fspath(item))
+    if isinstance(item, np.ndarray):
+        return f"array of shape {item.shape}"
+    if isinstance(item, tuple) and len(item) == 2:
+        return f"({describe(item[0])}, {item[1]!r})"
+    if isinstance(item, Mapping):
+        return f"mapping with keys {sorted(map(str, item))}"
+    text = repr(item)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def to_mono(x: np.ndarray) -> np.ndarray:
+    """Average the channels of a 2-D array; 1-D arrays pass through.
+
+    The shorter axis of a 2-D array is taken as the channel axis (soundfile gives (samples, channels),
+    torch-style code (channels, samples)). Channels are averaged, never concatenated.
+    """
+    if x.ndim == 1:
+        return x
+    if x.ndim != 2:
+        raise AudioError(f"a waveform must be 1-D (samples) or 2-D (channels x samples); got shape {x.shape}")
+    channel_axis = 0 if x.shape[0] <= x.shape[1] else 1
+    if x.shape[channel_axis] > MAX_CHANNELS:
+        raise AudioError(
+            f"a 2-D waveform is read as channels x samples, but shape {x.shape} has more than "
+            f"{MAX_CHANNELS} channels; pass one 1-D waveform per clip"
+        )
+    return x.mean(axis=channel_axis)
+
+
+def as_waveform(x: Any) -> np.ndarray:
+    """Validate a raw waveform and return it as a mono float32 array."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise AudioError(f"a waveform must be numeric; got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating) or arr.dtype == bool:
+        raise AudioError(f"a waveform must be real-valued; got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.integer):
+        # PCM integers: scale to [-1, 1) as soundfile does.
+        arr = arr.astype(np.float32) / float(2 ** (8 * arr.dtype.itemsize - 1))
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise AudioError(f"a waveform must be 1-D (samples) or 2-D (channels x samples); got shape {arr.shape}")
+    if arr.size == 0:
+        raise AudioError(f"the waveform is empty (shape {arr.shape})")
+    if not np.all(np.isfinite(arr)):
+        raise AudioError("the waveform contains NaN or infinite values")
+    return np.ascontiguousarray(to_mono(arr), dtype=np.float32)
+
+
+def load(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode an audio file (wav, flac, ogg, mp3, ...) to a mono float32 waveform.
+
+    Returns ``(waveform, rate)``; with ``sample_rate`` the waveform is resampled to it.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"audio file not found: {os.fspath(path)!r}")
+    if p.is_dir():
+        raise AudioError(f"{os.fspath(path)!r} is a directory, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"audio file {os.fspath(path)!r} is empty (0 bytes)")
+    try:
+        data, rate = sf.read(p, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(f"audio file {os.fspath(path)!r} could not be decoded: {err}") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"audio file {os.fspath(path)!r} contains no samples")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"audio file {os.fspath(path)!r} contains NaN or infinite samples")
+    wave = np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
+    if sample_rate is not None:
+        wave = resample(wave, rate, sample_rate)
+        rate = sample_rate
+    return wave, int(rate)
+
+
+def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Resample a 1-D waveform with soxr (high quality); identity when the rates agree."""
+    if orig_rate <= 0 or target_rate <= 0:
+        raise AudioError(f"sample rates must be positive; got {orig_rate} -> {target_rate}")
+    if orig_rate == target_rate:
+        return x
+    return np.ascontiguousarray(soxr.resample(x, orig_rate, target_rate, quality="HQ"), dtype=np.float32)
+
+
+def _split_item(item: Any, sample_rate: int | None) -> tuple[Any, int | None]:
+    """Separate an item into (payload, its rate): a path, an array, ``(array, rate)`` or
+    ``{"array": ..., "sampling_rate": ...}`` (the Hugging Face datasets audio form)."""
+    if isinstance(item, Mapping):
+        if "array" in item:
+            return item["array"], item.get("sampling_rate", sample_rate)
+        if "path" in item:
+            return item["path"], None
+        raise AudioError(f"a mapping item needs an 'array' (and 'sampling_rate') or a 'path'; got keys {sorted(item)}")
+    if isinstance(item, tuple) and len(item) == 2 and np.isscalar(item[1]) and not isinstance(item[1], str):
+        return item[0], int(item[1])
+    return item, sample_rate
+
+
+def prepare(item: Any, target_rate: int, sample_rate: int | None = None, name: str | None = None) -> np.ndarray:
+    """Turn one input item into a mono float32 waveform at ``target_rate``.
+
+    ``item`` is a path, a waveform (1-D, or 2-D multichannel) sampled at ``sample_rate``, an
+    ``(array, rate)`` pair or a ``{"array", "sampling_rate"}`` mapping. Errors name the item as ``name``.
+    """
+    label = name or describe(item)
+    payload, rate = _split_item(item, sample_rate)
+    try:
+        if isinstance(payload, (str, os.PathLike)):
+            wave, _ = load(payload, target_rate)
+            return wave
+        if payload is None:
+            raise AudioError("missing value (None/NaN) where audio was expected")
+        if isinstance(payload, float) and math.isnan(payload):
+            raise AudioError("missing value (NaN) where audio was expected")
+        wave = as_waveform(payload)
+        if rate is None:
+            raise AudioError(
+                "raw waveforms need their sample rate: pass sample_rate=..., or give (array, rate) pairs"
+            )
+        return resample(wave, int(rate), target_rate)
+    except FileNotFoundError:
+        raise
+    except AudioError as err:
+        msg = str(err)
+        if label not in msg:
+            msg = f"{label}: {msg}"
+        raise AudioError(msg) from None
+
+
+def windows(wave: np.ndarray, length: int) -> np.ndarray:
+    """Cut a 1-D waveform into fixed windows of ``length`` samples, deterministically.
+
+    A clip shorter than the window is repeated until it fills it (then cropped). A longer clip is cut
+    into ``ceil(n / length)`` consecutive windows; the last one is aligned to the end of the clip so
+    that no padding is invented. Returns an array of shape ``(n_windows, length)``.
+    """
+    n = wave.shape[0]
+    if n == 0:
+        raise AudioError("the waveform is empty")
+    if n <= length:
+        reps = -(-length // n)
+        return np.tile(wave, reps)[:length][None, :]
+    count = -(-n // length)
+    starts = [min(i * length, n - length) for i in range(count)]
+    return np.stack([wave[s : s + length] for s in starts])

@@ -1,0 +1,27 @@
+"""Symmetric contrastive (InfoNCE) loss of CLAP."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["contrastive_loss", "contrastive_logits"]
+
+
+def contrastive_logits(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """``logit_scale * E_t E_a^T``: row i scores text i against every audio clip of the batch.
+
+    Embeddings are L2-normalised here, so callers may pass raw projections.
+    """
+    if audio_embeds.shape != text_embeds.shape:
+        raise ValueError(f"audio and text embeddings must pair up; got {tuple(audio_embeds.shape)} and {tuple(text_embeds.shape)}")
+    a = F.normalize(audio_embeds, dim=-1)
+    t = F.normalize(text_embeds, dim=-1)
+    return logit_scale * t @ a.T
+
+
+def contrastive_loss(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Mean of the text->audio (rows) and audio->text (columns) cross-entropies; pair i is the target."""
+    logits = contrastive_logits(audio_embeds, text_embeds, logit_scale)
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

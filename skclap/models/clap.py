@@ -1,0 +1,284 @@
+"""The CLAP model: CNN14 audio tower and transformer text tower projected into one space."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..frontend import LogMel
+from .cnn14 import Cnn14
+from .projection import Projection
+from .text import TextBackbone
+from .tokenizer import BASIC, basic_vocab, load_tokenizer
+
+__all__ = ["CLAPConfig", "CLAPModel", "CLAPOutput", "PRESETS", "AudioEncoder", "TextEncoder"]
+
+BERT_BASE_UNCASED: dict[str, Any] = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+}
+
+
+@dataclass
+class CLAPConfig:
+    """Everything that defines a CLAP model's shape and preprocessing.
+
+    Defaults are the 2022 release (Elizalde et al.): 44.1 kHz, 5 s clips, 64 mels 50-14000 Hz,
+    CNN14 (2048-d), BERT-base uncased ([CLS], 768-d), 1024-d projections.
+    """
+
+    # audio front-end
+    sample_rate: int = 44100
+    clip_seconds: float = 5.0
+    n_fft: int = 1024
+    hop_length: int = 320
+    n_mels: int = 64
+    fmin: float = 50.0
+    fmax: float = 14000.0
+    # audio encoder (CNN14)
+    audio_channels: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+    audio_dim: int = 2048
+    audio_classes: int = 527
+    # text encoder
+    text_config: dict[str, Any] = field(default_factory=lambda: dict(BERT_BASE_UNCASED))
+    text_pooling: str = "cls"
+    text_max_length: int = 100
+    tokenizer: str = "bert-base-uncased"
+    # shared space
+    proj_dim: int = 1024
+    proj_dropout: float = 0.5
+    logit_scale_init: float = math.log(1 / 0.07)
+
+    def __post_init__(self) -> None:
+        self.audio_channels = tuple(int(c) for c in self.audio_channels)
+        if self.sample_rate <= 0 or self.clip_seconds <= 0:
+            raise ValueError("sample_rate and clip_seconds must be positive")
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one model window (``clip_seconds * sample_rate``)."""
+        return int(round(self.clip_seconds * self.sample_rate))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["audio_channels"] = list(self.audio_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CLAPConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown CLAP config keys: {unknown}")
+        return cls(**d)
+
+
+def _tiny_text(hidden: int, layers: int, heads: int, max_len: int) -> dict[str, Any]:
+    return {
+        **BERT_BASE_UNCASED,
+        "vocab_size": len(basic_vocab()),
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": 2 * hidden,
+        "max_position_embeddings": max_len,
+    }
+
+
+#: Named architectures (random weights; released weights live in ``skclap.checkpoints``).
+PRESETS: dict[str, CLAPConfig] = {
+    "msclap-2022": CLAPConfig(),
+    # Seconds to build and run on a CPU: unit tests and examples.
+    "tiny": CLAPConfig(
+        sample_rate=16000,
+        clip_seconds=1.0,
+        n_fft=512,
+        hop_length=160,
+        n_mels=32,
+        fmin=20.0,
+        fmax=8000.0,
+        audio_channels=(8, 16, 32, 64, 128, 128),
+        audio_dim=128,
+        audio_classes=0,
+        text_config=_tiny_text(hidden=32, layers=2, heads=2, max_len=64),
+        text_max_length=32,
+        tokenizer=BASIC,
+        proj_dim=64,
+        proj_dropout=0.1,
+    ),
+    # Trains in minutes on a CPU: the offline demo.
+    "small": CLAPConfig(
+        sample_rate=16000,
+        clip_seconds=2.0,
+        n_fft=512,
+        hop_length=256,
+        n_mels=48,
+        fmin=20.0,
+        fmax=8000.0,
+        audio_channels=(16, 32, 64, 128, 256, 256),
+        audio_dim=256,
+        audio_classes=0,
+        text_config=_tiny_text(hidden=128, layers=2, heads=4, max_len=64),
+        text_max_length=48,
+        tokenizer=BASIC,
+        proj_dim=128,
+        proj_dropout=0.1,
+    ),
+}
+
+
+class AudioEncoder(nn.Module):
+    """Waveforms ``(batch, samples)`` -> projected audio embeddings ``(batch, proj_dim)``."""
+
+    def __init__(self, cfg: CLAPConfig) -> None:
+        super().__init__()
+        self.frontend = LogMel(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax)
+        self.backbone = Cnn14(cfg.n_mels, cfg.audio_channels, cfg.audio_dim, cfg.audio_classes)
+        self.projection = Projection(cfg.audio_dim, cfg.proj_dim, cfg.proj_dropout)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.backbone(self.frontend(wave)))
+
+
+class TextEncoder(nn.Module):
+    """Token ids -> projected text embeddings ``(batch, proj_dim)``."""
+
+    def __init__(self, cfg: CLAPConfig) -> None:
+        super().__init__()
+        self.backbone = TextBackbone(cfg.text_config, cfg.text_pooling)
+        self.projection = Projection(self.backbone.hidden_size, cfg.proj_dim, cfg.proj_dropout)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.backbone(input_ids, attention_mask, **extra))
+
+
+class CLAPOutput(NamedTuple):
+    audio_embeds: torch.Tensor  # (batch, proj_dim), L2-normalised
+    text_embeds: torch.Tensor  # (batch, proj_dim), L2-normalised
+    logit_scale: torch.Tensor  # scalar, exp of the learnt log-scale
+
+
+class CLAPModel(nn.Module):
+    """CLAP: audio and text encoders into a shared space, with a learnable temperature.
+
+    ``encode_audio`` takes waveforms already at ``config.sample_rate`` (one window per row); the
+    estimators and :mod:`skclap.audio` take care of files, resampling and windowing.
+    """
+
+    def __init__(self, config: CLAPConfig | None = None, tokenizer: Any = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else CLAPConfig()
+        self.audio_encoder = AudioEncoder(self.config)
+        self.text_encoder = TextEncoder(self.config)
+        self.logit_scale = nn.Parameter(torch.tensor(float(self.config.logit_scale_init)))
+        self._tokenizer = tokenizer
+        #: Where the weights came from (a checkpoint name or directory); None for in-memory weights.
+        self.source: str | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_preset(cls, name: str, seed: int | None = 0, tokenizer: Any = None) -> CLAPModel:
+        """A randomly initialised model of a named architecture (see :data:`PRESETS`)."""
+        if name not in PRESETS:
+            raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        if seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = cls(dataclasses.replace(PRESETS[name]), tokenizer=tokenizer)
+        else:
+            model = cls(dataclasses.replace(PRESETS[name]), tokenizer=tokenizer)
+        return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> CLAPModel:
+        """Load a checkpoint directory or a registered name (see :mod:`skclap.checkpoints`)."""
+        from ..checkpoints import load_model
+
+        return load_model(name_or_path, **kwargs)
+
+    def save_pretrained(self, directory: str) -> None:
+        """Write ``config.json``, ``model.safetensors`` and the tokenizer files to ``directory``."""
+        from ..checkpoints import save_model
+
+        save_model(self, directory)
+
+    # ------------------------------------------------------------------ text
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.config.tokenizer)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, value: Any) -> None:
+        self._tokenizer = value
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        if isinstance(texts, str):
+            texts = [texts]
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text item {i} must be a string; got {type(t).__name__}: {t!r}")
+        tokens = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.text_max_length,
+            return_tensors="pt",
+        )
+        return {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    # ------------------------------------------------------------------ encoders
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def encode_audio(self, wave: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """Waveform windows ``(batch, samples)`` at ``config.sample_rate`` -> ``(batch, proj_dim)``."""
+        if wave.ndim != 2:
+            raise ValueError(f"encode_audio takes (batch, samples); got shape {tuple(wave.shape)}")
+        emb = self.audio_encoder(wave.to(self.device, torch.float32))
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def encode_text(self, text: list[str] | dict[str, torch.Tensor], normalize: bool = False) -> torch.Tensor:
+        """Texts (or their tokens from :meth:`tokenize`) -> ``(batch, proj_dim)``."""
+        tokens = text if isinstance(text, dict) else self.tokenize(text)
+        emb = self.text_encoder(**tokens)
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def forward(self, audio: torch.Tensor, text: list[str] | dict[str, torch.Tensor]) -> CLAPOutput:
+        """Normalised audio and text embeddings and the (exponentiated) logit scale."""
+        return CLAPOutput(
+            self.encode_audio(audio, normalize=True),
+            self.encode_text(text, normalize=True),
+            self.logit_scale.exp(),
+        )
+
+    def similarity(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """``logit_scale * cos(audio_i, text_j)``, shape ``(n_audio, n_text)``."""
+        a = F.normalize(audio_embeds, dim=-1)
+        t = F.normalize(text_embeds, dim=-1)
+        return self.logit_scale.exp() * a @ t.T
+
+    def __repr__(self) -> str:  # a one-liner instead of the whole module tree
+        n = sum(p.numel() for p in self.parameters())
+        src = f", source={self.source!r}" if self.source else ""
+        return f"CLAPModel(sample_rate={self.config.sample_rate}, proj_dim={self.config.proj_dim}, params={n / 1e6:.1f}M{src})"

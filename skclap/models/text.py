@@ -1,0 +1,47 @@
+"""Text encoder: a Hugging Face transformer built from its config, pooled to one vector per text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel
+
+__all__ = ["TextBackbone", "build_text_backbone"]
+
+POOLINGS = ("cls", "mean")
+
+
+def build_text_backbone(config: dict[str, Any]) -> nn.Module:
+    """Instantiate (randomly initialised) the transformer described by a Hugging Face config dict."""
+    cfg = dict(config)
+    model_type = cfg.pop("model_type", None)
+    if model_type is None:
+        raise ValueError("the text config needs a 'model_type' (e.g. 'bert')")
+    for key in ("transformers_version", "architectures", "_name_or_path"):
+        cfg.pop(key, None)
+    hf_config = AutoConfig.for_model(model_type, **cfg)
+    return AutoModel.from_config(hf_config)
+
+
+class TextBackbone(nn.Module):
+    """Token ids -> one vector per text: the [CLS] token (BERT) or the masked mean of the tokens."""
+
+    def __init__(self, config: dict[str, Any], pooling: str = "cls") -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"text pooling must be one of {POOLINGS}; got {pooling!r}")
+        self.pooling = pooling
+        self.model = build_text_backbone(config)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
+        if self.pooling == "cls":
+            return hidden[:, 0, :]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)

@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny models saved locally, a local BERT, the msclap reference classes, audio files."""
+
+from __future__ import annotations
+
+import os
+
+# The tests build every model they use; nothing may wait on the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from skclap import CLAPModel
+from skclap.models.tokenizer import basic_vocab
+
+torch.set_num_threads(2)
+
+
+def sine(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> CLAPModel:
+    return CLAPModel.from_preset("tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_model) -> Path:
+    out = tmp_path_factory.mktemp("tiny_ckpt")
+    tiny_model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def local_bert_dir(tmp_path_factory) -> Path:
+    """A small randomly initialised BERT with its WordPiece vocab.txt, saved like a hub model."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    out = tmp_path_factory.mktemp("bert_local")
+    vocab = out / "vocab.txt"
+    vocab.write_text("\n".join(basic_vocab()) + "\n")
+    config = BertConfig(
+        vocab_size=len(basic_vocab()),
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(1)
+    BertModel(config).save_pretrained(out)
+    BertTokenizer(vocab_file=str(vocab)).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def msclap_models():
+    """The reference code's model modules (``msclap.models``), imported without its torchaudio wrapper."""
+    spec = importlib.util.find_spec("msclap")
+    if spec is None:
+        raise RuntimeError("the parity tests need the reference code: pip install --no-deps msclap==1.3.4")
+    if "msclap" not in sys.modules or not hasattr(sys.modules["msclap"], "models"):
+        pkg = types.ModuleType("msclap")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["msclap"] = pkg
+    from msclap.models import audio, clap  # noqa: E402
+
+    return types.SimpleNamespace(CLAP=clap.CLAP, Cnn14=audio.Cnn14, Projection=clap.Projection)
+
+
+@pytest.fixture()
+def wav_file(tmp_path) -> Path:
+    path = tmp_path / "tone.wav"
+    sf.write(path, sine(440, 1.0, 16000), 16000)
+    return path

@@ -1,0 +1,191 @@
+import dataclasses
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from skclap import PRESETS, REGISTRY, CheckpointError, CLAPModel, import_msclap, load_model
+from skclap.checkpoints import resolve_checkpoint
+
+
+def embeddings(model: CLAPModel) -> tuple[torch.Tensor, torch.Tensor]:
+    wave = torch.sin(torch.linspace(0, 2000, model.config.window_samples))[None]
+    with torch.inference_mode():
+        return model.encode_audio(wave), model.encode_text(["a dog barks twice"])
+
+
+def test_save_and_load_round_trip(tiny_model, tiny_model_dir):
+    assert {p.name for p in tiny_model_dir.iterdir()} >= {"config.json", "model.safetensors", "tokenizer_config.json"}
+    loaded = CLAPModel.from_pretrained(str(tiny_model_dir))
+    assert loaded.config == tiny_model.config
+    assert loaded.source == str(tiny_model_dir)
+    for a, b in zip(embeddings(tiny_model), embeddings(loaded)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert loaded.tokenizer("dog barks")["input_ids"] == tiny_model.tokenizer("dog barks")["input_ids"]
+
+
+def test_model_pickles_with_weights(tiny_model):
+    clone = pickle.loads(pickle.dumps(tiny_model))
+    for a, b in zip(embeddings(tiny_model), embeddings(clone)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def copy_ckpt(src, dst):
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
+
+
+def test_truncated_weights_are_reported(tiny_model_dir, tmp_path):
+    d = copy_ckpt(tiny_model_dir, tmp_path / "broken")
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors could not be read"):
+        load_model(d)
+
+
+def test_config_that_does_not_fit_weights_is_reported(tiny_model_dir, tmp_path):
+    d = copy_ckpt(tiny_model_dir, tmp_path / "mismatch")
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["proj_dim"] = 32
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="shape mismatch: .*projection"):
+        load_model(d)
+
+
+def test_bad_config_json(tiny_model_dir, tmp_path):
+    d = copy_ckpt(tiny_model_dir, tmp_path / "badjson")
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_model(d)
+    (d / "config.json").write_text(json.dumps({"format": "skclap-clap", "bogus": 1}))
+    with pytest.raises(CheckpointError, match="unknown CLAP config keys: \\['bogus'\\]"):
+        load_model(d)
+
+
+def test_unknown_names_and_paths(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint named 'nope'.*msclap-2022"):
+        load_model("nope")
+    with pytest.raises(CheckpointError, match="not a skclap checkpoint"):
+        load_model(tmp_path)
+    with pytest.raises(CheckpointError, match="not supported yet"):
+        load_model("msclap-2023")
+
+
+def test_registered_checkpoint_offline_error_says_where(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SKCLAP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    expected = tmp_path / "home" / "msclap-2022" / "CLAP_weights_2022.pth"
+    with pytest.raises(CheckpointError) as info:
+        load_model("msclap-2022")
+    msg = str(info.value)
+    assert "CLAP_weights_2022.pth" in msg and str(expected) in msg and "microsoft/msclap" in msg
+
+
+def test_registered_checkpoint_resolves_from_skclap_home_and_hf_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SKCLAP_HOME", str(tmp_path / "home"))
+    placed = tmp_path / "home" / "msclap-2022" / "CLAP_weights_2022.pth"
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(b"x")
+    assert resolve_checkpoint("msclap-2022") == placed
+    placed.unlink()
+    # The Hugging Face cache layout: models--org--name/{refs/main, snapshots/<rev>/file}.
+    import huggingface_hub.constants as hc
+
+    hub = tmp_path / "hub"
+    repo = hub / "models--microsoft--msclap"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123456789abcdef0123456789abcdef01234567")
+    snap = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snap.mkdir(parents=True)
+    (snap / "CLAP_weights_2022.pth").write_bytes(b"y")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(hub))
+    assert resolve_checkpoint("msclap-2022").read_bytes() == b"y"
+
+
+# ------------------------------------------------------------------------------ msclap format
+def msclap_state(model: CLAPModel) -> dict[str, torch.Tensor]:
+    """skclap's state dict renamed to the reference code's keys (as its released file has them)."""
+    out = {}
+    for k, v in model.state_dict().items():
+        k = k.replace("audio_encoder.backbone.", "audio_encoder.base.")
+        k = k.replace("text_encoder.backbone.model.", "caption_encoder.base.")
+        k = k.replace("text_encoder.projection.", "caption_encoder.projection.")
+        out["module." + k] = v
+    out["module.caption_encoder.base.embeddings.position_ids"] = torch.arange(64)[None]
+    return out
+
+
+def test_import_msclap_format_round_trip(tiny_model, tmp_path):
+    path = tmp_path / "weights.pth"
+    torch.save({"model": msclap_state(tiny_model), "optimizer": {}}, path)
+    loaded = load_model(path, tokenizer="skclap-basic", config=PRESETS["tiny"])
+    for a, b in zip(embeddings(tiny_model), embeddings(loaded)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_import_reports_missing_and_unexpected_keys(tiny_model, tmp_path):
+    state = msclap_state(tiny_model)
+    del state["module.audio_encoder.base.fc1.weight"]
+    state["module.audio_encoder.base.extra.weight"] = torch.zeros(1)
+    path = tmp_path / "w.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError, match=r"missing keys: audio_encoder\.backbone\.fc1\.weight; unexpected keys: audio_encoder\.backbone\.extra\.weight"):
+        import_msclap(path, config=PRESETS["tiny"])
+    state = msclap_state(tiny_model)
+    state["module.something_else.weight"] = torch.zeros(1)
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError, match="not part of the msclap CLAP model"):
+        import_msclap(path, config=PRESETS["tiny"])
+
+
+def test_import_checks_the_stored_mel_filters(tiny_model, tmp_path):
+    state = msclap_state(tiny_model)
+    state["module.audio_encoder.base.logmel_extractor.melW"] = torch.rand(257, 32)
+    path = tmp_path / "w.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError, match="mel filterbank"):
+        import_msclap(path, config=PRESETS["tiny"])
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_import_refuses_pickled_code_and_garbage(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"x": torch.zeros(1)}, "payload": Payload()}, path)
+    with pytest.raises(CheckpointError, match="could not be read as a torch checkpoint"):
+        import_msclap(path, config=PRESETS["tiny"])
+    assert "code ran" not in capsys.readouterr().out
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(CheckpointError, match="junk.pth could not be read"):
+        import_msclap(junk)
+    torch.save([1, 2, 3], junk)
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        import_msclap(junk)
+    with pytest.raises(CheckpointError, match="not found"):
+        import_msclap(tmp_path / "absent.pth")
+
+
+def test_registry_lists_paper_checkpoint():
+    ck = REGISTRY["msclap-2022"]
+    assert (ck.repo_id, ck.filename, ck.tokenizer, ck.supported) == ("microsoft/msclap", "CLAP_weights_2022.pth", "bert-base-uncased", True)
+    assert dataclasses.replace(PRESETS[ck.preset]).proj_dim == 1024
+
+
+def test_tokenizer_offline_error_says_what_to_do(tmp_path, local_bert_dir):
+    from skclap.models.tokenizer import load_tokenizer
+
+    with pytest.raises(OSError, match="bert-base-uncased.*not in the local Hugging Face cache.*tokenizer=DIR"):
+        load_tokenizer("bert-base-uncased")
+    with pytest.raises(OSError, match="tokenizer directory not found"):
+        load_tokenizer(str(tmp_path / "missing" / "dir"))
+    assert load_tokenizer(local_bert_dir)("dog")["input_ids"][0] == 2  # [CLS] of the local vocab
