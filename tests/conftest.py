@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import importlib.util
+import tempfile
 import sys
 import types
 from pathlib import Path
@@ -22,6 +23,11 @@ from skclap.models.tokenizer import basic_vocab
 
 torch.set_num_threads(2)
 
+#: A tiny random CLAP checkpoint written once per session (the estimator checks need its path at
+#: collection time).
+TINY_DIR = Path(tempfile.mkdtemp(prefix="skclap-tiny-"))
+CLAPModel.from_preset("tiny", seed=0).save_pretrained(TINY_DIR)
+
 
 def sine(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(round(seconds * rate))) / rate
@@ -34,10 +40,8 @@ def tiny_model() -> CLAPModel:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, tiny_model) -> Path:
-    out = tmp_path_factory.mktemp("tiny_ckpt")
-    tiny_model.save_pretrained(out)
-    return out
+def tiny_model_dir() -> Path:
+    return TINY_DIR
 
 
 @pytest.fixture(scope="session")

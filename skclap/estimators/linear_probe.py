@@ -1,0 +1,103 @@
+"""CLAPLinearProbe: frozen CLAP audio embeddings feeding a supervised scikit-learn head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.preprocessing import MultiLabelBinarizer
+from sklearn.utils import get_tags
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import CLAPEstimatorBase, as_items, check_targets
+from .zero_shot import _is_label_lists
+
+__all__ = ["CLAPLinearProbe"]
+
+
+class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
+    """A classifier on frozen CLAP audio embeddings (the paper's linear-probe setting).
+
+    Parameters
+    ----------
+    model : str, path or CLAPModel, default="msclap-2022"
+    estimator : classifier, optional
+        The head, cloned at fit; default ``LogisticRegression(max_iter=1000)``. For multi-label
+        targets a head without native multi-label support is wrapped in ``OneVsRestClassifier``.
+    sample_rate, batch_size, device, cache, progress
+        As in :class:`~skclap.CLAPEmbedder`. Embeddings are cached, so cross-validation embeds
+        each clip once.
+
+    Attributes
+    ----------
+    estimator_ : the fitted head.
+    classes_ : ndarray of shape (n_classes,)
+    multilabel_ : bool
+    """
+
+    def __init__(
+        self,
+        model: Any = "msclap-2022",
+        estimator: Any = None,
+        sample_rate: int | None = None,
+        batch_size: int = 32,
+        device: str = "auto",
+        cache: Any = True,
+        progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.estimator = estimator
+        self.sample_rate = sample_rate
+        self.batch_size = batch_size
+        self.device = device
+        self.cache = cache
+        self.progress = progress
+
+    def _head(self, multilabel: bool) -> Any:
+        head = clone(self.estimator) if self.estimator is not None else LogisticRegression(max_iter=1000)
+        if multilabel and not get_tags(head).classifier_tags.multi_label:
+            head = OneVsRestClassifier(head)
+        return head
+
+    def fit(self, X: Any, y: Any) -> CLAPLinearProbe:
+        items = as_items(X)
+        y = check_targets(y, len(items), type(self).__name__)
+        self._binarizer = None
+        if _is_label_lists(y):
+            self._binarizer = MultiLabelBinarizer().fit(y)
+            y = self._binarizer.transform(y)
+        kind = type_of_target(y, input_name="y")
+        if kind == "continuous":
+            raise ValueError("Unknown label type: y holds continuous values; a classifier needs class labels")
+        self.multilabel_ = kind == "multilabel-indicator"
+        emb = self._embed_audio(items)
+        self.estimator_ = self._head(self.multilabel_).fit(emb, y)
+        self.classes_ = self._binarizer.classes_ if self._binarizer is not None else self.estimator_.classes_
+        if self.multilabel_ and self._binarizer is None:
+            self.classes_ = np.arange(np.shape(y)[1])
+        return self
+
+    def _features(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self._embed_audio(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        features = self._features(X)
+        return self.estimator_.predict(features)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        features = self._features(X)
+        return self.estimator_.predict_proba(features)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        features = self._features(X)
+        return self.estimator_.decision_function(features)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -1,0 +1,237 @@
+"""CLAPZeroShotClassifier: classify audio from class names and prompt templates alone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import average_precision_score
+from sklearn.preprocessing import MultiLabelBinarizer
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets
+
+__all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES"]
+
+#: The prompt of the paper.
+DEFAULT_TEMPLATES = ("this is a sound of {}.",)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _is_label_lists(y: Any) -> bool:
+    """A list of label collections (``[["dog"], ["cat", "bird"]]``), not a nested indicator matrix."""
+    if not (isinstance(y, (list, tuple)) and len(y) > 0 and all(isinstance(v, (list, tuple, set, frozenset)) for v in y)):
+        return False
+    try:
+        return type_of_target(y) != "multilabel-indicator"
+    except ValueError:
+        return True
+
+
+class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
+    """Zero-shot audio classification: the class whose prompt embedding is most similar wins.
+
+    Each class name is written into every template (``"this is a sound of {}."``), the prompts are
+    embedded, normalised and averaged per class (prompt ensembling). No training audio is needed:
+    ``fit`` takes the class names from ``labels`` or from ``y`` and embeds the prompts once.
+
+    Parameters
+    ----------
+    model : str, path or CLAPModel, default="msclap-2022"
+    labels : sequence, optional
+        The classes, in order. Default: the sorted unique values of ``y`` in ``fit``.
+    templates : str or sequence of str, optional
+        Prompt templates with one ``{}`` each; default the paper's ``"this is a sound of {}."``.
+    label_prompts : mapping, optional
+        Text to put in the templates for a label (a string or a list of strings, averaged), e.g.
+        ``{"dog_bark": "dog barking"}``. Other labels are used as written, ``_`` read as a space.
+    multilabel : {"auto", True, False}, default="auto"
+        Tag sets (FSD50K style): ``y`` as a binary indicator matrix or a list of label lists.
+        ``predict`` then returns an indicator matrix and ``score`` the mean average precision.
+    threshold : float, optional
+        Multi-label decision threshold on ``predict_proba``; default ``1 / n_classes`` (tags more
+        likely than uniform).
+    sample_rate, batch_size, device, cache, progress
+        As in :class:`~skclap.CLAPEmbedder`.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    prompts_ : list of list of str — the prompts of each class.
+    class_embeddings_ : ndarray of shape (n_classes, dim) — their normalised mean embeddings.
+    multilabel_ : bool
+    logit_scale_ : float — the model's temperature, used by ``predict_proba``.
+    """
+
+    def __init__(
+        self,
+        model: Any = "msclap-2022",
+        labels: Sequence[Any] | None = None,
+        templates: str | Sequence[str] | None = None,
+        label_prompts: Mapping[Any, Any] | None = None,
+        multilabel: Any = "auto",
+        threshold: float | None = None,
+        sample_rate: int | None = None,
+        batch_size: int = 32,
+        device: str = "auto",
+        cache: Any = True,
+        progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.labels = labels
+        self.templates = templates
+        self.label_prompts = label_prompts
+        self.multilabel = multilabel
+        self.threshold = threshold
+        self.sample_rate = sample_rate
+        self.batch_size = batch_size
+        self.device = device
+        self.cache = cache
+        self.progress = progress
+
+    # ------------------------------------------------------------------------------ fitting
+    def _templates(self) -> list[str]:
+        templates = DEFAULT_TEMPLATES if self.templates is None else self.templates
+        templates = [templates] if isinstance(templates, str) else list(templates)
+        if not templates:
+            raise ValueError("templates is empty; give at least one template such as 'this is a sound of {}.'")
+        for t in templates:
+            if not isinstance(t, str) or t.count("{}") != 1:
+                raise ValueError(f"each template must be a string with exactly one '{{}}'; got {t!r}")
+        return templates
+
+    def _texts_for(self, label: Any) -> list[str]:
+        mapping = self.label_prompts or {}
+        texts = mapping.get(label, str(label).replace("_", " "))
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"label_prompts[{label!r}] must be a non-empty string or list of strings")
+        return texts
+
+    def _resolve_targets(self, y: Any) -> tuple[np.ndarray, bool]:
+        labels = None if self.labels is None else list(self.labels)
+        if labels is not None:
+            if len(labels) == 0:
+                raise ValueError("labels is empty; give at least one class name")
+            if len(set(map(repr, labels))) != len(labels):
+                raise ValueError(f"labels has duplicates: {labels}")
+        if self.multilabel not in ("auto", True, False):
+            raise ValueError(f"multilabel must be 'auto', True or False; got {self.multilabel!r}")
+        if y is None:
+            if labels is None:
+                raise ValueError(
+                    f"{type(self).__name__} requires y to be passed, but the target y is None "
+                    f"(or give the class names as labels=[...])"
+                )
+            return np.asarray(labels, dtype=object if any(isinstance(v, str) for v in labels) else None), self.multilabel is True
+
+        if _is_label_lists(y):
+            if self.multilabel is False:
+                raise ValueError("y is a list of label lists, but multilabel=False")
+            if labels is None:
+                return MultiLabelBinarizer().fit(y).classes_, True
+            known = set(labels)
+            unknown = sorted({v for row in y for v in row if v not in known}, key=repr)
+            if unknown:
+                raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
+            return np.asarray(labels), True
+
+        y_arr = np.asarray(y)
+        kind = type_of_target(y_arr, input_name="y")
+        if kind == "multilabel-indicator" or (y_arr.ndim == 2 and self.multilabel is True):
+            if self.multilabel is False:
+                raise ValueError("y is a 2-D indicator matrix, but multilabel=False")
+            n_cls = y_arr.shape[1]
+            if labels is not None and len(labels) != n_cls:
+                raise ValueError(f"y has {n_cls} columns but labels has {len(labels)} names")
+            return np.asarray(labels if labels is not None else np.arange(n_cls)), True
+        if y_arr.ndim != 1:
+            raise ValueError(f"y must be 1-D (one label per clip) or a multi-label indicator matrix; got shape {y_arr.shape}")
+        if kind == "continuous":
+            raise ValueError("Unknown label type: y holds continuous values; a classifier needs class labels")
+        if self.multilabel is True:
+            raise ValueError("multilabel=True needs y as an indicator matrix or a list of label lists")
+        if labels is None:
+            return np.unique(y_arr), False
+        known = set(labels)
+        unknown = sorted({v for v in y_arr.tolist() if v not in known}, key=repr)
+        if unknown:
+            raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
+        return np.asarray(labels, dtype=y_arr.dtype if y_arr.dtype != object else object), False
+
+    def fit(self, X: Any = None, y: Any = None) -> CLAPZeroShotClassifier:
+        """Take the classes from ``labels`` or ``y`` and embed their prompts. ``X`` is not used for
+        learning (it is only checked against ``y``)."""
+        if X is not None and y is not None:
+            y = check_targets(y, len(as_items(X)), type(self).__name__)
+        elif X is not None:
+            as_items(X)
+        classes, multilabel = self._resolve_targets(y)
+        templates = self._templates()
+        prompts = [[t.format(text) for text in self._texts_for(c) for t in templates] for c in classes]
+        flat = [p for group in prompts for p in group]
+        emb = self._embed_text(flat, normalize=True)
+        bounds = np.cumsum([0] + [len(g) for g in prompts])
+        self.class_embeddings_ = _normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
+        self.classes_ = classes
+        self.prompts_ = prompts
+        self.multilabel_ = multilabel
+        self.logit_scale_ = self._logit_scale()
+        return self
+
+    # ---------------------------------------------------------------------------- inference
+    def _cosine(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "class_embeddings_")
+        return self._embed_audio(X, normalize=True) @ self.class_embeddings_.T
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Cosine similarity of each clip to each class's prompts, ``(n, n_classes)``
+        (for two single-label classes, the difference of the two, as scikit-learn expects)."""
+        cos = self._cosine(X)
+        if not self.multilabel_ and len(self.classes_) == 2:
+            return cos[:, 1] - cos[:, 0]
+        return cos
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Softmax over classes of ``logit_scale * cosine``, the paper's zero-shot probabilities."""
+        cos = self._cosine(X)
+        return _softmax(self.logit_scale_ * cos)
+
+    def predict(self, X: Any) -> np.ndarray:
+        proba = self.predict_proba(X)
+        if self.multilabel_:
+            thr = 1.0 / len(self.classes_) if self.threshold is None else float(self.threshold)
+            return (proba >= thr).astype(int)
+        return self.classes_[proba.argmax(axis=1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy; for multi-label targets the mean average precision over classes with positives."""
+        if not getattr(self, "multilabel_", False):
+            return super().score(X, y, sample_weight=sample_weight)
+        Y = self._indicator(y)
+        scores = self._cosine(X)
+        has_pos = Y.sum(axis=0) > 0
+        if not has_pos.any():
+            raise ValueError("mean average precision needs at least one positive label in y")
+        return float(average_precision_score(Y[:, has_pos], scores[:, has_pos], average="macro", sample_weight=sample_weight))
+
+    def _indicator(self, y: Any) -> np.ndarray:
+        if _is_label_lists(y):
+            return MultiLabelBinarizer(classes=list(self.classes_)).fit_transform(y)
+        Y = np.asarray(y)
+        if Y.ndim != 2 or Y.shape[1] != len(self.classes_):
+            raise ValueError(f"y must be an indicator matrix with {len(self.classes_)} columns; got shape {Y.shape}")
+        return Y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -1,0 +1,173 @@
+"""Batched, cached inference: many audio items or texts in, one embedding per item out.
+
+Audio items are decoded and resampled on worker threads (soundfile and soxr release the GIL) while
+the model runs; every item is cut into fixed windows (:func:`skclap.audio.windows`), windows from
+consecutive items share batches, and each item's window embeddings are averaged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import audio
+from .cache import DiskCache, MemoryCache, item_key, model_fingerprint
+from .models.clap import CLAPModel
+
+__all__ = ["audio_fingerprint", "embed_audio", "embed_text"]
+
+#: Bump when the meaning of a cached vector changes (windowing, pooling).
+_PIPELINE_VERSION = "audio-v1:repeat-pad,consecutive-end-aligned,mean"
+
+
+def audio_fingerprint(model: CLAPModel) -> str:
+    cfg = model.config
+    extra = f"{_PIPELINE_VERSION}|{cfg.sample_rate}|{cfg.window_samples}"
+    return model_fingerprint(model.audio_encoder, extra)
+
+
+def _item_name(i: int, item: Any) -> str:
+    return f"item {i} ({audio.describe(item)})"
+
+
+def _prepared(items: Sequence[Any], idx: list[int], model: CLAPModel, sample_rate: int | None, workers: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, windows)`` in order, decoding up to ``2 * workers`` items ahead."""
+    rate, length = model.config.sample_rate, model.config.window_samples
+
+    def work(i: int) -> np.ndarray:
+        wave = audio.prepare(items[i], rate, sample_rate, name=_item_name(i, items[i]))
+        return audio.windows(wave, length)
+
+    if workers <= 1:
+        for i in idx:
+            yield i, work(i)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skclap-decode") as pool:
+        ahead = 2 * workers
+        futures = [(i, pool.submit(work, i)) for i in idx[:ahead]]
+        nxt = ahead
+        while futures:
+            i, fut = futures.pop(0)
+            if nxt < len(idx):
+                futures.append((idx[nxt], pool.submit(work, idx[nxt])))
+                nxt += 1
+            try:
+                yield i, fut.result()
+            except BaseException:
+                for _, f in futures:
+                    f.cancel()
+                raise
+
+
+@torch.inference_mode()
+def embed_audio(
+    model: CLAPModel,
+    items: Sequence[Any],
+    *,
+    sample_rate: int | None = None,
+    batch_size: int = 32,
+    cache: MemoryCache | DiskCache | None = None,
+    progress: bool = True,
+    workers: int = 2,
+) -> np.ndarray:
+    """Embed audio items (paths, waveforms, ``(array, rate)`` pairs...) -> ``(n, proj_dim)`` float32.
+
+    Vectors are the mean of the item's window embeddings, before L2 normalisation.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    n = len(items)
+    out = np.empty((n, model.config.proj_dim), dtype=np.float32)
+    keys: list[str | None] = [None] * n
+    todo = list(range(n))
+    if cache is not None:
+        fp = audio_fingerprint(model)
+        todo = []
+        for i, item in enumerate(items):
+            k = item_key(item, sample_rate)
+            keys[i] = None if k is None else f"{fp}-{k}"
+            hit = cache.get(keys[i]) if keys[i] else None
+            if hit is not None and hit.shape == (out.shape[1],):
+                out[i] = hit
+            else:
+                todo.append(i)
+    if not todo:
+        return out
+
+    dim = out.shape[1]
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}  # windows of each item
+    left: dict[int, int] = {}  # windows of each item not yet through the model
+    queue: deque[tuple[int, np.ndarray]] = deque()  # (item, windows) waiting for a batch
+    queued = 0
+
+    def run(rows: int) -> None:
+        nonlocal queued
+        owners: list[int] = []
+        chunks: list[np.ndarray] = []
+        while len(owners) < rows:
+            i, w = queue[0]
+            use = min(len(w), rows - len(owners))
+            owners.extend([i] * use)
+            chunks.append(w[:use])
+            if use == len(w):
+                queue.popleft()
+            else:
+                queue[0] = (i, w[use:])
+        queued -= rows
+        batch = torch.from_numpy(np.concatenate(chunks)).to(model.device)
+        emb = model.encode_audio(batch).float().cpu().numpy()
+        for row, i in enumerate(owners):
+            sums[i] += emb[row]
+        for i, c in Counter(owners).items():
+            left[i] -= c
+            if left[i] == 0:
+                out[i] = sums.pop(i) / counts.pop(i)
+                del left[i]
+                if cache is not None and keys[i]:
+                    cache.put(keys[i], out[i])
+
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0)
+    try:
+        for i, wins in _prepared(items, todo, model, sample_rate, workers):
+            sums[i] = np.zeros(dim, dtype=np.float64)
+            counts[i] = left[i] = len(wins)
+            queue.append((i, wins))
+            queued += len(wins)
+            while queued >= batch_size:
+                run(batch_size)
+            bar.update(1)
+        if queued:
+            run(queued)
+    finally:
+        bar.close()
+        model.train(was_training)
+    return out
+
+
+@torch.inference_mode()
+def embed_text(model: CLAPModel, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Embed texts -> ``(n, proj_dim)`` float32 (before L2 normalisation). Batches group similar lengths."""
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"text item {i} must be a string; got {type(t).__name__}: {t!r}")
+    out = np.empty((len(texts), model.config.proj_dim), dtype=np.float32)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    was_training = model.training
+    model.eval()
+    try:
+        starts = range(0, len(order), batch_size)
+        for s in tqdm(starts, desc="embedding text", disable=not progress, delay=2.0):
+            idx = order[s : s + batch_size]
+            out[idx] = model.encode_text([texts[j] for j in idx]).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out

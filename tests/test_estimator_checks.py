@@ -1,0 +1,48 @@
+"""scikit-learn's estimator contract (parametrize_with_checks) on all three estimators."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skclap import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
+
+from .conftest import TINY_DIR
+
+KW = dict(model=str(TINY_DIR), sample_rate=16000, progress=False, device="cpu")
+
+ESTIMATORS = [
+    CLAPEmbedder(**KW),
+    CLAPZeroShotClassifier(**KW),
+    CLAPLinearProbe(**KW),
+]
+
+
+#: Checks that cannot hold for estimators whose input is audio, each with the reason.
+WAVEFORM_LENGTH = (
+    "A 2-D array holds one waveform per row, and its width is the clip length, not a feature count: "
+    "clips of any length are valid input, so there is no n_features_in_ to enforce."
+)
+NO_AUDIO_IN_TOY_DATA = (
+    "scikit-learn's toy data are 2-4 numbers per row; as waveforms they are a few samples of near "
+    "silence, which a (random, tiny) CLAP model cannot tell apart. Learning from real audio is "
+    "tested in test_estimators.py."
+)
+
+
+def expected_failures(estimator):
+    failures = {
+        "check_n_features_in": WAVEFORM_LENGTH,
+        "check_n_features_in_after_fitting": WAVEFORM_LENGTH,
+    }
+    if isinstance(estimator, CLAPZeroShotClassifier):
+        failures["check_classifiers_train"] = (
+            "A zero-shot classifier does not learn from X: its classes come from prompts, so it "
+            "cannot fit the training data of an arbitrary toy problem. " + NO_AUDIO_IN_TOY_DATA
+        )
+    if isinstance(estimator, CLAPLinearProbe):
+        failures["check_classifiers_train"] = NO_AUDIO_IN_TOY_DATA
+    return failures
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures)
+def test_sklearn_contract(estimator, check):
+    check(estimator)
