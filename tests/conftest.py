@@ -86,3 +86,36 @@ def wav_file(tmp_path) -> Path:
     path = tmp_path / "tone.wav"
     sf.write(path, sine(440, 1.0, 16000), 16000)
     return path
+
+
+GTZAN_GENRES = ("classical", "metal", "pop")
+
+
+def genre_clip(genre: str, k: int, rate: int = 22050, seconds: float = 1.5) -> np.ndarray:
+    """Distinct, slightly varied sounds per class: a low tone, noise bursts, a high warbling tone."""
+    rng = np.random.default_rng(1000 * GTZAN_GENRES.index(genre) + k)
+    t = np.arange(int(rate * seconds)) / rate
+    if genre == "classical":
+        x = np.sin(2 * np.pi * rng.uniform(180, 260) * t)
+    elif genre == "metal":
+        x = rng.standard_normal(len(t)) * (np.sin(2 * np.pi * rng.uniform(3, 6) * t) > 0)
+    else:
+        f = rng.uniform(1800, 2600)
+        x = np.sin(2 * np.pi * f * t + 3 * np.sin(2 * np.pi * 6 * t))
+    return (0.4 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def gtzan_dir(tmp_path_factory) -> Path:
+    """A small labelled set in GTZAN's folder layout: genres/<genre>/<genre>.000NN.wav (22.05 kHz)."""
+    root = tmp_path_factory.mktemp("gtzan")
+    for genre in GTZAN_GENRES:
+        (root / "genres" / genre).mkdir(parents=True)
+        for k in range(10):
+            sf.write(root / "genres" / genre / f"{genre}.{k:05d}.wav", genre_clip(genre, k), 22050)
+    return root
+
+
+def gtzan_files(root: Path) -> tuple[list[str], np.ndarray]:
+    files = sorted((root / "genres").glob("*/*.wav"))
+    return [str(f) for f in files], np.array([f.parent.name for f in files])

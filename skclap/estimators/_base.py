@@ -109,7 +109,9 @@ def as_items(X: Any, what: str = "X") -> list[Any]:
     if sp.issparse(X):
         raise ValueError(f"sparse input is not supported: {what} must hold dense waveforms or file paths")
     if hasattr(X, "iloc") and hasattr(X, "columns"):  # DataFrame
-        if len(X.columns) and all(np.issubdtype(t, np.number) for t in X.dtypes):
+        from pandas.api.types import is_numeric_dtype
+
+        if len(X.columns) and all(is_numeric_dtype(t) for t in X.dtypes):
             X = X.to_numpy()  # numeric columns: one waveform per row
         elif X.shape[1] != 1:
             raise ValueError(

@@ -8,7 +8,8 @@ import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.preprocessing import MultiLabelBinarizer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 from sklearn.utils import get_tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
@@ -26,7 +27,8 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
     ----------
     model : str, path or CLAPModel, default="msclap-2022"
     estimator : classifier, optional
-        The head, cloned at fit; default ``LogisticRegression(max_iter=1000)``. For multi-label
+        The head, cloned at fit; default standardised features into
+        ``LogisticRegression(max_iter=1000)``. For multi-label
         targets a head without native multi-label support is wrapped in ``OneVsRestClassifier``.
     sample_rate, batch_size, device, cache, progress
         As in :class:`~skclap.CLAPEmbedder`. Embeddings are cached, so cross-validation embeds
@@ -58,7 +60,10 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         self.progress = progress
 
     def _head(self, multilabel: bool) -> Any:
-        head = clone(self.estimator) if self.estimator is not None else LogisticRegression(max_iter=1000)
+        if self.estimator is not None:
+            head = clone(self.estimator)
+        else:
+            head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
         if multilabel and not get_tags(head).classifier_tags.multi_label:
             head = OneVsRestClassifier(head)
         return head

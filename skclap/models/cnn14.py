@@ -53,6 +53,18 @@ class Cnn14(nn.Module):
             self.add_module(f"conv_block{i}", ConvBlock(cin, cout))
         self.fc1 = nn.Linear(channels[-1], out_dim, bias=True)
         self.fc_audioset = nn.Linear(out_dim, n_classes, bias=True) if n_classes else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PANNs' initialisation: Xavier-uniform weights, zero biases, identity batch norms."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     @property
     def blocks(self) -> list[ConvBlock]:
