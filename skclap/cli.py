@@ -34,12 +34,60 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", help="CSV or Parquet with 'audio' and 'caption' columns (one row per caption)")
+    p.add_argument("--out", required=True, help="output directory: final model, checkpoints/, history.csv")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--preset", default="tiny", help="architecture to train from scratch (default: tiny)")
+    start.add_argument("--init", help="start from a checkpoint (directory, registered name or .pth)")
+    p.add_argument("--val", help="validation manifest (retrieval R@1/5/10)")
+    p.add_argument("--batch-size", type=int, default=32, help="global contrastive batch")
+    p.add_argument("--micro-batch-size", type=int, help="gradient caching: pairs per forward pass")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--optimizer", choices=["adamw", "adam"], default="adamw")
+    p.add_argument("--freeze-text", action="store_true", help="freeze the text transformer")
+    p.add_argument("--freeze-audio", action="store_true", help="freeze the CNN14 audio backbone")
+    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
+    p.add_argument("--eval-every", type=int, help="steps between validations (also at every epoch end)")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    config = dict(
+        batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, epochs=args.epochs,
+        max_steps=args.max_steps, lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+        optimizer=args.optimizer, freeze_text=args.freeze_text, freeze_audio=args.freeze_audio,
+        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, num_workers=args.num_workers,
+        seed=args.seed, device=args.device, progress=not args.no_progress,
+    )
+    trainer = train(args.manifest, args.out, model=args.init or args.preset, val_data=args.val, resume=args.resume, **config)
+    last = trainer.history[-1] if trainer.history else {}
+    if trainer.is_main:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("val_") and "R@" in k)
+        print(f"trained {trainer.step} steps; loss {last.get('loss', float('nan')):.4f}"
+              f"{'; ' + metrics if metrics else ''}; model in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skclap", description="CLAP for scikit-learn")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="list architectures and checkpoints, run an offline self-check")
     info.add_argument("--preset", default="tiny")
     info.set_defaults(func=_cmd_info)
+    tr = sub.add_parser("train", help="train CLAP contrastively on an audio-caption manifest")
+    add_train_arguments(tr)
+    tr.set_defaults(func=run_train)
     return parser
 
 

@@ -22,21 +22,11 @@ from sklearn.utils.validation import column_or_1d
 
 from ..cache import get_cache
 from ..checkpoints import load_model
+from ..devices import resolve_device
 from ..inference import embed_audio, embed_text
 from ..models.clap import CLAPModel
 
 __all__ = ["CLAPEstimatorBase", "as_items", "as_texts", "check_targets", "resolve_device", "resolve_model"]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> CUDA when present, else Apple MPS, else CPU."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
 
 
 _LOADED: OrderedDict[tuple, CLAPModel] = OrderedDict()

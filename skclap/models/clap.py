@@ -119,6 +119,7 @@ PRESETS: dict[str, CLAPConfig] = {
         audio_dim=128,
         audio_classes=0,
         text_config=_tiny_text(hidden=32, layers=2, heads=2, max_len=64),
+        text_pooling="mean",
         text_max_length=32,
         tokenizer=BASIC,
         proj_dim=64,
@@ -137,6 +138,7 @@ PRESETS: dict[str, CLAPConfig] = {
         audio_dim=256,
         audio_classes=0,
         text_config=_tiny_text(hidden=128, layers=2, heads=4, max_len=64),
+        text_pooling="mean",
         text_max_length=48,
         tokenizer=BASIC,
         proj_dim=128,
@@ -255,7 +257,7 @@ class CLAPModel(nn.Module):
         """Waveform windows ``(batch, samples)`` at ``config.sample_rate`` -> ``(batch, proj_dim)``."""
         if wave.ndim != 2:
             raise ValueError(f"encode_audio takes (batch, samples); got shape {tuple(wave.shape)}")
-        emb = self.audio_encoder(wave.to(self.device, torch.float32))
+        emb = self.audio_encoder(wave.to(self.device, self.logit_scale.dtype))
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def encode_text(self, text: list[str] | dict[str, torch.Tensor], normalize: bool = False) -> torch.Tensor:

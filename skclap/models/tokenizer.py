@@ -30,6 +30,8 @@ talking speaking humming singing formant formants dog dogs bark barking cat meow
 car horn door train clock glass breaking music guitar piano violin flute instrument playing played
 someone something background foreground followed again each every several pattern patterns sequence
 heard hear hearing you can there here like similar kind type made producing produced
+warbling wavering throbbing chiming ticking hollow buzzy upward downward rumbling rumble leisurely
+powerful talking pulsed sweeps bursts tonal atonal metallic wooden airy
 """.split()
 
 

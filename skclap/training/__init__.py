@@ -1,0 +1,17 @@
+"""Contrastive training of CLAP: data, the training step, the trainer, distributed helpers."""
+
+from .data import CaptionDataset, EpochBatchSampler, read_manifest
+from .metrics import retrieval_metrics
+from .step import contrastive_backward
+from .trainer import TrainConfig, Trainer, train
+
+__all__ = [
+    "CaptionDataset",
+    "EpochBatchSampler",
+    "TrainConfig",
+    "Trainer",
+    "contrastive_backward",
+    "read_manifest",
+    "retrieval_metrics",
+    "train",
+]

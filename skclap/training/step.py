@@ -1,0 +1,120 @@
+"""One contrastive training step's forward and backward, optionally with gradient caching.
+
+Gradient caching (Gao et al., 2021) computes the loss of a batch of B pairs with micro-batches of m:
+embed every micro-batch without autograd, compute the full-batch loss and its gradient with respect
+to the embeddings, then re-run each micro-batch with autograd and back-propagate its slice of that
+gradient. Memory is that of m pairs; the gradients are those of the full batch (exactly, for layers
+that treat samples independently: batch norm in eval mode or frozen, and dropout, whose masks are
+replayed by restoring the random state of the first pass).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import torch
+
+from ..loss import contrastive_loss
+from ..models.clap import CLAPModel
+from .distributed import DistInfo, all_gather_with_grad
+
+__all__ = ["contrastive_backward"]
+
+
+@contextmanager
+def _replay_rng(state: dict[str, Any]):
+    """Run a block with the random state saved in ``state`` (saved there on first use)."""
+    if "cpu" not in state:
+        state["cpu"] = torch.get_rng_state()
+        state["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        yield
+        return
+    cpu_now = torch.get_rng_state()
+    cuda_now = torch.cuda.get_rng_state_all() if state["cuda"] is not None else None
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"] is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu_now)
+        if cuda_now is not None:
+            torch.cuda.set_rng_state_all(cuda_now)
+
+
+def _full_precision(x: torch.Tensor) -> torch.Tensor:
+    """Embeddings from autocast regions are half precision; the loss is computed in float32 (or higher)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _slice_tokens(tokens: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
+    return {k: v[a:b] for k, v in tokens.items()}
+
+
+def contrastive_backward(
+    model: CLAPModel,
+    waves: torch.Tensor,
+    tokens: dict[str, torch.Tensor],
+    micro_batch: int | None = None,
+    dist_info: DistInfo | None = None,
+    autocast: Any = None,
+    scaler: Any = None,
+) -> torch.Tensor:
+    """Accumulate into ``.grad`` the gradient of the symmetric contrastive loss of this batch.
+
+    ``waves``/``tokens`` are this rank's share of the global batch. With ``dist_info`` the loss is
+    over the global batch (all ranks' embeddings); the gradient left on this rank is its share, so
+    that averaging gradients across ranks gives the single-process gradient. Returns the loss.
+    """
+    info = dist_info or DistInfo()
+    amp = autocast if autocast is not None else nullcontext
+    n = waves.shape[0]
+    m = n if micro_batch is None or micro_batch >= n else int(micro_batch)
+
+    def loss_of(a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a_all = all_gather_with_grad(_full_precision(a), info)
+        t_all = all_gather_with_grad(_full_precision(t), info)
+        # Each rank differentiates the global loss through its own slice of embeddings only, so the
+        # loss is scaled by the world size for the rank-average of gradients to be the full
+        # gradient. The temperature sees the whole loss on every rank: its gradient is scaled back.
+        w = info.world_size
+        logit_scale = model.logit_scale.exp()
+        if w > 1:
+            logit_scale = logit_scale / w + (logit_scale - logit_scale / w).detach()
+        return contrastive_loss(a_all, t_all, logit_scale), w
+
+    def backward(loss: torch.Tensor) -> None:
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    if m == n:
+        with amp():
+            a = model.encode_audio(waves)
+            t = model.encode_text(tokens)
+        loss, scale = loss_of(a, t)
+        backward(loss * scale)
+        return loss.detach()
+
+    # 1. Embed every micro-batch without autograd, remembering the random state of each.
+    rng_states: list[dict[str, Any]] = []
+    a_parts, t_parts = [], []
+    with torch.no_grad():
+        for s in range(0, n, m):
+            rng_states.append({})
+            with _replay_rng(rng_states[-1]), amp():
+                a_parts.append(_full_precision(model.encode_audio(waves[s : s + m])))
+                t_parts.append(_full_precision(model.encode_text(_slice_tokens(tokens, s, s + m))))
+    # 2. Full-batch loss; gradient with respect to the embeddings (and the temperature).
+    a_cat = torch.cat(a_parts).requires_grad_(True)
+    t_cat = torch.cat(t_parts).requires_grad_(True)
+    loss, scale = loss_of(a_cat, t_cat)
+    backward(loss * scale)
+    ga, gt = a_cat.grad, t_cat.grad
+    # 3. Re-run each micro-batch with autograd and push its slice of the gradient through.
+    for j, s in enumerate(range(0, n, m)):
+        with _replay_rng(rng_states[j]), amp():
+            a = _full_precision(model.encode_audio(waves[s : s + m]))
+            t = _full_precision(model.encode_text(_slice_tokens(tokens, s, s + m)))
+        surrogate = (a * ga[s : s + m]).sum() + (t * gt[s : s + m]).sum()
+        surrogate.backward()
+    return loss.detach()

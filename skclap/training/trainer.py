@@ -1,0 +1,354 @@
+"""Contrastive training of CLAP from audio-caption pairs.
+
+The loop: seeded epoch permutations (:class:`EpochBatchSampler`), symmetric contrastive loss over
+the global batch (all-gathered across ranks under ``torchrun``), optional gradient caching, AdamW with
+linear warm-up and cosine decay, gradient clipping, a learnable temperature clamped to
+``max_logit_scale``, mixed precision on CUDA only, retrieval validation, atomic checkpoints that
+resume bit-for-bit, and a CSV/JSON history.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..checkpoints import _write_atomic, save_model
+from ..devices import resolve_device
+from ..inference import embed_audio, embed_text
+from ..models.clap import CLAPModel
+from .data import CaptionDataset, EpochBatchSampler, collate
+from .distributed import DistInfo, average_gradients, init_distributed
+from .metrics import retrieval_metrics
+from .step import contrastive_backward
+
+__all__ = ["TrainConfig", "Trainer", "train"]
+
+STATE_NAME = "trainer_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run."""
+
+    batch_size: int = 32  # global batch: the pairs each loss contrasts
+    micro_batch_size: int | None = None  # gradient caching: pairs per forward pass (per rank)
+    epochs: int = 10
+    max_steps: int | None = None  # overrides epochs
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    optimizer: str = "adamw"  # or "adam"
+    warmup_steps: int = 50
+    grad_clip: float | None = 1.0
+    max_logit_scale: float = 100.0
+    freeze_text: bool = False  # freeze the text transformer (the 2022 release did); projections train
+    freeze_audio: bool = False  # freeze CNN14; its projection trains
+    amp: bool = True  # float16 autocast, on CUDA only
+    num_workers: int = 0
+    seed: int = 0
+    checkpoint_every: int | None = None  # steps
+    keep_checkpoints: int = 2
+    eval_every: int | None = None  # steps; validation also runs at the end of every epoch
+    log_every: int = 10
+    progress: bool = True
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw'; got {self.optimizer!r}")
+        if self.batch_size < 2:
+            raise ValueError("a contrastive batch needs at least 2 pairs")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError("micro_batch_size must be >= 1")
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up to 1, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    """Train a :class:`CLAPModel` contrastively; ``out_dir`` receives checkpoints, history and the
+    final model (loadable with ``CLAPModel.from_pretrained`` and by the estimators)."""
+
+    def __init__(self, model: CLAPModel, config: TrainConfig | None = None, out_dir: str | os.PathLike | None = None, **overrides: Any) -> None:
+        self.model = model
+        self.config = dataclasses.replace(config or TrainConfig(), **overrides)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.history: list[dict[str, Any]] = []
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.is_main = True
+
+    # ------------------------------------------------------------------------------ set-up
+    def _dataset(self, data: Any, item_rate: int | None) -> CaptionDataset:
+        if isinstance(data, CaptionDataset):
+            return data
+        items, captions = data
+        cfg = self.model.config
+        preload = not all(isinstance(x, (str, os.PathLike)) for x in items)
+        return CaptionDataset(items, captions, cfg.sample_rate, cfg.window_samples, item_rate, preload=preload)
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        m, c = self.model, self.config
+        m.text_encoder.backbone.requires_grad_(not c.freeze_text)
+        m.audio_encoder.backbone.requires_grad_(not c.freeze_audio)
+        return [p for p in m.parameters() if p.requires_grad]
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.config.freeze_text:
+            self.model.text_encoder.backbone.eval()
+        if self.config.freeze_audio:
+            self.model.audio_encoder.backbone.eval()
+
+    def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        c = self.config
+        # No weight decay on biases, norms and the temperature.
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if c.optimizer == "adam":
+            return torch.optim.Adam(groups, lr=c.lr)
+        return torch.optim.AdamW(groups, lr=c.lr)
+
+    # --------------------------------------------------------------------------- training
+    def fit(
+        self,
+        train: Any,
+        val: Any = None,
+        item_rate: int | None = None,
+        resume: bool = False,
+        callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+    ) -> CLAPModel:
+        """Train on ``train`` (a :class:`CaptionDataset` or ``(items, captions)``), validate on
+        ``val`` (``(items, captions)``), and return the trained model."""
+        c = self.config
+        info = init_distributed(c.device)
+        self.is_main = info.is_main
+        device = resolve_device(c.device)
+        if device.type == "cuda" and info.enabled:
+            device = torch.device("cuda", info.local_rank)
+        model = self.model.to(device)
+        data = self._dataset(train, item_rate)
+        val_data = None if val is None else (list(val[0]), [[v] if isinstance(v, str) else list(v) for v in val[1]])
+
+        steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(data), c.batch_size)
+        if steps_per_epoch == 0:
+            raise ValueError(f"{len(data)} training pairs are fewer than one batch of {c.batch_size}")
+        total = c.max_steps if c.max_steps is not None else c.epochs * steps_per_epoch
+        params = self._trainable()
+        optimizer = self._optimizer(params)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine, warmup=c.warmup_steps, total=total))
+        use_amp = c.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        autocast = partial(torch.autocast, "cuda", dtype=torch.float16) if use_amp else nullcontext
+        if not (resume and self._restore(optimizer, scheduler, scaler)):
+            torch.manual_seed(c.seed)  # dropout; a resumed run restores the saved random state
+
+        bar = tqdm(total=total, initial=self.step, desc="training CLAP", unit="step", disable=not (c.progress and info.is_main))
+        t0, seen = time.perf_counter(), 0
+        try:
+            while self.step < total:
+                sampler = EpochBatchSampler(len(data), c.batch_size, c.seed, self.epoch, self.batch_in_epoch, info.rank, info.world_size)
+                loader = DataLoader(
+                    data, batch_sampler=sampler, collate_fn=collate, num_workers=c.num_workers,
+                    generator=torch.Generator().manual_seed(c.seed), pin_memory=device.type == "cuda",
+                )
+                for waves, captions, _ in loader:
+                    self._train_mode()
+                    tokens = model.tokenize(captions)
+                    loss = contrastive_backward(
+                        model, waves.to(device, non_blocking=True), tokens, c.micro_batch_size, info, autocast, scaler
+                    )
+                    average_gradients(params, info)
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip else float("inf"))
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    with torch.no_grad():
+                        model.logit_scale.clamp_(0.0, math.log(c.max_logit_scale))
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    seen += c.batch_size
+                    bar.update(1)
+                    record = {
+                        "step": self.step,
+                        "epoch": self.epoch + self.batch_in_epoch / steps_per_epoch,
+                        "loss": float(loss),
+                        "lr": scheduler.get_last_lr()[0],
+                        "logit_scale": float(model.logit_scale.detach().exp()),
+                        "grad_norm": float(grad_norm),
+                        "samples_per_s": seen / (time.perf_counter() - t0),
+                    }
+                    epoch_done = self.batch_in_epoch >= steps_per_epoch
+                    if epoch_done:
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
+                    if val_data is not None and ((c.eval_every and self.step % c.eval_every == 0) or epoch_done or self.step == total):
+                        record.update(self.evaluate(*val_data, item_rate=item_rate))
+                    evaluated = "val_t2a_R@1" in record
+                    if self.step % c.log_every == 0 or evaluated or self.step == total:
+                        self.history.append(record)
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", **({"R@1": f"{record['val_t2a_R@1']:.2f}"} if evaluated else {}))
+                    if c.checkpoint_every and self.step % c.checkpoint_every == 0 and info.is_main:
+                        self.save_checkpoint(optimizer, scheduler, scaler)
+                    for cb in callbacks:
+                        cb(self, record)
+                    if self.step >= total:
+                        break
+        finally:
+            bar.close()
+        model.eval()
+        if info.is_main and self.out_dir is not None:
+            save_model(model, self.out_dir)
+            self._write_history()
+        return model
+
+    @torch.no_grad()
+    def evaluate(self, items: Sequence[Any], captions: Sequence[Sequence[str]], item_rate: int | None = None) -> dict[str, float]:
+        """Retrieval R@1/5/10 in both directions on held-out pairs (deterministic windows)."""
+        a = embed_audio(self.model, items, sample_rate=item_rate, batch_size=64, cache=None, progress=False)
+        flat = [t for caps in captions for t in caps]
+        owner = [i for i, caps in enumerate(captions) for _ in caps]
+        t = embed_text(self.model, flat)
+        a /= np.linalg.norm(a, axis=1, keepdims=True)
+        t /= np.linalg.norm(t, axis=1, keepdims=True)
+        return {f"val_{k}": v for k, v in retrieval_metrics(a, t, owner).items()}
+
+    # ------------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_dir(self) -> Path:
+        if self.out_dir is None:
+            raise ValueError("checkpoints need an out_dir")
+        return self.out_dir / "checkpoints"
+
+    def save_checkpoint(self, optimizer, scheduler, scaler) -> Path:
+        """Write ``checkpoints/step-N/`` (model + optimizer, scheduler, RNG, data position) atomically,
+        then point ``checkpoints/latest`` at it."""
+        root = self.checkpoint_dir
+        root.mkdir(parents=True, exist_ok=True)
+        name = f"step-{self.step:08d}"
+        tmp = root / f".tmp-{name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(self.model, tmp)
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": json.dumps(self.history),
+            "config": json.dumps(dataclasses.asdict(self.config)),
+        }
+        torch.save(state, tmp / STATE_NAME)
+        final = root / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _write_atomic(root / "latest", lambda p: Path(p).write_text(name))
+        done = sorted(p for p in root.glob("step-*") if p.is_dir())
+        for old in done[: -max(1, self.config.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+        self._write_history()
+        return final
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoint_dir / "latest"
+        if not pointer.is_file():
+            return None
+        path = self.checkpoint_dir / pointer.read_text().strip()
+        return path if (path / STATE_NAME).is_file() else None
+
+    def _restore(self, optimizer, scheduler, scaler) -> bool:
+        """Load the latest checkpoint into the model, optimizer, scheduler and RNG; False if none."""
+        from safetensors.torch import load_file
+
+        path = self.latest_checkpoint()
+        if path is None:
+            return False
+        state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
+        weights = load_file(path / "model.safetensors", device=str(self.model.device))
+        self.model.load_state_dict(weights, strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.history = json.loads(state["history"])
+        return True
+
+    def _write_history(self) -> None:
+        if self.out_dir is None or not self.history:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.out_dir / "history.json", lambda p: Path(p).write_text(json.dumps(self.history, indent=1)))
+        keys = list(dict.fromkeys(k for r in self.history for k in r))
+
+        def write_csv(p: str) -> None:
+            with open(p, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=keys)
+                w.writeheader()
+                w.writerows(self.history)
+
+        _write_atomic(self.out_dir / "history.csv", write_csv)
+
+
+def train(
+    train_data: Any,
+    out_dir: str | os.PathLike | None = None,
+    model: CLAPModel | str = "tiny",
+    val_data: Any = None,
+    resume: bool = False,
+    item_rate: int | None = None,
+    **config: Any,
+) -> Trainer:
+    """Train a CLAP model: ``model`` is a preset name (random init), a checkpoint, or a CLAPModel.
+
+    ``train_data``/``val_data`` are ``(items, captions)`` or a manifest path (CSV/Parquet with
+    ``audio`` and ``caption`` columns). Keyword arguments are :class:`TrainConfig` fields.
+    Returns the :class:`Trainer`: ``.model`` is the trained model, ``.history`` its metrics.
+    """
+    from ..checkpoints import load_model
+    from ..models.clap import PRESETS
+    from .data import read_manifest
+
+    if isinstance(model, str):
+        model = CLAPModel.from_preset(model, seed=config.get("seed", 0)) if model in PRESETS else load_model(model)
+    if isinstance(train_data, (str, os.PathLike)):
+        train_data = read_manifest(train_data)
+    if isinstance(val_data, (str, os.PathLike)):
+        val_data = read_manifest(val_data)
+    trainer = Trainer(model, TrainConfig(**config), out_dir)
+    trainer.fit(train_data, val_data, item_rate=item_rate, resume=resume)
+    return trainer

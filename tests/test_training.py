@@ -1,0 +1,275 @@
+"""Contrastive training: gradient caching, distributed equality, exact resume, learning, CLI."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from skclap import CLAPEmbedder, CLAPModel
+from skclap.datasets import make_corpus
+from skclap.training import TrainConfig, Trainer, contrastive_backward, read_manifest, retrieval_metrics
+from skclap.training.distributed import DistInfo, average_gradients
+from skclap.training.trainer import warmup_cosine
+
+CAPTIONS = [f"caption number {i} about a {w} sound" for i, w in enumerate("dog rain bell siren drum hiss click buzz".split())]
+
+
+def batch(n: int = 8, seed: int = 0, dtype=torch.float64):
+    """A tiny model and a batch, in float64 so that equalities are exact up to 1e-5 with margin."""
+    g = torch.Generator().manual_seed(seed)
+    model = CLAPModel.from_preset("tiny", seed=seed).to(dtype)
+    waves = (torch.randn(n, model.config.window_samples, generator=g) * 0.1).to(dtype)
+    return model, waves, model.tokenize(CAPTIONS[:n])
+
+
+def grads(model: CLAPModel) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_grads(a: dict, b: dict, atol: float) -> None:
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=1e-4, msg=k)
+
+
+# --------------------------------------------------------------------------- gradient caching
+@pytest.mark.parametrize("micro", [1, 3, 4])
+def test_gradient_cache_equals_full_batch(micro):
+    model, waves, tokens = batch()
+    model.eval()  # batch norm on running statistics: samples are independent
+    full_loss = contrastive_backward(model, waves, tokens)
+    full = grads(model)
+    model.zero_grad()
+    cached_loss = contrastive_backward(model, waves, tokens, micro_batch=micro)
+    assert float(cached_loss) == pytest.approx(float(full_loss), abs=1e-6)
+    assert_same_grads(full, grads(model), atol=1e-5)
+    assert model.logit_scale.grad.abs() > 0
+
+
+def test_gradient_cache_replays_dropout_masks():
+    """In train mode (dropout on), the re-run of each micro-batch must see the masks of its first pass."""
+    model, waves, tokens = batch()
+    model.train()
+    model.audio_encoder.backbone.eval()  # batch norm only; dropout stays random
+    torch.manual_seed(5)
+    contrastive_backward(model, waves, tokens, micro_batch=4)
+    first = grads(model)
+    model.zero_grad()
+    torch.manual_seed(5)
+    contrastive_backward(model, waves, tokens, micro_batch=4)
+    assert_same_grads(first, grads(model), atol=0)
+    # Without the replay the surrogate would pair gradients with other masks: check the
+    # mechanism matters by comparing against the loss gradient on the embeddings directly.
+    model.zero_grad()
+    torch.manual_seed(5)
+    contrastive_backward(model, waves, tokens, micro_batch=8)  # one micro-batch == full batch
+    one = grads(model)
+    assert not all(torch.allclose(one[k], first[k]) for k in one)  # different masks, different grads
+
+
+# ------------------------------------------------------------------------ distributed (gloo)
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_worker(rank: int, world: int, port: int, micro: int | None, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model, waves, tokens = batch()
+        model.eval()
+        per = waves.shape[0] // world
+        sl = slice(rank * per, (rank + 1) * per)
+        info = DistInfo(rank, world)
+        loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, micro, info)
+        params = [p for p in model.parameters() if p.grad is not None]
+        average_gradients(params, info)
+        if rank == 0:
+            torch.save({"loss": loss, "grads": grads(model)}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("micro", [None, 2])
+def test_two_processes_match_one_process_on_the_global_batch(tmp_path, micro):
+    out = str(tmp_path / "rank0.pt")
+    mp.spawn(_rank_worker, args=(2, free_port(), micro, out), nprocs=2, join=True)
+    got = torch.load(out, weights_only=True)
+    model, waves, tokens = batch()
+    model.eval()
+    loss = contrastive_backward(model, waves, tokens)
+    assert float(got["loss"]) == pytest.approx(float(loss), abs=1e-5)
+    assert_same_grads(grads(model), got["grads"], atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ the trainer
+def corpus(n=48, seed=0):
+    c = make_corpus(n, seed=seed, seconds=1.0)
+    return c.waveforms(), c.captions
+
+
+def train_run(out_dir, steps, resume=False, callbacks=(), **kw):
+    cfg = TrainConfig(batch_size=8, max_steps=steps, lr=1e-3, warmup_steps=3, progress=False, log_every=1, **kw)
+    trainer = Trainer(CLAPModel.from_preset("tiny", seed=1), cfg, out_dir)
+    items, caps = corpus()
+    trainer.fit((items, caps), item_rate=16000, resume=resume, callbacks=callbacks)
+    return trainer
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_a_crash_ends_with_identical_weights(tmp_path):
+    """48 pairs / batch 8 = 6 steps an epoch; killed at step 9 (checkpoint at 8), resumed to 14."""
+    straight = train_run(tmp_path / "straight", 14)
+
+    def crash(trainer, record):
+        if trainer.step == 9:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_run(tmp_path / "resumed", 14, checkpoint_every=4, callbacks=[crash])
+    ckpts = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("step-*"))
+    assert ckpts == ["step-00000004", "step-00000008"]
+    resumed = train_run(tmp_path / "resumed", 14, resume=True, checkpoint_every=4)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
+    reloaded = CLAPModel.from_pretrained(str(tmp_path / "resumed"))
+    assert all(torch.equal(reloaded.state_dict()[k], b[k]) for k in b)
+    assert (tmp_path / "resumed" / "history.csv").read_text().count("\n") == 15
+
+
+def test_freezing_the_text_encoder_and_clamping_the_temperature(tmp_path):
+    model = CLAPModel.from_preset("tiny", seed=1)
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(500.0))
+    before = copy.deepcopy(model.state_dict())
+    items, caps = corpus(16)
+    Trainer(model, TrainConfig(batch_size=8, max_steps=2, freeze_text=True, progress=False)).fit((items, caps), item_rate=16000)
+    after = model.state_dict()
+    text_backbone = [k for k in before if k.startswith("text_encoder.backbone.")]
+    assert text_backbone and all(torch.equal(before[k], after[k]) for k in text_backbone)
+    assert not torch.equal(before["text_encoder.projection.linear1.weight"], after["text_encoder.projection.linear1.weight"])
+    assert not torch.equal(before["audio_encoder.backbone.fc1.weight"], after["audio_encoder.backbone.fc1.weight"])
+    assert float(model.logit_scale.detach().exp()) <= 100.0 + 1e-3
+
+
+def test_warmup_cosine_schedule():
+    f = [warmup_cosine(s, warmup=10, total=110) for s in range(110)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and f[60] == pytest.approx(0.5) and f[109] < 0.001
+    assert all(x >= y for x, y in zip(f[10:], f[11:]))
+
+
+def test_retrieval_metrics_against_brute_force():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20, 8))
+    t = a[[0, 0, 1, 2, 3, 5, 7, 11]] + rng.standard_normal((8, 8)) * 1.5
+    owner = [0, 0, 1, 2, 3, 5, 7, 11]
+    m = retrieval_metrics(a, t, owner)
+    sim = t @ a.T
+    for k in (1, 5):
+        expected = np.mean([owner[j] in np.argsort(-sim[j])[:k] for j in range(8)])
+        assert m[f"t2a_R@{k}"] == pytest.approx(expected)
+    # audio -> text over clips that have captions (0, 1, 2, 3, 5, 7, 11)
+    hits = []
+    for i in sorted(set(owner)):
+        top = np.argsort(-sim[:, i])[:1]
+        hits.append(any(owner[j] == i for j in top))
+    assert m["a2t_R@1"] == pytest.approx(np.mean(hits))
+
+
+def test_training_learns_retrieval_far_above_chance(tmp_path):
+    c = make_corpus(330, seed=0, seconds=1.0)
+    tr, va = c.subset(range(280)), c.subset(range(280, 330))
+    cfg = TrainConfig(batch_size=32, max_steps=300, lr=1e-3, warmup_steps=20, progress=False, log_every=50, eval_every=300)
+    trainer = Trainer(CLAPModel.from_preset("tiny", seed=0), cfg, tmp_path / "run")
+    trainer.fit((tr.waveforms(), tr.captions), (va.waveforms(), va.captions), item_rate=16000)
+    final = trainer.history[-1]
+    chance_r10 = 10 / 50
+    assert final["loss"] < math.log(32) - 0.5  # log(32): no better than chance
+    assert final["val_t2a_R@10"] >= 2.5 * chance_r10
+    assert final["val_a2t_R@10"] >= 2.5 * chance_r10
+    assert final["val_t2a_R@1"] >= 3 / 50
+    # The result is an ordinary checkpoint: the estimators take it.
+    emb = CLAPEmbedder(model=str(tmp_path / "run"), sample_rate=16000, progress=False).fit_transform(va.waveforms()[:3])
+    assert emb.shape == (3, 64)
+
+
+# --------------------------------------------------------------------------- manifest and CLI
+def write_manifest(tmp_path, n=16) -> Path:
+    return make_corpus(n, seed=3, seconds=1.0).write(tmp_path / "data")
+
+
+def test_read_manifest_groups_captions(tmp_path):
+    path = write_manifest(tmp_path, 4)
+    audio, captions = read_manifest(path)
+    assert len(audio) == 4 and all(len(c) == 3 for c in captions)
+    assert all(Path(a).is_file() and Path(a).is_absolute() for a in audio)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,text\nx.wav,hello\n")
+    with pytest.raises(ValueError, match=r"no column\(s\) \['audio', 'caption'\]"):
+        read_manifest(bad)
+    bad.write_text("audio,caption\nx.wav,\n")
+    with pytest.raises(ValueError, match="row 2: empty caption for 'x.wav'"):
+        read_manifest(bad)
+
+
+def test_cli_trains_from_a_manifest(tmp_path):
+    path = write_manifest(tmp_path)
+    out = tmp_path / "model"
+    cmd = [sys.executable, "-m", "skclap", "train", str(path), "--out", str(out), "--preset", "tiny",
+           "--batch-size", "8", "--max-steps", "3", "--no-progress"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert (out / "model.safetensors").is_file() and (out / "history.json").is_file()
+    assert "trained 3 steps" in res.stdout
+    CLAPModel.from_pretrained(str(out))
+
+
+def test_torchrun_two_processes_train_like_one(tmp_path):
+    """The real launcher: 2 gloo processes on loopback vs 1 process, same global batch of 8.
+
+    Dropout is off and the audio backbone frozen (batch norm on running statistics), so the two runs
+    must agree to float tolerance after several optimiser steps."""
+    import dataclasses
+
+    from skclap import PRESETS
+
+    cfg = dataclasses.replace(PRESETS["tiny"], proj_dropout=0.0, text_config={**PRESETS["tiny"].text_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    CLAPModel(cfg).save_pretrained(tmp_path / "init")
+    path = write_manifest(tmp_path)
+    common = [str(path), "--init", str(tmp_path / "init"), "--batch-size", "8", "--max-steps", "4",
+              "--freeze-audio", "--no-progress", "--lr", "1e-3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "skclap", "train", *common, "--out", str(tmp_path / "one")], capture_output=True, text=True, env=env, timeout=300)
+    assert single.returncode == 0, single.stderr
+    dist = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+         f"--master_port={free_port()}", "-m", "skclap.training", *common, "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    one = CLAPModel.from_pretrained(str(tmp_path / "one")).state_dict()
+    two = CLAPModel.from_pretrained(str(tmp_path / "two")).state_dict()
+    changed = [k for k in one if not torch.equal(one[k], CLAPModel.from_pretrained(str(tmp_path / "init")).state_dict()[k])]
+    assert len(changed) > 5
+    for k in one:
+        torch.testing.assert_close(one[k], two[k], atol=2e-5, rtol=1e-4, msg=k)
