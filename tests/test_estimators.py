@@ -287,3 +287,24 @@ def test_cache_key_follows_the_weights(tiny_model, gtzan_dir):
         model.audio_encoder.projection.linear1.weight.mul_(-1.0)
     after = emb.fit_transform(files[:2])
     assert not np.allclose(before, after, atol=1e-3)
+
+
+def test_linear_probe_finetune_trains_a_copy_of_the_audio_tower(tiny_model_dir, gtzan_dir):
+    files, y = gtzan_files(gtzan_dir)
+    shared = resolve_model(str(tiny_model_dir), "cpu")
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+    probe = CLAPLinearProbe(
+        model=str(tiny_model_dir), finetune=True, progress=False, device="cpu",
+        finetune_params={"epochs": 6, "batch_size": 10, "lr": 1e-3, "warmup_steps": 2, "log_every": 1},
+    ).fit(files, y)
+    tuned = probe.finetuned_model_.state_dict()
+    assert all(torch.equal(before[k], v) for k, v in shared.state_dict().items())  # untouched
+    assert not torch.equal(tuned["audio_encoder.backbone.fc1.weight"], before["audio_encoder.backbone.fc1.weight"])
+    assert torch.equal(tuned["text_encoder.projection.linear1.weight"], before["text_encoder.projection.linear1.weight"])
+    losses = [r["loss"] for r in probe.finetune_history_]
+    assert len(losses) == 18 and np.mean(losses[-3:]) < np.mean(losses[:3])  # cross-entropy goes down
+    assert (probe.predict(files) == y).mean() >= 0.9
+    again = pickle.loads(pickle.dumps(probe))
+    np.testing.assert_allclose(again.predict_proba(files), probe.predict_proba(files), atol=1e-6)
+    with pytest.raises(ValueError, match="single-label"):
+        CLAPLinearProbe(model=str(tiny_model_dir), finetune=True, progress=False).fit(files, [[g] for g in y])

@@ -273,3 +273,33 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
     assert len(changed) > 5
     for k in one:
         torch.testing.assert_close(one[k], two[k], atol=2e-5, rtol=1e-4, msg=k)
+
+
+def test_cli_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
+    """SIGKILL a real training process after a checkpoint, resume it, compare with a clean run."""
+    import signal
+    import time
+
+    path = write_manifest(tmp_path, 24)  # 24 pairs / batch 8 = 3 steps an epoch
+    args = [sys.executable, "-m", "skclap", "train", str(path), "--preset", "tiny", "--batch-size", "8",
+            "--max-steps", "40", "--checkpoint-every", "2", "--warmup-steps", "3", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    clean = subprocess.run([*args, "--out", str(tmp_path / "clean")], capture_output=True, text=True, env=env, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "step-00000004").is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = int((out / "checkpoints" / "latest").read_text().split("-")[1])
+    assert 4 <= stopped_at < 40  # killed mid-run (mid-epoch resumption is checked exactly above)
+    assert not (out / "model.safetensors").exists()  # it never finished
+    resumed = subprocess.run([*args, "--out", str(out), "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a = CLAPModel.from_pretrained(str(tmp_path / "clean")).state_dict()
+    b = CLAPModel.from_pretrained(str(out)).state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

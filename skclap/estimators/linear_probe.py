@@ -14,7 +14,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import CLAPEstimatorBase, as_items, check_targets
+from ._base import CLAPEstimatorBase, as_items, check_targets, resolve_model
 from .zero_shot import _is_label_lists
 
 __all__ = ["CLAPLinearProbe"]
@@ -30,6 +30,13 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         The head, cloned at fit; default standardised features into
         ``LogisticRegression(max_iter=1000)``. For multi-label
         targets a head without native multi-label support is wrapped in ``OneVsRestClassifier``.
+    finetune : bool, default=False
+        The paper's supervised setting: first train the audio encoder with a linear layer and
+        cross-entropy on ``(X, y)`` (single-label targets), then fit ``estimator`` on the embeddings
+        of the fine-tuned encoder. The shared model is not modified: a copy is trained.
+    finetune_params : dict, optional
+        :class:`skclap.training.TrainConfig` fields for fine-tuning (default: 5 epochs, batch 32,
+        lr 1e-4, warm-up 10 steps).
     sample_rate, batch_size, device, cache, progress
         As in :class:`~skclap.CLAPEmbedder`. Embeddings are cached, so cross-validation embeds
         each clip once.
@@ -39,12 +46,16 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
     estimator_ : the fitted head.
     classes_ : ndarray of shape (n_classes,)
     multilabel_ : bool
+    finetuned_model_ : CLAPModel — the fine-tuned copy (``finetune=True`` only).
+    finetune_history_ : list of dict — its training metrics (``finetune=True`` only).
     """
 
     def __init__(
         self,
         model: Any = "msclap-2022",
         estimator: Any = None,
+        finetune: bool = False,
+        finetune_params: dict[str, Any] | None = None,
         sample_rate: int | None = None,
         batch_size: int = 32,
         device: str = "auto",
@@ -53,6 +64,8 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
     ) -> None:
         self.model = model
         self.estimator = estimator
+        self.finetune = finetune
+        self.finetune_params = finetune_params
         self.sample_rate = sample_rate
         self.batch_size = batch_size
         self.device = device
@@ -79,12 +92,38 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         if kind == "continuous":
             raise ValueError("Unknown label type: y holds continuous values; a classifier needs class labels")
         self.multilabel_ = kind == "multilabel-indicator"
+        if self.finetune:
+            self._finetune(items, y)
         emb = self._embed_audio(items)
         self.estimator_ = self._head(self.multilabel_).fit(emb, y)
         self.classes_ = self._binarizer.classes_ if self._binarizer is not None else self.estimator_.classes_
         if self.multilabel_ and self._binarizer is None:
             self.classes_ = np.arange(np.shape(y)[1])
         return self
+
+    def _finetune(self, items: list[Any], y: Any) -> None:
+        import copy
+
+        import torch
+
+        from ..training import TrainConfig, Trainer
+
+        if self.multilabel_:
+            raise ValueError("finetune=True supports single-label targets; fit multi-label heads on frozen features")
+        classes, codes = np.unique(np.asarray(y), return_inverse=True)
+        base = resolve_model(self.model, self.device)
+        model = copy.deepcopy(base)  # the shared (cached) model stays as it was
+        head = torch.nn.Linear(model.config.proj_dim, len(classes))
+        params = {"epochs": 5, "batch_size": 32, "lr": 1e-4, "warmup_steps": 10, "progress": self.progress, "device": str(model.device)}
+        params.update(self.finetune_params or {})
+        params["batch_size"] = min(params["batch_size"], len(items))
+        trainer = Trainer(model, TrainConfig(**params), head=head)
+        trainer.fit((items, [int(c) for c in codes]), item_rate=self.sample_rate)
+        self.finetuned_model_ = model.eval()
+        self.finetune_history_ = trainer.history
+
+    def _clap(self):
+        return getattr(self, "finetuned_model_", None) or super()._clap()
 
     def _features(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")

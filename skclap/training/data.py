@@ -46,7 +46,8 @@ def read_manifest(path: str | os.PathLike, audio_column: str = "audio", caption_
 
 
 class CaptionDataset(Dataset):
-    """Audio items (paths or waveforms) with one or more captions each.
+    """Audio items (paths or waveforms) with one or more captions each (or one integer class label
+    each, for supervised fine-tuning).
 
     Indexed by ``(index, seed)`` pairs from :class:`EpochBatchSampler`: the seed picks the random
     window of the clip and which caption to use, so an epoch's data are the same whatever the number
@@ -56,7 +57,7 @@ class CaptionDataset(Dataset):
     def __init__(
         self,
         items: Sequence[Any],
-        captions: Sequence[str | Sequence[str]],
+        captions: Sequence[str | int | Sequence[str]],
         sample_rate: int,
         window_samples: int,
         item_rate: int | None = None,
@@ -67,9 +68,9 @@ class CaptionDataset(Dataset):
         if len(items) == 0:
             raise ValueError("the training data are empty")
         self.items = list(items)
-        self.captions = [[c] if isinstance(c, str) else list(c) for c in captions]
+        self.captions = [[c] if isinstance(c, (str, int, np.integer)) else list(c) for c in captions]
         for i, caps in enumerate(self.captions):
-            if not caps or not all(isinstance(c, str) and c.strip() for c in caps):
+            if not caps or not all((isinstance(c, str) and c.strip()) or isinstance(c, (int, np.integer)) for c in caps):
                 raise ValueError(f"item {i} ({audio.describe(self.items[i])}) has no usable caption: {caps!r}")
         self.sample_rate = sample_rate
         self.window_samples = window_samples

@@ -86,11 +86,25 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
 
 
 class Trainer:
-    """Train a :class:`CLAPModel` contrastively; ``out_dir`` receives checkpoints, history and the
-    final model (loadable with ``CLAPModel.from_pretrained`` and by the estimators)."""
+    """Train a :class:`CLAPModel`; ``out_dir`` receives checkpoints, history and the final model
+    (loadable with ``CLAPModel.from_pretrained`` and by the estimators).
 
-    def __init__(self, model: CLAPModel, config: TrainConfig | None = None, out_dir: str | os.PathLike | None = None, **overrides: Any) -> None:
+    By default the objective is contrastive on audio-caption pairs. With ``head`` (a module mapping
+    audio embeddings to class logits) it is supervised fine-tuning: targets are integer labels, the
+    loss is cross-entropy of ``head(encode_audio(x))``, the text tower is left out, and validation
+    reports accuracy.
+    """
+
+    def __init__(
+        self,
+        model: CLAPModel,
+        config: TrainConfig | None = None,
+        out_dir: str | os.PathLike | None = None,
+        head: torch.nn.Module | None = None,
+        **overrides: Any,
+    ) -> None:
         self.model = model
+        self.head = head
         self.config = dataclasses.replace(config or TrainConfig(), **overrides)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.history: list[dict[str, Any]] = []
@@ -112,10 +126,14 @@ class Trainer:
         m, c = self.model, self.config
         m.text_encoder.backbone.requires_grad_(not c.freeze_text)
         m.audio_encoder.backbone.requires_grad_(not c.freeze_audio)
+        if self.head is not None:  # supervised: the audio tower and the head
+            return [p for p in (*m.audio_encoder.parameters(), *self.head.parameters()) if p.requires_grad]
         return [p for p in m.parameters() if p.requires_grad]
 
     def _train_mode(self) -> None:
         self.model.train()
+        if self.head is not None:
+            self.head.train()
         if self.config.freeze_text:
             self.model.text_encoder.backbone.eval()
         if self.config.freeze_audio:
@@ -130,6 +148,19 @@ class Trainer:
         if c.optimizer == "adam":
             return torch.optim.Adam(groups, lr=c.lr)
         return torch.optim.AdamW(groups, lr=c.lr)
+
+    def _backward(self, waves: torch.Tensor, targets: list[Any], info: DistInfo, autocast: Any, scaler: Any) -> torch.Tensor:
+        """Gradients of this batch's loss; returns the loss."""
+        model = self.model
+        if self.head is None:
+            tokens = model.tokenize(targets)
+            return contrastive_backward(model, waves, tokens, self.config.micro_batch_size, info, autocast, scaler)
+        labels = torch.as_tensor([int(t) for t in targets], device=waves.device)
+        with autocast():
+            logits = self.head(model.encode_audio(waves))
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        return loss.detach()
 
     # --------------------------------------------------------------------------- training
     def fit(
@@ -149,8 +180,10 @@ class Trainer:
         if device.type == "cuda" and info.enabled:
             device = torch.device("cuda", info.local_rank)
         model = self.model.to(device)
+        if self.head is not None:
+            self.head.to(device)
         data = self._dataset(train, item_rate)
-        val_data = None if val is None else (list(val[0]), [[v] if isinstance(v, str) else list(v) for v in val[1]])
+        val_data = None if val is None else (list(val[0]), [[v] if isinstance(v, (str, int, np.integer)) else list(v) for v in val[1]])
 
         steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(data), c.batch_size)
         if steps_per_epoch == 0:
@@ -176,10 +209,7 @@ class Trainer:
                 )
                 for waves, captions, _ in loader:
                     self._train_mode()
-                    tokens = model.tokenize(captions)
-                    loss = contrastive_backward(
-                        model, waves.to(device, non_blocking=True), tokens, c.micro_batch_size, info, autocast, scaler
-                    )
+                    loss = self._backward(waves.to(device, non_blocking=True), captions, info, autocast, scaler)
                     average_gradients(params, info)
                     if scaler is not None:
                         scaler.unscale_(optimizer)
@@ -212,10 +242,10 @@ class Trainer:
                         self.batch_in_epoch = 0
                     if val_data is not None and ((c.eval_every and self.step % c.eval_every == 0) or epoch_done or self.step == total):
                         record.update(self.evaluate(*val_data, item_rate=item_rate))
-                    evaluated = "val_t2a_R@1" in record
+                    evaluated = "val_t2a_R@1" in record or "val_accuracy" in record
                     if self.step % c.log_every == 0 or evaluated or self.step == total:
                         self.history.append(record)
-                        bar.set_postfix(loss=f"{record['loss']:.3f}", **({"R@1": f"{record['val_t2a_R@1']:.2f}"} if evaluated else {}))
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", **({k: f"{v:.2f}" for k, v in record.items() if k in ("val_t2a_R@1", "val_accuracy")}))
                     if c.checkpoint_every and self.step % c.checkpoint_every == 0 and info.is_main:
                         self.save_checkpoint(optimizer, scheduler, scaler)
                     for cb in callbacks:
@@ -225,15 +255,24 @@ class Trainer:
         finally:
             bar.close()
         model.eval()
+        if self.head is not None:
+            self.head.eval()
         if info.is_main and self.out_dir is not None:
             save_model(model, self.out_dir)
             self._write_history()
         return model
 
     @torch.no_grad()
-    def evaluate(self, items: Sequence[Any], captions: Sequence[Sequence[str]], item_rate: int | None = None) -> dict[str, float]:
-        """Retrieval R@1/5/10 in both directions on held-out pairs (deterministic windows)."""
+    def evaluate(self, items: Sequence[Any], captions: Sequence[Sequence[Any]], item_rate: int | None = None) -> dict[str, float]:
+        """Retrieval R@1/5/10 in both directions on held-out pairs (deterministic windows), or
+        accuracy when fine-tuning a classification head."""
         a = embed_audio(self.model, items, sample_rate=item_rate, batch_size=64, cache=None, progress=False)
+        if self.head is not None:
+            was = self.head.training
+            self.head.eval()
+            logits = self.head(torch.from_numpy(a).to(self.model.device)).cpu().numpy()
+            self.head.train(was)
+            return {"val_accuracy": float((logits.argmax(1) == np.array([int(c[0]) for c in captions])).mean())}
         flat = [t for caps in captions for t in caps]
         owner = [i for i, caps in enumerate(captions) for _ in caps]
         t = embed_text(self.model, flat)
@@ -267,6 +306,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "history": json.dumps(self.history),
+            "head": self.head.state_dict() if self.head is not None else None,
             "config": json.dumps(dataclasses.asdict(self.config)),
         }
         torch.save(state, tmp / STATE_NAME)
@@ -297,6 +337,8 @@ class Trainer:
         state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
         weights = load_file(path / "model.safetensors", device=str(self.model.device))
         self.model.load_state_dict(weights, strict=True)
+        if self.head is not None:
+            self.head.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state["scaler"] is not None:
