@@ -303,3 +303,18 @@ def test_cli_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
     b = CLAPModel.from_pretrained(str(out)).state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_parquet_manifest_and_loader_workers_give_the_same_run(tmp_path):
+    import pandas as pd
+
+    csv_path = write_manifest(tmp_path, 16)
+    pq_path = csv_path.with_suffix(".parquet")
+    pd.read_csv(csv_path).to_parquet(pq_path)
+    assert read_manifest(pq_path) == read_manifest(csv_path)
+    runs = []
+    for workers in (0, 2):
+        model = CLAPModel.from_preset("tiny", seed=2)
+        Trainer(model, TrainConfig(batch_size=8, max_steps=3, num_workers=workers, progress=False)).fit(read_manifest(pq_path))
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
