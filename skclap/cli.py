@@ -79,12 +79,28 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_demo_cmd(args: argparse.Namespace) -> int:
+    from .demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(preset=args.preset, n_clips=args.clips, steps=args.steps, seed=args.seed, progress=not args.no_progress)
+    run_demo(args.out, cfg)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skclap", description="CLAP for scikit-learn")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="list architectures and checkpoints, run an offline self-check")
     info.add_argument("--preset", default="tiny")
     info.set_defaults(func=_cmd_info)
+    demo = sub.add_parser("demo", help="offline demo: train a small CLAP on synthetic sounds, zero-shot, probe, retrieval")
+    demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
+    demo.add_argument("--preset", default="small")
+    demo.add_argument("--clips", type=int, default=3000)
+    demo.add_argument("--steps", type=int, default=1200)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=run_demo_cmd)
     tr = sub.add_parser("train", help="train CLAP contrastively on an audio-caption manifest")
     add_train_arguments(tr)
     tr.set_defaults(func=run_train)

@@ -1,5 +1,5 @@
 """Data sets: a synthetic captioned corpus made offline."""
 
-from .synthetic import FAMILIES, SyntheticCorpus, make_corpus, render
+from .synthetic import FAMILIES, SyntheticCorpus, attribute_words, class_prompts, make_corpus, pitched_labels, render
 
-__all__ = ["FAMILIES", "SyntheticCorpus", "make_corpus", "render"]
+__all__ = ["FAMILIES", "SyntheticCorpus", "attribute_words", "class_prompts", "make_corpus", "pitched_labels", "render"]

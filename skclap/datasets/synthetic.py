@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILIES", "Clip", "SyntheticCorpus", "make_corpus", "render"]
+__all__ = ["FAMILIES", "Clip", "SyntheticCorpus", "attribute_words", "class_prompts", "make_corpus", "pitched_labels", "render"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _chirp(direction: int):
 
 
 def _siren(rng, t, rate, a):
-    f = a["f0"] * (1.5 + 0.5 * np.sin(2 * np.pi * a["rate"] / 4 * t))
+    f = a["f0"] * (1.5 + 0.5 * np.sin(2 * np.pi * a["rate"] / 2 * t))
     return np.sin(2 * np.pi * np.cumsum(f) / rate)
 
 
@@ -168,6 +168,37 @@ class Clip:
     def label(self) -> str:
         return self.family
 
+    @property
+    def pitched_label(self) -> str:
+        """Family with its pitch, e.g. ``"high siren"`` (families without pitch: the family)."""
+        pitch = self.attributes.get("pitch")
+        return f"{pitch} {self.family}" if pitch else self.family
+
+
+def attribute_words(attribute: str) -> set[str]:
+    """Every word the captions use for an attribute ("pitch", "tempo", "loudness", "length")."""
+    table = {"pitch": _PITCH, "tempo": _TEMPO, "loudness": _LOUD, "length": _LEN}[attribute]
+    return {w for synonyms in table.values() for phrase in synonyms for w in phrase.split()}
+
+
+def pitched_labels() -> list[str]:
+    """Every family x pitch class, e.g. ``["low sine tone", "high sine tone", ..., "white noise"]``."""
+    out = []
+    for fam in FAMILIES:
+        out += [f"{p} {fam.name}" for p in _PITCH] if fam.pitched else [fam.name]
+    return out
+
+
+def class_prompts(label: str) -> list[str]:
+    """Ways to say a class (family or ``"pitch family"``) with the corpus's own synonyms."""
+    pitch, _, name = label.partition(" ")
+    if pitch not in _PITCH or name not in _BY_NAME:
+        pitch, name = "", label
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown class {label!r}")
+    adjectives = _PITCH[pitch] if pitch else ("",)
+    return [" ".join(f"{adj} {noun}".split()) for adj in adjectives for noun in _BY_NAME[name].nouns]
+
 
 def _attributes(fam: Family, rng: np.random.Generator) -> dict[str, str]:
     attrs = {"loudness": str(rng.choice(list(_LOUD))), "length": str(rng.choice(list(_LEN)))}
@@ -242,6 +273,18 @@ class SyntheticCorpus:
 
     def waveforms(self) -> list[np.ndarray]:
         return [self.waveform(i) for i in range(len(self))]
+
+    def without_words_for(self, attribute: str, labels: Sequence[str], seed: int = 0) -> SyntheticCorpus:
+        """A copy whose clips of ``labels`` (``pitched_label``) are re-captioned without mentioning
+        ``attribute``: the audio stays, the words for that combination never appear."""
+        rng = np.random.default_rng(seed)
+        clips = []
+        for c in self.clips:
+            if c.pitched_label in labels:
+                kept = {k: v for k, v in c.attributes.items() if k != attribute}
+                c = Clip(c.family, c.attributes, _captions(_BY_NAME[c.family], kept, rng, len(c.captions)), c.seed)
+            clips.append(c)
+        return SyntheticCorpus(clips, self.sample_rate, self.seconds)
 
     def subset(self, idx: Sequence[int]) -> SyntheticCorpus:
         return SyntheticCorpus([self.clips[i] for i in idx], self.sample_rate, self.seconds)
