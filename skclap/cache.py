@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import weakref
 from collections import OrderedDict
@@ -23,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .fileio import write_atomic
 
 __all__ = ["DiskCache", "MemoryCache", "get_cache", "item_key", "model_fingerprint"]
 
@@ -149,14 +150,13 @@ class DiskCache:
     def put(self, key: str, value: np.ndarray) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.asarray(value, dtype=np.float32))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        array = np.asarray(value, dtype=np.float32)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+
+        write_atomic(path, write)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.npy"))

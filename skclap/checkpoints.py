@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .fileio import write_atomic
 from .frontend import mel_filterbank
 from .hub import hub_offline
 from .models.clap import PRESETS, CLAPConfig, CLAPModel
@@ -116,17 +116,6 @@ def resolve_checkpoint(name: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- skclap format
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model: CLAPModel, directory: str | os.PathLike) -> Path:
     """Write ``model`` as a skclap checkpoint directory (each file replaced atomically)."""
     from safetensors.torch import save_file
@@ -134,9 +123,9 @@ def save_model(model: CLAPModel, directory: str | os.PathLike) -> Path:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _write_atomic(out / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": FORMAT}))
+    write_atomic(out / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": FORMAT}))
     meta = {"format": FORMAT, **model.config.to_dict()}
-    _write_atomic(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+    write_atomic(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     model.tokenizer.save_pretrained(out)
     return out
 

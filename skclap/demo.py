@@ -78,7 +78,6 @@ def _check_held_out(train) -> None:
 
 def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = None, log=print) -> dict[str, Any]:
     """Run the whole demo; returns the metrics and writes ``out_dir/report.md`` with plots."""
-    import torch
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     from .datasets import class_prompts, make_corpus, pitched_labels

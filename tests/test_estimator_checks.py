@@ -1,6 +1,5 @@
 """scikit-learn's estimator contract (parametrize_with_checks) on all three estimators."""
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skclap import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier

@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..checkpoints import _write_atomic, save_model
+from ..checkpoints import save_model
+from ..fileio import write_atomic
 from ..devices import resolve_device
 from ..inference import embed_audio, embed_text
 from ..models.clap import CLAPModel
@@ -313,7 +314,7 @@ class Trainer:
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _write_atomic(root / "latest", lambda p: Path(p).write_text(name))
+        write_atomic(root / "latest", lambda p: Path(p).write_text(name))
         done = sorted(p for p in root.glob("step-*") if p.is_dir())
         for old in done[: -max(1, self.config.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
@@ -354,7 +355,7 @@ class Trainer:
         if self.out_dir is None or not self.history:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.out_dir / "history.json", lambda p: Path(p).write_text(json.dumps(self.history, indent=1)))
+        write_atomic(self.out_dir / "history.json", lambda p: Path(p).write_text(json.dumps(self.history, indent=1)))
         keys = list(dict.fromkeys(k for r in self.history for k in r))
 
         def write_csv(p: str) -> None:
@@ -363,7 +364,7 @@ class Trainer:
                 w.writeheader()
                 w.writerows(self.history)
 
-        _write_atomic(self.out_dir / "history.csv", write_csv)
+        write_atomic(self.out_dir / "history.csv", write_csv)
 
 
 def train(
