@@ -141,10 +141,6 @@ def _load_dir(path: Path, device: str | torch.device | None, tokenizer: Any) -> 
         meta = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {err}") from None
-    if meta.get("model_type") == "clap":
-        raise CheckpointError(
-            f"{path} holds a transformers ClapModel (LAION CLAP); that backend is not supported yet"
-        )
     if meta.pop("format", None) != FORMAT:
         raise CheckpointError(f"{cfg_path} is not a skclap config (no \"format\": \"{FORMAT}\")")
     try:
@@ -285,8 +281,13 @@ def load_model(
     tokenizer: Any = None,
     config: CLAPConfig | None = None,
 ) -> CLAPModel:
-    """Load a CLAP model from a registered name, a skclap directory, or an msclap ``.pth`` file."""
+    """Load a CLAP model: a registered name, a skclap directory, an msclap ``.pth`` file, or a LAION
+    CLAP checkpoint in the transformers format (hub id or directory; see :mod:`skclap.backends`)."""
+    from .backends.laion import LaionCLAP, is_laion_checkpoint
+
     name = os.fspath(name_or_path)
+    if is_laion_checkpoint(name):
+        return LaionCLAP.from_pretrained(name, device=device)
     if name in REGISTRY:
         ckpt = REGISTRY[name]
         file = resolve_checkpoint(name)
@@ -302,6 +303,7 @@ def load_model(
             return import_msclap(path, tokenizer=tokenizer, config=config, device=device)
         raise CheckpointError(f"{name!r} is a file but not a torch checkpoint (.pth/.pt); pass a skclap directory")
     raise CheckpointError(
-        f"no checkpoint named {name!r}: not a registered name ({', '.join(sorted(REGISTRY))}) "
+        f"no checkpoint named {name!r}: not a registered name ({', '.join(sorted(REGISTRY))}, or the LAION "
+        f"checkpoints of skclap.backends.LAION_CHECKPOINTS) "
         f"and no such directory or file"
     )

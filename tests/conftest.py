@@ -34,6 +34,46 @@ def sine(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def byte_level_alphabet() -> list[str]:
+    """GPT-2/RoBERTa's printable stand-ins for the 256 byte values."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def save_small_laion_clap(out: Path) -> Path:
+    """A small random ClapModel (HTSAT + RoBERTa) with its processor, saved like a hub checkpoint."""
+    import json
+
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
+
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", *byte_level_alphabet()])}
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    (out / "merges.txt").write_text("#version: 0.2\n")
+    tok = RobertaTokenizer(vocab_file=str(out / "vocab.json"), merges_file=str(out / "merges.txt"))
+    cfg = ClapConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=80, projection_dim=24),
+        audio_config=dict(depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], patch_embeds_hidden_size=16,
+                          hidden_size=128, projection_dim=24),
+        projection_dim=24,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ClapModel(cfg).save_pretrained(out)
+    ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tok).save_pretrained(out)
+    return out
+
+
+#: The LAION backend's small checkpoint, also needed at collection time.
+LAION_DIR = save_small_laion_clap(Path(tempfile.mkdtemp(prefix="skclap-laion-")))
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> CLAPModel:
     return CLAPModel.from_preset("tiny", seed=0)

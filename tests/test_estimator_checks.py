@@ -4,14 +4,18 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skclap import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
 
-from .conftest import TINY_DIR
+from .conftest import LAION_DIR, TINY_DIR
 
 KW = dict(model=str(TINY_DIR), sample_rate=16000, progress=False, device="cpu")
+LAION = dict(model=str(LAION_DIR), sample_rate=48000, progress=False, device="cpu")  # the LAION backend
 
 ESTIMATORS = [
     CLAPEmbedder(**KW),
     CLAPZeroShotClassifier(**KW),
     CLAPLinearProbe(**KW),
+    CLAPEmbedder(**LAION),
+    CLAPZeroShotClassifier(**LAION),
+    CLAPLinearProbe(**LAION),
 ]
 
 

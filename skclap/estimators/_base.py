@@ -48,8 +48,10 @@ def _stamp(spec: str) -> tuple:
 
 def resolve_model(spec: Any, device: str | torch.device | None = "auto") -> CLAPModel:
     """A CLAPModel from an instance, a registered name or a checkpoint directory/file."""
+    from ..backends.laion import LaionCLAP
+
     dev = resolve_device(device)
-    if isinstance(spec, CLAPModel):
+    if isinstance(spec, (CLAPModel, LaionCLAP)):
         return spec if spec.device == dev else spec.to(dev)
     if spec is None:
         raise ValueError("model is required: a registered name (e.g. 'msclap-2022'), a checkpoint directory, or a CLAPModel")

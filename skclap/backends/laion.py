@@ -1,0 +1,151 @@
+"""LAION CLAP through transformers' ``ClapModel``, behind the interface of :class:`CLAPModel`.
+
+The estimators and the inference core see the same surface as for the paper's model: a config with
+``sample_rate`` (48 kHz), ``window_samples`` (10 s), ``proj_dim``; ``encode_audio`` on fixed windows,
+``encode_text`` on strings, ``logit_scale``, ``audio_encoder`` (for the embedding cache's fingerprint).
+skclap's own loading, resampling, windowing (repeat-pad, consecutive windows, mean pooling: no random
+crop) and caching are used unchanged; only the per-window features come from ``ClapFeatureExtractor``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hub import hub_offline
+
+__all__ = ["LAION_CHECKPOINTS", "LaionCLAP", "LaionConfig", "is_laion_checkpoint"]
+
+#: Hugging Face hub ids of LAION CLAP checkpoints in the transformers format.
+LAION_CHECKPOINTS = (
+    "laion/clap-htsat-unfused",
+    "laion/clap-htsat-fused",
+    "laion/larger_clap_general",
+    "laion/larger_clap_music",
+    "laion/larger_clap_music_and_speech",
+)
+
+
+@dataclass
+class LaionConfig:
+    sample_rate: int
+    clip_seconds: float
+    proj_dim: int
+    text_max_length: int = 77
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+
+def is_laion_checkpoint(name_or_path: str | os.PathLike) -> bool:
+    """A registered LAION hub id, or a directory whose config says ``"model_type": "clap"``."""
+    name = os.fspath(name_or_path)
+    if name in LAION_CHECKPOINTS:
+        return True
+    cfg = Path(name).expanduser() / "config.json"
+    if cfg.is_file():
+        import json
+
+        try:
+            return json.loads(cfg.read_text()).get("model_type") == "clap"
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+    return False
+
+
+class LaionCLAP(nn.Module):
+    """A ``transformers.ClapModel`` with its feature extractor and tokenizer."""
+
+    def __init__(self, model: Any, feature_extractor: Any, tokenizer: Any, source: str | None = None) -> None:
+        super().__init__()
+        self.clap = model.eval()
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
+        self.source = source
+        # The audio tower as one module: the embedding cache fingerprints it.
+        self.audio_encoder = nn.ModuleList([model.audio_model, model.audio_projection])
+        self.config = LaionConfig(
+            sample_rate=int(feature_extractor.sampling_rate),
+            clip_seconds=float(feature_extractor.max_length_s),
+            proj_dim=int(model.config.projection_dim),
+        )
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None) -> LaionCLAP:
+        """Load a checkpoint directory, or a hub id from the local cache (or the hub when reachable)."""
+        from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
+
+        name = os.fspath(name_or_path)
+        local = Path(name).expanduser().is_dir()
+        attempts = [True] if (local or hub_offline()) else [True, False]
+        last: Exception | None = None
+        for local_only in attempts:
+            try:
+                model = ClapModel.from_pretrained(name, local_files_only=local_only)
+                fe = ClapFeatureExtractor.from_pretrained(name, local_files_only=local_only)
+                tok = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+                break
+            except (OSError, ValueError) as err:
+                last = err
+        else:
+            from ..checkpoints import CheckpointError
+
+            raise CheckpointError(
+                f"LAION CLAP checkpoint {name!r} could not be loaded ({type(last).__name__}: not in the local "
+                f"Hugging Face cache, and the hub was not reached). Offline, "
+                f"download it where the hub is reachable (huggingface-cli download {name}) and pass the "
+                f"directory, which must hold config.json, model.safetensors, preprocessor_config.json and "
+                f"the tokenizer files."
+            ) from None
+        return cls(model, fe, tok, source=name).to(device or "cpu")
+
+    # ---------------------------------------------------------------- CLAPModel's surface
+    @property
+    def device(self) -> torch.device:
+        return self.clap.logit_scale_a.device
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """The audio-side temperature (``logits_per_audio`` in transformers)."""
+        return self.clap.logit_scale_a
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.text_max_length, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+
+    def features(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Log-mel input of ``ClapModel`` for fixed windows ``(batch, window_samples)``."""
+        arrays = [np.asarray(w, dtype=np.float32) for w in wave.detach().cpu().numpy()]
+        # Windows are exactly max_length long, so neither mode crops at random; an unfused model
+        # takes one mel channel ("rand_trunc"), a fused one the four of "fusion".
+        mode = "fusion" if self.clap.config.audio_config.enable_fusion else "rand_trunc"
+        feats = self.feature_extractor(arrays, sampling_rate=self.config.sample_rate, truncation=mode, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in feats.items() if k in ("input_features", "is_longer")}
+
+    def encode_audio(self, wave: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        if wave.ndim != 2:
+            raise ValueError(f"encode_audio takes (batch, samples); got shape {tuple(wave.shape)}")
+        out = self.clap.audio_model(**self.features(wave))
+        emb = self.clap.audio_projection(out.pooler_output)
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def encode_text(self, text: list[str] | dict[str, torch.Tensor], normalize: bool = False) -> torch.Tensor:
+        tokens = text if isinstance(text, dict) else self.tokenize(text)
+        out = self.clap.text_model(**tokens)
+        emb = self.clap.text_projection(out.pooler_output)
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def similarity(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale.exp() * F.normalize(audio_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.clap.parameters())
+        return f"LaionCLAP(sample_rate={self.config.sample_rate}, proj_dim={self.config.proj_dim}, params={n / 1e6:.1f}M, source={self.source!r})"
