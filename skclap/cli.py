@@ -22,6 +22,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for name, ck in REGISTRY.items():
         state = "" if ck.supported else "  [not supported yet]"
         print(f"  {name:12s} {ck.repo_id}/{ck.filename}{state}\n               {ck.description}")
+    from .backends import LAION_CHECKPOINTS
+
+    print("\nLAION CLAP (transformers ClapModel backend, load_model / model=):")
+    for name in LAION_CHECKPOINTS:
+        print(f"  {name}")
     model = CLAPModel.from_preset(args.preset)
     rate = model.config.sample_rate
     t = np.arange(rate) / rate
