@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .. import audio
 
-__all__ = ["CaptionDataset", "EpochBatchSampler", "read_manifest"]
+__all__ = ["CaptionDataset", "EpochBatchSampler", "caption_lists", "read_manifest"]
 
 
 def read_manifest(path: str | os.PathLike, audio_column: str = "audio", caption_column: str = "caption") -> tuple[list[str], list[list[str]]]:
@@ -45,6 +45,11 @@ def read_manifest(path: str | os.PathLike, audio_column: str = "audio", caption_
     return list(clips), list(clips.values())
 
 
+def caption_lists(captions: Sequence[Any]) -> list[list[Any]]:
+    """Per-item targets as lists: a caption (or an integer label) alone becomes a list of one."""
+    return [[c] if isinstance(c, (str, int, np.integer)) else list(c) for c in captions]
+
+
 class CaptionDataset(Dataset):
     """Audio items (paths or waveforms) with one or more captions each (or one integer class label
     each, for supervised fine-tuning).
@@ -68,7 +73,7 @@ class CaptionDataset(Dataset):
         if len(items) == 0:
             raise ValueError("the training data are empty")
         self.items = list(items)
-        self.captions = [[c] if isinstance(c, (str, int, np.integer)) else list(c) for c in captions]
+        self.captions = caption_lists(captions)
         for i, caps in enumerate(self.captions):
             if not caps or not all((isinstance(c, str) and c.strip()) or isinstance(c, (int, np.integer)) for c in caps):
                 raise ValueError(f"item {i} ({audio.describe(self.items[i])}) has no usable caption: {caps!r}")

@@ -33,7 +33,7 @@ from ..fileio import write_atomic
 from ..devices import resolve_device
 from ..inference import embed_audio, embed_text
 from ..models.clap import CLAPModel
-from .data import CaptionDataset, EpochBatchSampler, collate
+from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
 from .distributed import DistInfo, average_gradients, init_distributed
 from .metrics import retrieval_metrics
 from .step import contrastive_backward
@@ -184,7 +184,7 @@ class Trainer:
         if self.head is not None:
             self.head.to(device)
         data = self._dataset(train, item_rate)
-        val_data = None if val is None else (list(val[0]), [[v] if isinstance(v, (str, int, np.integer)) else list(v) for v in val[1]])
+        val_data = None if val is None else (list(val[0]), caption_lists(val[1]))
 
         steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(data), c.batch_size)
         if steps_per_epoch == 0:
