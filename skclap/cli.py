@@ -92,6 +92,18 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import MODES, TASKS, evaluate, results_markdown
+
+    tasks = list(TASKS) if "all" in args.task else args.task
+    modes = MODES if args.mode == "both" else (args.mode,)
+    table = evaluate(tasks, args.data_dir, model=args.model, modes=modes, out_dir=args.out, cache=args.cache_dir or True,
+                     batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
+    print(results_markdown(table, model_name=args.model))
+    print(f"written: {args.out}/results.csv, {args.out}/results.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skclap", description="CLAP for scikit-learn")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=run_demo_cmd)
+    ev = sub.add_parser("evaluate", help="downstream tasks of the paper: zero-shot and linear probe, one table")
+    ev.add_argument("--task", action="append", required=True,
+                    help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS")
+    ev.add_argument("--data-dir", required=True,
+                    help="the dataset's folder, or a root holding each dataset in its standard folder name")
+    ev.add_argument("--model", default="msclap-2022", help="registered name or checkpoint directory")
+    ev.add_argument("--mode", choices=["zeroshot", "probe", "both"], default="both")
+    ev.add_argument("--out", default="skclap-eval", help="folder for results.csv and results.md")
+    ev.add_argument("--cache-dir", help="keep audio embeddings on disk here (default: in memory)")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=run_evaluate)
     tr = sub.add_parser("train", help="train CLAP contrastively on an audio-caption manifest")
     add_train_arguments(tr)
     tr.set_defaults(func=run_train)

@@ -1,5 +1,19 @@
-"""Data sets: a synthetic captioned corpus made offline."""
+"""Data sets: a synthetic captioned corpus made offline, and loaders for downstream datasets'
+standard local layouts."""
 
+from .downstream import LOADERS, DatasetNotFoundError, LabelledAudio, load_downstream
 from .synthetic import FAMILIES, SyntheticCorpus, attribute_words, class_prompts, make_corpus, pitched_labels, render
 
-__all__ = ["FAMILIES", "SyntheticCorpus", "attribute_words", "class_prompts", "make_corpus", "pitched_labels", "render"]
+__all__ = [
+    "FAMILIES",
+    "LOADERS",
+    "DatasetNotFoundError",
+    "LabelledAudio",
+    "SyntheticCorpus",
+    "attribute_words",
+    "class_prompts",
+    "load_downstream",
+    "make_corpus",
+    "pitched_labels",
+    "render",
+]

@@ -1,0 +1,12 @@
+"""Downstream evaluation: the paper's task registry and a runner for zero-shot and probe tables."""
+
+from .runner import (
+    MODES,
+    evaluate,
+    evaluate_task,
+    mean_average_precision,
+    results_markdown,
+)
+from .tasks import DOMAINS, TASKS, Task, get_task
+
+__all__ = ["DOMAINS", "MODES", "TASKS", "Task", "evaluate", "evaluate_task", "get_task", "mean_average_precision", "results_markdown"]
