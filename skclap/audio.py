@@ -23,9 +23,14 @@ __all__ = [
     "load",
     "prepare",
     "resample",
+    "stream_windows",
     "to_mono",
     "windows",
 ]
+
+#: Files longer than this are read, resampled and cut into windows block by block, so memory does
+#: not grow with the recording's length.
+STREAM_SECONDS = 120.0
 
 #: A 2-D array is read as (channels, samples) or (samples, channels): the shorter axis holds the
 #: channels, and it may not be longer than this.
@@ -187,3 +192,66 @@ def windows(wave: np.ndarray, length: int) -> np.ndarray:
     count = -(-n // length)
     starts = [min(i * length, n - length) for i in range(count)]
     return np.stack([wave[s : s + length] for s in starts])
+
+
+def long_file_seconds(item: Any) -> float | None:
+    """The duration of an audio file longer than :data:`STREAM_SECONDS`, else None (also for
+    anything that is not a readable file path: :func:`prepare` reports those)."""
+    if not isinstance(item, (str, os.PathLike)):
+        return None
+    try:
+        info = sf.info(os.fspath(item))
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError):
+        return None
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    return seconds if seconds > STREAM_SECONDS else None
+
+
+def stream_windows(path: str | os.PathLike, target_rate: int, length: int, block: int = 16, name: str | None = None):
+    """Yield the windows of a long audio file in arrays of up to ``block`` windows.
+
+    The file is decoded and resampled (soxr's streaming resampler, identical output) a block at a
+    time; the windows equal ``windows(load(path, target_rate)[0], length)``: consecutive, the last
+    one aligned to the end of the recording. Memory stays bounded by ``block`` windows.
+    """
+    label = name or describe(path)
+    try:
+        f = sf.SoundFile(os.fspath(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(f"{label}: audio file could not be decoded: {err}") from None
+    with f:
+        rate = f.samplerate
+        stream = soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="HQ") if rate != target_rate else None
+        step = max(1, int(math.ceil(block * length * rate / target_rate)))
+        pending = np.zeros(0, dtype=np.float32)  # resampled samples not yet in a window
+        last = None  # the last full window given out
+        total = 0
+        while True:
+            try:
+                data = f.read(step, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as err:
+                raise AudioError(f"{label}: audio file could not be decoded: {err}") from None
+            end = data.shape[0] < step
+            if not np.all(np.isfinite(data)):
+                raise AudioError(f"{label}: audio file contains NaN or infinite samples")
+            mono = np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
+            if stream is not None:
+                mono = stream.resample_chunk(mono, last=end)
+            total += mono.shape[0]
+            pending = np.concatenate([pending, mono])
+            full = pending.shape[0] // length
+            if end and total <= length:
+                break
+            if full:
+                out = pending[: full * length].reshape(full, length)
+                last = out[-1].copy()
+                pending = pending[full * length :]
+                yield out
+            if end:
+                break
+    if total == 0:
+        raise AudioError(f"{label}: audio file contains no samples")
+    if total <= length:  # shorter than one window after all: repeat-pad as windows() does
+        yield windows(pending, length)
+    elif pending.shape[0]:
+        yield np.concatenate([last[pending.shape[0] :], pending])[None, :]

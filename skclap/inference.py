@@ -8,7 +8,7 @@ consecutive items share batches, and each item's window embeddings are averaged.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from . import audio
 from .cache import DiskCache, MemoryCache, item_key, model_fingerprint
 from .models.clap import CLAPModel
+from .models.fused import fused_audio_encoder
 
 __all__ = ["audio_fingerprint", "embed_audio", "embed_text"]
 
@@ -36,13 +37,21 @@ def _item_name(i: int, item: Any) -> str:
     return f"item {i} ({audio.describe(item)})"
 
 
-def _prepared(items: Sequence[Any], idx: list[int], model: CLAPModel, sample_rate: int | None, workers: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(index, windows)`` in order, decoding up to ``2 * workers`` items ahead."""
+def _prepared(
+    items: Sequence[Any], idx: list[int], model: CLAPModel, sample_rate: int | None, workers: int, block: int
+) -> Iterator[tuple[int, Iterable[np.ndarray]]]:
+    """Yield ``(index, chunks of windows)`` in order, decoding up to ``2 * workers`` items ahead.
+
+    An item is one chunk; a long file (:func:`skclap.audio.long_file_seconds`) is a lazy stream of
+    chunks of ``block`` windows, decoded as the model consumes them, so memory stays flat.
+    """
     rate, length = model.config.sample_rate, model.config.window_samples
 
-    def work(i: int) -> np.ndarray:
-        wave = audio.prepare(items[i], rate, sample_rate, name=_item_name(i, items[i]))
-        return audio.windows(wave, length)
+    def work(i: int) -> Iterable[np.ndarray]:
+        name = _item_name(i, items[i])
+        if audio.long_file_seconds(items[i]) is not None:
+            return audio.stream_windows(items[i], rate, length, block=block, name=name)
+        return (audio.windows(audio.prepare(items[i], rate, sample_rate, name=name), length),)
 
     if workers <= 1:
         for i in idx:
@@ -75,10 +84,13 @@ def embed_audio(
     cache: MemoryCache | DiskCache | None = None,
     progress: bool = True,
     workers: int = 2,
+    fp16: bool | None = None,
 ) -> np.ndarray:
     """Embed audio items (paths, waveforms, ``(array, rate)`` pairs...) -> ``(n, proj_dim)`` float32.
 
-    Vectors are the mean of the item's window embeddings, before L2 normalisation.
+    Vectors are the mean of the item's window embeddings, before L2 normalisation. ``fp16``:
+    float16 autocast for the encoder, default on CUDA only (never on a CPU, where half precision
+    is slow).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -104,6 +116,7 @@ def embed_audio(
     sums: dict[int, np.ndarray] = {}
     counts: dict[int, int] = {}  # windows of each item
     left: dict[int, int] = {}  # windows of each item not yet through the model
+    reading: set[int] = set()  # items whose windows are still being read
     queue: deque[tuple[int, np.ndarray]] = deque()  # (item, windows) waiting for a batch
     queued = 0
 
@@ -122,28 +135,43 @@ def embed_audio(
                 queue[0] = (i, w[use:])
         queued -= rows
         batch = torch.from_numpy(np.concatenate(chunks)).to(model.device)
-        emb = model.encode_audio(batch).float().cpu().numpy()
+        with torch.autocast("cuda", dtype=torch.float16, enabled=half):
+            emb = encode(batch).float().cpu().numpy()
         for row, i in enumerate(owners):
             sums[i] += emb[row]
         for i, c in Counter(owners).items():
             left[i] -= c
-            if left[i] == 0:
-                out[i] = sums.pop(i) / counts.pop(i)
-                del left[i]
-                if cache is not None and keys[i]:
-                    cache.put(keys[i], out[i])
+            if left[i] == 0 and i not in reading:
+                finish(i)
+
+    def finish(i: int) -> None:
+        out[i] = sums.pop(i) / counts.pop(i)
+        del left[i]
+        if cache is not None and keys[i]:
+            cache.put(keys[i], out[i])
 
     was_training = model.training
     model.eval()
+    encode = fused_audio_encoder(model)
+    half = model.device.type == "cuda" if fp16 is None else bool(fp16)
+    if half and model.device.type != "cuda":
+        raise ValueError("fp16 autocast is for CUDA devices; on a CPU embeddings are computed in float32")
     bar = tqdm(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0)
     try:
-        for i, wins in _prepared(items, todo, model, sample_rate, workers):
+        for i, chunks in _prepared(items, todo, model, sample_rate, workers, block=batch_size):
             sums[i] = np.zeros(dim, dtype=np.float64)
-            counts[i] = left[i] = len(wins)
-            queue.append((i, wins))
-            queued += len(wins)
-            while queued >= batch_size:
-                run(batch_size)
+            counts[i] = left[i] = 0
+            reading.add(i)
+            for wins in chunks:
+                counts[i] += len(wins)
+                left[i] += len(wins)
+                queue.append((i, wins))
+                queued += len(wins)
+                while queued >= batch_size:
+                    run(batch_size)
+            reading.discard(i)
+            if left[i] == 0:
+                finish(i)
             bar.update(1)
         if queued:
             run(queued)

@@ -25,11 +25,12 @@ KW = dict(sample_rate=16000, progress=False, device="cpu")
 
 
 class EncoderCalls:
-    """Counts the waveform windows that go through a model's audio encoder."""
+    """Counts the waveform windows that go through a model's audio encoder (its front-end, shared by
+    the training-time module and the fused inference form)."""
 
     def __init__(self, model):
         self.rows = 0
-        self.handle = model.audio_encoder.register_forward_hook(self._hook)
+        self.handle = model.audio_encoder.frontend.register_forward_hook(self._hook)
 
     def _hook(self, module, args, output):
         self.rows += args[0].shape[0]
