@@ -114,6 +114,19 @@ def test_no_work_in_init_and_clone_is_unfitted(tiny_model_dir):
     assert twin.get_params() == fitted.get_params()
 
 
+def test_clones_share_an_in_memory_model(tiny_model):
+    for est in (CLAPEmbedder(model=tiny_model, **KW), CLAPZeroShotClassifier(model=tiny_model, labels=["a", "b"], **KW),
+                CLAPLinearProbe(model=tiny_model, estimator=LogisticRegression(C=3.0), **KW)):
+        twin = clone(est)
+        assert twin.model is tiny_model  # a frozen feature extractor, not copied per fold
+        assert twin.get_params().keys() == est.get_params().keys()
+        for name, value in est.get_params(deep=False).items():
+            if name != "model" and hasattr(value, "get_params"):
+                assert twin.get_params()[name] is not value and twin.get_params()[name].get_params() == value.get_params()
+    pipe = Pipeline([("emb", CLAPEmbedder(model=tiny_model, **KW)), ("clf", LogisticRegression())])
+    assert clone(pipe).named_steps["emb"].model is tiny_model
+
+
 def test_pickling_keeps_named_models_light_and_in_memory_models_whole(tiny_model_dir, tiny_model):
     X = np.stack([sine(440, 1.0, 16000), sine(3000, 1.0, 16000)])
     by_path = CLAPEmbedder(model=str(tiny_model_dir), **KW).fit(X)

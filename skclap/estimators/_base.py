@@ -214,6 +214,18 @@ class CLAPEstimatorBase(BaseEstimator):
     def _logit_scale(self) -> float:
         return float(self._clap().logit_scale.detach().exp().cpu())
 
+    def __sklearn_clone__(self) -> CLAPEstimatorBase:
+        # A model given as an object is a frozen feature extractor: clones (one per fold of a
+        # cross-validation, per candidate of a grid search) share it instead of deep-copying
+        # hundreds of megabytes of weights. Every other parameter is cloned as usual.
+        from sklearn.base import clone
+
+        params = self.get_params(deep=False)
+        shared = params.pop("model")
+        fresh = {k: clone(v, safe=False) for k, v in params.items()}
+        model = shared if isinstance(shared, torch.nn.Module) else clone(shared, safe=False)
+        return type(self)(model=model, **fresh)
+
     def __getstate__(self) -> dict[str, Any]:
         # A model named by a string or path is reloaded after unpickling; an in-memory model is a
         # parameter and travels with its weights.
