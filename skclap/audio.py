@@ -222,7 +222,7 @@ def stream_windows(path: str | os.PathLike, target_rate: int, length: int, block
     with f:
         rate = f.samplerate
         stream = soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="HQ") if rate != target_rate else None
-        step = max(1, int(math.ceil(block * length * rate / target_rate)))
+        step = max(1, math.ceil(block * length * rate / target_rate))
         pending = np.zeros(0, dtype=np.float32)  # resampled samples not yet in a window
         last = None  # the last full window given out
         total = 0

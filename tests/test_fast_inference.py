@@ -10,7 +10,7 @@ import torch
 
 from skclap import AudioError, CLAPModel, audio
 from skclap.inference import embed_audio
-from skclap.models.fused import fold_batchnorm, fused_audio_encoder
+from skclap.models.fused import ShiftGemmConv3x3, fold_batchnorm, fused_audio_encoder
 
 
 def randomise_batchnorm(model: CLAPModel, seed: int = 0) -> CLAPModel:
@@ -48,6 +48,17 @@ def test_fold_batchnorm_is_exact_for_one_layer():
     x = torch.randn(2, 3, 7, 6)
     with torch.no_grad():
         assert torch.allclose(fold_batchnorm(conv, bn)(x), bn(conv(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 21, 2), (2, 8, 1, 1), (1, 4, 5, 3), (2, 6, 1, 7)])
+def test_shift_gemm_convolution_equals_conv2d(shape):
+    b, c, h, w = shape
+    conv = torch.nn.Conv2d(c, 12, 3, padding=1, bias=True)
+    x = torch.randn(b, c, h, w).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = ShiftGemmConv3x3(conv)(x)
+        assert torch.allclose(got, conv(x), atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_fused_encoder_follows_weight_updates_and_leaves_the_model_mode_alone():
