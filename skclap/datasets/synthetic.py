@@ -129,7 +129,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("square wave", ("square wave", "buzzy square tone", "hollow buzzing tone"), True, False, _tone("square")),
     Family("sawtooth wave", ("sawtooth wave", "bright saw tone", "harsh sawtooth buzz"), True, False, _tone("saw")),
     Family("white noise", ("white noise", "static hiss", "hissing noise"), False, False, _noise("white")),
-    Family("brown noise", ("brown noise", "deep rumbling noise", "low rumble"), False, False, _noise("brown")),
+    Family("brown noise", ("brown noise", "rumbling noise", "muffled rumble"), False, False, _noise("brown")),
     Family("rising chirp", ("rising chirp", "upward sweep", "tone sweeping up"), True, False, _chirp(+1)),
     Family("falling chirp", ("falling chirp", "downward sweep", "tone sweeping down"), True, False, _chirp(-1)),
     Family("siren", ("siren", "wailing siren", "alarm siren"), True, True, _siren),
