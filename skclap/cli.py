@@ -93,9 +93,9 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import MODES, TASKS, evaluate, results_markdown
+    from .evaluation import MODES, evaluate, results_markdown
 
-    tasks = list(TASKS) if "all" in args.task else args.task
+    tasks = "all" if "all" in args.task else args.task
     modes = MODES if args.mode == "both" else (args.mode,)
     table = evaluate(tasks, args.data_dir, model=args.model, modes=modes, out_dir=args.out, cache=args.cache_dir or True,
                      batch_size=args.batch_size, device=args.device, progress=not args.no_progress)

@@ -150,12 +150,12 @@ def embed_audio(
         if cache is not None and keys[i]:
             cache.put(keys[i], out[i])
 
-    was_training = model.training
-    model.eval()
-    encode = fused_audio_encoder(model)
     half = model.device.type == "cuda" if fp16 is None else bool(fp16)
     if half and model.device.type != "cuda":
         raise ValueError("fp16 autocast is for CUDA devices; on a CPU embeddings are computed in float32")
+    was_training = model.training
+    model.eval()
+    encode = fused_audio_encoder(model)
     bar = tqdm(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0)
     try:
         for i, chunks in _prepared(items, todo, model, sample_rate, workers, block=batch_size):

@@ -148,6 +148,7 @@ def test_cuda_fp16_autocast_matches_fp32():
 
 
 def test_fp16_is_refused_on_cpu():
-    model = CLAPModel.from_preset("tiny")
+    model = CLAPModel.from_preset("tiny").train()
     with pytest.raises(ValueError, match="CUDA"):
         embed_audio(model, [np.zeros(16000, np.float32)], sample_rate=16000, progress=False, fp16=True)
+    assert model.training  # left as it was

@@ -55,8 +55,7 @@ def _probe_scores(data: LabelledAudio, common: dict[str, Any], estimator: Any) -
         X_train, X_test = [data.paths[i] for i in train], [data.paths[i] for i in test]
         y_train = [data.labels[i] for i in train]
         if binarizer is not None:
-            with warnings.catch_warnings():  # classes absent from a fold's training clips
-                warnings.filterwarnings("ignore", message=".*not present in all training examples.*")
+            with warnings.catch_warnings():  # a class absent from (or in every one of) a fold's training clips
                 warnings.filterwarnings("ignore", message=".*present in all training examples.*")
                 probe = CLAPLinearProbe(estimator=estimator, **common).fit(X_train, binarizer.transform(y_train))
                 scores = probe.predict_proba(X_test)
