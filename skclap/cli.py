@@ -87,7 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_demo_cmd(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(preset=args.preset, n_clips=args.clips, steps=args.steps, seed=args.seed, progress=not args.no_progress)
+    cfg = DemoConfig(preset=args.preset, n_clips=args.clips, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                     progress=not args.no_progress)
     run_demo(args.out, cfg)
     return 0
 
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
     demo.add_argument("--preset", default="small")
     demo.add_argument("--clips", type=int, default=3000)
-    demo.add_argument("--steps", type=int, default=1200)
+    demo.add_argument("--steps", type=int, default=600)
+    demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=run_demo_cmd)

@@ -46,8 +46,8 @@ class DemoConfig:
     n_clips: int = 3000  # rendered; the held-out combinations are split off
     n_zero_shot: int = 300  # held-out clips classified zero-shot
     n_eval: int = 300  # clips of seen combinations for retrieval and the probe
-    steps: int = 1200
-    batch_size: int = 32
+    steps: int = 600
+    batch_size: int = 64  # more negatives per step: at equal compute, 64 x 600 beat 32 x 1200
     lr: float = 1e-3
     seconds: float = 2.0
     seed: int = 0
@@ -148,7 +148,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
 
     log("[4/4] writing the report")
     audio_emb = CLAPEmbedder(**common).fit_transform(zs_waves)
-    _plots(out, trainer.history, zs_true, zs_pred, labels, audio_emb, zs_clf)
+    _plots(out, trainer.history, cfg.batch_size, zs_true, zs_pred, labels, audio_emb, zs_clf)
     metrics["total_seconds"] = time.perf_counter() - t_start
     (out / "metrics.json").write_text(json.dumps({"config": asdict(cfg), "held_out": list(HELD_OUT), **metrics}, indent=2))
     _report(out, cfg, metrics)
@@ -161,7 +161,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     return metrics
 
 
-def _plots(out: Path, history, y_true, y_pred, labels, audio_emb, clf) -> None:
+def _plots(out: Path, history, batch_size: int, y_true, y_pred, labels, audio_emb, clf) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,7 +172,7 @@ def _plots(out: Path, history, y_true, y_pred, labels, audio_emb, clf) -> None:
     steps = [r["step"] for r in history]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, [r["loss"] for r in history], lw=1)
-    ax.axhline(np.log(32), color="grey", ls="--", lw=0.8, label="chance (log batch)")
+    ax.axhline(np.log(batch_size), color="grey", ls="--", lw=0.8, label="chance (log batch)")
     ax.set(xlabel="step", ylabel="contrastive loss", title="Training loss")
     ax.legend()
     fig.tight_layout()

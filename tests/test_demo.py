@@ -20,7 +20,7 @@ def test_held_out_combinations_are_never_named_in_training():
 
 
 def test_small_demo_learns_and_writes_its_report(tmp_path):
-    cfg = DemoConfig(preset="tiny", n_clips=1400, n_zero_shot=150, n_eval=150, steps=300, seconds=1.0, progress=False)
+    cfg = DemoConfig(preset="tiny", n_clips=1400, n_zero_shot=150, n_eval=150, steps=300, batch_size=32, seconds=1.0, progress=False)
     m = run_demo(tmp_path, cfg, log=lambda *a: None)
     assert m["zero_shot_accuracy_held_out_10_classes"] >= 3 * m["zero_shot_chance_held_out"]
     assert m["zero_shot_accuracy_all_25_classes"] >= 4 * m["zero_shot_chance_all"]
