@@ -100,6 +100,7 @@ def _rank_worker(rank: int, world: int, port: int, micro: int | None, out: str) 
         average_gradients(params, info)
         if rank == 0:
             torch.save({"loss": loss, "grads": grads(model)}, out)
+        dist.barrier()  # neither rank tears gloo down while the other still uses it
     finally:
         dist.destroy_process_group()
 
