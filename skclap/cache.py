@@ -65,16 +65,22 @@ def item_key(item: Any, sample_rate: int | None) -> str | None:
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def weights_stamp(module: torch.nn.Module) -> tuple:
+    """Cheap identity of a module's current tensors: which tensor objects it holds and their
+    version counters, so both an in-place update (training step, ``load_state_dict``) and a
+    replaced parameter change it. For memoising what is derived from the weights."""
+    return tuple((name, id(t), t._version) for name, t in module.state_dict(keep_vars=True).items())
+
+
 def model_fingerprint(module: torch.nn.Module, extra: str = "") -> str:
     """Hash of a module's parameters and buffers (and ``extra``, e.g. preprocessing settings).
 
-    Memoised per module and invalidated when any tensor is modified in place (training steps,
-    ``load_state_dict``), using torch's per-tensor version counters.
+    Memoised per module and invalidated when its :func:`weights_stamp` changes.
     """
     tensors = list(module.state_dict(keep_vars=True).items())
-    versions = tuple(t._version for _, t in tensors)
+    stamp = weights_stamp(module)
     memo = _FINGERPRINTS.get(module)
-    if memo is not None and memo[0] == versions:
+    if memo is not None and memo[0] == stamp:
         digest = memo[1]
     else:
         h = hashlib.blake2b(digest_size=20)
@@ -82,7 +88,7 @@ def model_fingerprint(module: torch.nn.Module, extra: str = "") -> str:
             h.update(name.encode())
             _hash_array(h, t.detach().float() if t.dtype == torch.bfloat16 else t)
         digest = h.hexdigest()
-        _FINGERPRINTS[module] = (versions, digest)
+        _FINGERPRINTS[module] = (stamp, digest)
     return hashlib.blake2b(f"{digest}|{extra}".encode(), digest_size=20).hexdigest()
 
 

@@ -301,6 +301,14 @@ def test_cache_key_follows_the_weights(tiny_model, gtzan_dir):
         model.audio_encoder.projection.linear1.weight.mul_(-1.0)
     after = emb.fit_transform(files[:2])
     assert not np.allclose(before, after, atol=1e-3)
+    # A parameter replaced by a new tensor whose version counter happens to match the old one's.
+    old = model.audio_encoder.projection.linear1.weight
+    new = -old.detach().clone()
+    while new._version < old._version:
+        new.add_(0.0)
+    model.audio_encoder.projection.linear1.weight = torch.nn.Parameter(new)
+    assert model.audio_encoder.projection.linear1.weight._version == old._version
+    np.testing.assert_allclose(emb.fit_transform(files[:2]), before, atol=1e-5)  # not the cached `after`
 
 
 def test_linear_probe_finetune_trains_a_copy_of_the_audio_tower(tiny_model_dir, gtzan_dir):

@@ -8,7 +8,7 @@ dozen positions, are one matrix product each (:class:`ShiftGemmConv3x3`). Result
 rounding (checked by the tests to 1e-4).
 
 :func:`fused_audio_encoder` builds the fused copy once per model and rebuilds it when the model's
-weights change (tracked with torch's tensor version counters) or it moves to another device.
+weights change (:func:`skclap.cache.weights_stamp`) or it moves to another device.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cache import weights_stamp
 from .cnn14 import Cnn14
 
 __all__ = ["FusedAudioEncoder", "ShiftGemmConv3x3", "fold_batchnorm", "fused_audio_encoder"]
@@ -108,9 +109,8 @@ def fused_audio_encoder(model: nn.Module) -> Callable[[torch.Tensor], torch.Tens
     encoder = getattr(model, "audio_encoder", None)
     if not isinstance(getattr(encoder, "backbone", None), Cnn14):
         return model.encode_audio
-    state = encoder.state_dict(keep_vars=True)
-    first = next(iter(state.values()))
-    stamp = (tuple(t._version for t in state.values()), tuple(id(t) for t in state.values()), first.device, first.dtype)
+    first = next(encoder.parameters())
+    stamp = (weights_stamp(encoder), first.device, first.dtype)
     memo = _FUSED.get(encoder)
     if memo is None or memo[0] != stamp:
         memo = (stamp, FusedAudioEncoder(encoder, model.config.window_samples))
