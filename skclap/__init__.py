@@ -2,9 +2,11 @@
 
 from .audio import AudioError
 from .estimators import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
-from .checkpoints import REGISTRY, CheckpointError, import_msclap, load_model
+from .checkpoints import import_laion, import_msclap, load_model
+from .exceptions import CheckpointError
 from .loss import contrastive_loss
 from .models import PRESETS, CLAPConfig, CLAPModel
+from .registry import PRETRAINED, list_models
 
 __version__ = "0.1.0"
 
@@ -13,12 +15,14 @@ __all__ = [
     "CLAPLinearProbe",
     "CLAPZeroShotClassifier",
     "PRESETS",
-    "REGISTRY",
+    "PRETRAINED",
     "AudioError",
     "CLAPConfig",
     "CLAPModel",
     "CheckpointError",
     "contrastive_loss",
+    "import_laion",
     "import_msclap",
+    "list_models",
     "load_model",
 ]

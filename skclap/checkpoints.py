@@ -1,36 +1,43 @@
-"""Checkpoints: skclap's own directory format, the registry of released weights, msclap import.
+"""Checkpoints: skclap's directory format, released files (msclap 2022/2023, laion_clap), one entry point.
 
 A skclap checkpoint is a directory with ``config.json`` (the :class:`CLAPConfig`),
-``model.safetensors`` and the tokenizer files. Released checkpoints are resolved by name through
-:data:`REGISTRY`: first ``$SKCLAP_HOME/<name>/`` (default ``~/.cache/skclap``), then the Hugging Face
-cache, then the hub; when none has it, the error says which file to place where.
+``model.safetensors`` and the tokenizer files. :func:`load_model` takes every form of model name of
+:mod:`skclap.registry`. Released files are found in ``$SKCLAP_HOME/<name>/`` (default
+``~/.cache/skclap``), then in the Hugging Face cache, then on the hub; when none has them, the error
+says which file to place where. Released ``.pth``/``.pt`` files are read without running code in
+them (``torch.load(weights_only=True)``, or an allow-listed unpickler for files in pickle protocol 4,
+which that loader cannot parse) and every key is mapped or reported (:mod:`skclap.convert`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import re
-from dataclasses import dataclass
+import pickle
+import types
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import convert
+from .backends.laion import LaionCLAP, is_laion_checkpoint
+from .exceptions import CheckpointError
 from .fileio import write_atomic
 from .frontend import mel_filterbank
 from .hub import hub_offline
-from .models.clap import PRESETS, CLAPConfig, CLAPModel
+from .models.clap import CLAPConfig, CLAPModel, preset_config
+from .registry import PRETRAINED, Pretrained, parse_spec
 
 __all__ = [
-    "Checkpoint",
     "CheckpointError",
-    "REGISTRY",
     "cache_dir",
+    "import_laion",
     "import_msclap",
     "load_model",
+    "read_state_dict",
     "resolve_checkpoint",
     "save_model",
 ]
@@ -40,51 +47,6 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT = "skclap-clap"
 
 
-class CheckpointError(OSError):
-    """A checkpoint that is missing, unreadable, or does not fit the model."""
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A released checkpoint: where its file lives and how to read it."""
-
-    name: str
-    repo_id: str
-    filename: str
-    format: str  # "msclap" (a torch pickle of the reference code's state dict)
-    preset: str  # the architecture in PRESETS
-    tokenizer: str
-    description: str
-    supported: bool = True
-
-    @property
-    def url(self) -> str:
-        return f"https://huggingface.co/{self.repo_id}/blob/main/{self.filename}"
-
-
-REGISTRY: dict[str, Checkpoint] = {
-    "msclap-2022": Checkpoint(
-        name="msclap-2022",
-        repo_id="microsoft/msclap",
-        filename="CLAP_weights_2022.pth",
-        format="msclap",
-        preset="msclap-2022",
-        tokenizer="bert-base-uncased",
-        description="CLAP 2022 (Elizalde et al.): CNN14 + BERT-base uncased, 128k pairs; ESC-50 zero-shot 82.6 %",
-    ),
-    "msclap-2023": Checkpoint(
-        name="msclap-2023",
-        repo_id="microsoft/msclap",
-        filename="CLAP_weights_2023.pth",
-        format="msclap",
-        preset="msclap-2023",
-        tokenizer="gpt2",
-        description="CLAP 2023: HTSAT + GPT-2 encoders (not supported yet)",
-        supported=False,
-    ),
-}
-
-
 def cache_dir() -> Path:
     """skclap's own cache of checkpoints: ``$SKCLAP_HOME`` or ``~/.cache/skclap``."""
     return Path(os.environ.get("SKCLAP_HOME", Path.home() / ".cache" / "skclap")).expanduser()
@@ -92,12 +54,12 @@ def cache_dir() -> Path:
 
 def resolve_checkpoint(name: str) -> Path:
     """The local path of a registered checkpoint's file, downloading it only when the hub is reachable."""
-    if name not in REGISTRY:
-        raise CheckpointError(f"unknown checkpoint name {name!r}; registered: {sorted(REGISTRY)}, or pass a directory")
-    ckpt = REGISTRY[name]
-    if not ckpt.supported:
-        raise CheckpointError(f"checkpoint {name!r} is not supported yet: {ckpt.description}")
-    local = cache_dir() / name / ckpt.filename
+    if name not in PRETRAINED or PRETRAINED[name].filename is None:
+        files = sorted(n for n, p in PRETRAINED.items() if p.filename)
+        raise CheckpointError(f"unknown checkpoint file name {name!r}; registered: {files}, or pass a file's path")
+    ckpt = PRETRAINED[name]
+    filename = str(ckpt.filename)
+    local = cache_dir() / name / filename
     if local.is_file():
         return local
     from huggingface_hub import hf_hub_download
@@ -105,19 +67,21 @@ def resolve_checkpoint(name: str) -> Path:
     attempts = [True] if hub_offline() else [True, False]
     for local_only in attempts:
         try:
-            return Path(hf_hub_download(ckpt.repo_id, ckpt.filename, local_files_only=local_only))
+            return Path(hf_hub_download(ckpt.repo_id, filename, local_files_only=local_only))
         except Exception:  # not cached / no network / hub error: fall through to the explanation
             continue
     raise CheckpointError(
-        f"checkpoint {name!r} is not available offline. Download {ckpt.filename} from {ckpt.url} and place "
+        f"checkpoint {name!r} is not available offline. Download {filename} from {ckpt.url} and place "
         f"it at {local} (or set SKCLAP_HOME), or pass the file's path directly, e.g. "
-        f"load_model('/path/to/{ckpt.filename}')."
+        f"load_model('/path/to/{filename}')."
     )
 
 
 # ---------------------------------------------------------------------------- skclap format
-def save_model(model: CLAPModel, directory: str | os.PathLike) -> Path:
-    """Write ``model`` as a skclap checkpoint directory (each file replaced atomically)."""
+def save_model(model: CLAPModel | LaionCLAP, directory: str | os.PathLike) -> Path:
+    """Write ``model`` as a checkpoint directory (each file replaced atomically)."""
+    if isinstance(model, LaionCLAP):
+        return model.save_pretrained(directory)
     from safetensors.torch import save_file
 
     out = Path(directory)
@@ -141,6 +105,8 @@ def _load_dir(path: Path, device: str | torch.device | None, tokenizer: Any) -> 
         meta = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{cfg_path} holds a JSON {type(meta).__name__}, not an object of config fields")
     if meta.pop("format", None) != FORMAT:
         raise CheckpointError(f"{cfg_path} is not a skclap config (no \"format\": \"{FORMAT}\")")
     try:
@@ -160,14 +126,22 @@ def _load_dir(path: Path, device: str | torch.device | None, tokenizer: Any) -> 
 
         tok = load_tokenizer(path)
     model = CLAPModel(config, tokenizer=tok)
-    _load_state(model, state, str(weights))
+    load_state(model, state, str(weights))
     model.source = str(path)
     return model.to(device or "cpu").eval()
 
 
-def _load_state(model: CLAPModel, state: dict[str, torch.Tensor], origin: str) -> None:
-    """``load_state_dict`` that reports every missing, unexpected or mis-shaped key."""
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
+    """``load_state_dict`` that reports every missing, unexpected or mis-shaped key.
+
+    Buffers the model derives from its configuration (:data:`skclap.convert.DERIVED`) are kept
+    from the model when the file does not hold them.
+    """
     own = model.state_dict()
+    state = dict(state)
+    for k in own:
+        if k not in state and convert.DERIVED.search(k):
+            state[k] = own[k]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
@@ -190,31 +164,80 @@ def _load_state(model: CLAPModel, state: dict[str, torch.Tensor], origin: str) -
     model.load_state_dict(state, strict=True)
 
 
-# ---------------------------------------------------------------------------- msclap import
-#: msclap (reference code) prefixes -> skclap module names.
-_MSCLAP_PREFIXES = [
-    ("audio_encoder.base.", "audio_encoder.backbone."),
-    ("audio_encoder.projection.", "audio_encoder.projection."),
-    ("caption_encoder.base.", "text_encoder.backbone.model."),
-    ("caption_encoder.projection.", "text_encoder.projection."),
-    ("logit_scale", "logit_scale"),
-]
-#: Keys of the reference code that skclap derives instead of storing: the torchlibrosa front-end
-#: (checked against ours below) and BERT's position-id buffer.
-_MSCLAP_DERIVED = re.compile(
-    r"^audio_encoder\.base\.(spectrogram_extractor|logmel_extractor)\.|\.embeddings\.position_ids$"
+# ------------------------------------------------------------------------- released files
+#: Globals a released checkpoint may name: tensors, ordered dicts, numpy scalars and arrays.
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_parameter_with_state"),
+    ("torch", "Size"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+}
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """Python's unpickler (every protocol) that resolves only :data:`_SAFE_GLOBALS`: anything else,
+    e.g. a function a malicious file wants called, is refused before it can run."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS or (module.startswith("numpy.dtypes") and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a checkpoint")
+
+
+_ALLOW_LIST_PICKLE = types.SimpleNamespace(
+    Unpickler=_AllowListUnpickler,
+    load=lambda f, **kw: _AllowListUnpickler(f, **kw).load(),
+    __name__="skclap_allow_list_pickle",
 )
 
 
-def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
+def _torch_load(path: Path) -> Any:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's weights-only unpickler stops at pickle protocol 4's opcodes and at numpy scalars,
+        # which laion_clap's files use; the allow-list unpickler reads them, running nothing.
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_ALLOW_LIST_PICKLE)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a released ``.pth``/``.pt`` file (its ``"model"`` or ``"state_dict"`` entry, or
+    the file itself), without the ``module.`` prefix of data-parallel training."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {os.fspath(path)!r}")
+    try:
+        obj = _torch_load(path)
     except Exception as err:  # pickle errors, zip errors, disallowed globals ...
         raise CheckpointError(f"{path} could not be read as a torch checkpoint: {type(err).__name__}: {err}") from None
-    state = obj.get("model", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} holds no state dict (expected a dict of tensors, or one under 'model')")
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = None
+    if isinstance(obj, dict):
+        state = obj.get("model", obj.get("state_dict", obj))
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no state dict (expected a dict of tensors, or one under 'model' or 'state_dict')")
+    return convert.strip_module(state)
+
+
+def _check_unknown(conv: convert.Converted, path: Path, what: str) -> None:
+    if conv.unknown:
+        raise CheckpointError(f"{path} has keys that are not part of the {what}: {conv.unknown[:8]}")
+
+
+def _check_mel_filters(stored: torch.Tensor | None, ours: np.ndarray, path: Path, settings: str) -> None:
+    """A file's stored mel filters ``(n_freqs, n_mels)`` must be the ones our front-end computes."""
+    if stored is None:
+        return
+    if tuple(stored.shape) != ours.shape or not np.allclose(stored.float().numpy(), ours, atol=1e-5):
+        raise CheckpointError(f"{path}: its mel filterbank {tuple(stored.shape)} does not match the configured front-end ({settings})")
 
 
 def import_msclap(
@@ -223,87 +246,125 @@ def import_msclap(
     config: CLAPConfig | None = None,
     device: str | torch.device | None = None,
 ) -> CLAPModel:
-    """Load a checkpoint in the reference code's format (``CLAP_weights_2022.pth``).
+    """Load a file in the reference code's format: ``CLAP_weights_2022.pth`` (CNN14 + BERT) or
+    ``CLAP_weights_2023.pth`` (HTS-AT + GPT-2), told apart by their keys.
 
-    The file is read with ``torch.load(weights_only=True)``; its ``"model"`` state dict is mapped
-    onto skclap's modules, and any key left over or missing is an error. The text encoder's weights
-    come from the checkpoint; ``tokenizer`` (a directory, hub id or tokenizer object; default the
-    config's, ``bert-base-uncased``) supplies the vocabulary. ``config`` defaults to the 2022 release.
+    Every key is mapped onto skclap's modules or reported. The text encoder's weights come from the
+    file; ``tokenizer`` (a directory, hub id or tokenizer object; default the config's:
+    ``bert-base-uncased`` / ``gpt2``) supplies the vocabulary. ``config`` defaults to the release's.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"msclap checkpoint file not found: {os.fspath(path)!r}")
-    config = dataclasses.replace(config if config is not None else PRESETS["msclap-2022"])
+    state = read_state_dict(path)
+    fmt = convert.detect_format(state)
+    if fmt not in ("msclap-2022", "msclap-2023"):
+        raise CheckpointError(f"{path} has keys that are not part of the msclap CLAP model: {list(state)[:8]}")
+    conv = convert.msclap_2023(state) if fmt == "msclap-2023" else convert.msclap_2022(state)
+    _check_unknown(conv, path, "msclap CLAP model")
+    config = config if config is not None else preset_config(fmt)
     if isinstance(tokenizer, (str, os.PathLike)):
         config.tokenizer = os.fspath(tokenizer)
         tokenizer = None
-    state = _read_torch_state(path)
-
-    mapped: dict[str, torch.Tensor] = {}
-    unknown: list[str] = []
-    for key, value in state.items():
-        if _MSCLAP_DERIVED.search(key):
-            continue
-        for old, new in _MSCLAP_PREFIXES:
-            if key.startswith(old):
-                mapped[new + key[len(old) :]] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"{path} has keys that are not part of the msclap CLAP model: {unknown[:8]}")
-    _check_msclap_frontend(state, config, path)
-
+    rate = config.mel_filter_rate or config.sample_rate
+    ours = mel_filterbank(rate, config.n_fft, config.n_mels, config.fmin, config.fmax).T
+    _check_mel_filters(
+        conv.frontend.get("logmel_extractor.melW"), ours, path,
+        f"sr={rate}, n_fft={config.n_fft}, n_mels={config.n_mels}, fmin={config.fmin}, fmax={config.fmax}",
+    )
     model = CLAPModel(config, tokenizer=tokenizer)
-    _load_state(model, mapped, str(path))
+    load_state(model, conv.state, str(path))
     model.source = os.fspath(path)
     return model.to(device or "cpu").eval()
 
 
-def _check_msclap_frontend(state: dict[str, torch.Tensor], config: CLAPConfig, path: Path) -> None:
-    """The checkpoint's stored mel filters must be the ones our front-end computes from the config."""
-    mel = state.get("audio_encoder.base.logmel_extractor.melW")
-    if mel is None:
-        return
-    ours = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax).T
-    if tuple(mel.shape) != ours.shape or not np.allclose(mel.numpy(), ours, atol=1e-5):
-        raise CheckpointError(
-            f"{path}: its mel filterbank {tuple(mel.shape)} does not match the configured front-end "
-            f"(sr={config.sample_rate}, n_fft={config.n_fft}, n_mels={config.n_mels}, "
-            f"fmin={config.fmin}, fmax={config.fmax})"
-        )
+def import_laion(path: str | os.PathLike, tokenizer: Any = None, device: str | torch.device | None = None) -> LaionCLAP:
+    """Load one of laion_clap's original ``.pt`` files (``630k-audioset-best.pt``, the fusion and music
+    ones) onto transformers' ``ClapModel``, run by the LAION backend.
+
+    The architecture (HTS-AT width and depths, fusion) is read off the weights; ``tokenizer`` defaults
+    to ``roberta-base`` (hub cache, or a directory). The file's mel filters are checked against the
+    feature extractor's.
+    """
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    from .models.tokenizer import load_tokenizer
+
+    path = Path(path)
+    state = read_state_dict(path)
+    if convert.detect_format(state) != "laion":
+        raise CheckpointError(f"{path} is not a laion_clap checkpoint (no audio_branch/text_branch keys)")
+    try:
+        cfg = convert.laion_config(state)
+    except KeyError as err:
+        raise CheckpointError(f"{path}: laion_clap checkpoint without {err.args[0]}; only HTS-AT + RoBERTa models are supported") from None
+    conv = convert.laion_to_transformers(state)
+    _check_unknown(conv, path, "laion_clap CLAP model")
+    fused = cfg["audio_config"]["enable_fusion"]
+    fe = ClapFeatureExtractor(
+        feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
+        frequency_min=50, frequency_max=14000, truncation="fusion" if fused else "rand_trunc", padding="repeatpad",
+    )
+    _check_mel_filters(conv.frontend.get("logmel_extractor.melW"), fe.mel_filters_slaney, path, "48 kHz, 64 mels, 50-14000 Hz")
+    with torch.random.fork_rng(devices=[]):
+        model = ClapModel(ClapConfig(**cfg))
+    load_state(model, conv.state, str(path))
+    tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)) else load_tokenizer(tokenizer or "roberta-base")
+    return LaionCLAP(model, fe, tok, source=os.fspath(path)).to(device or "cpu")
+
+
+def _import_file(path: Path, tokenizer: Any, config: CLAPConfig | None, device: Any) -> CLAPModel | LaionCLAP:
+    if path.suffix not in (".pth", ".pt", ".ckpt", ".bin"):
+        raise CheckpointError(f"{os.fspath(path)!r} is a file but not a torch checkpoint (.pth/.pt); pass a checkpoint directory")
+    state = read_state_dict(path)
+    if convert.detect_format(state) == "laion":
+        return import_laion(path, tokenizer=tokenizer, device=device)
+    return import_msclap(path, tokenizer=tokenizer, config=config, device=device)
 
 
 # ---------------------------------------------------------------------------- entry point
+def _load_pretrained(ckpt: Pretrained, device: Any, tokenizer: Any, config: CLAPConfig | None) -> CLAPModel | LaionCLAP:
+    if ckpt.format == "hf-clap":
+        return LaionCLAP.from_pretrained(ckpt.repo_id, device=device)
+    file = resolve_checkpoint(ckpt.name)
+    model: CLAPModel | LaionCLAP
+    if ckpt.format == "laion":
+        model = import_laion(file, tokenizer=tokenizer or ckpt.tokenizer, device=device)
+    else:
+        cfg = config if config is not None else preset_config(str(ckpt.preset))
+        model = import_msclap(file, tokenizer=tokenizer or ckpt.tokenizer, config=cfg, device=device)
+    model.source = ckpt.name
+    return model
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     device: str | torch.device | None = None,
     tokenizer: Any = None,
     config: CLAPConfig | None = None,
-) -> CLAPModel:
-    """Load a CLAP model: a registered name, a skclap directory, an msclap ``.pth`` file, or a LAION
-    CLAP checkpoint in the transformers format (hub id or directory; see :mod:`skclap.backends`)."""
-    from .backends.laion import LaionCLAP, is_laion_checkpoint
-
-    name = os.fspath(name_or_path)
-    if is_laion_checkpoint(name):
-        return LaionCLAP.from_pretrained(name, device=device)
-    if name in REGISTRY:
-        ckpt = REGISTRY[name]
-        file = resolve_checkpoint(name)
-        cfg = config if config is not None else PRESETS[ckpt.preset]
-        model = import_msclap(file, tokenizer=tokenizer or ckpt.tokenizer, config=cfg, device=device)
-        model.source = name
-        return model
-    path = Path(name).expanduser()
+) -> CLAPModel | LaionCLAP:
+    """Load a CLAP model by any name of :mod:`skclap.registry`: released weights (``"msclap-2023"``,
+    ``"laion-630k-audioset-best"``, ``"laion/clap-htsat-fused"``), ``"preset:NAME"`` (random
+    weights), ``"hf-hub:ID"``, or a path (a skclap or transformers directory, a released file)."""
+    try:
+        spec = parse_spec(name_or_path)
+    except KeyError as err:
+        raise CheckpointError(err.args[0]) from None
+    if spec.kind == "preset":
+        model = CLAPModel.from_preset(spec.value, tokenizer=tokenizer)
+        return model.to(device or "cpu")
+    if spec.kind == "pretrained":
+        return _load_pretrained(PRETRAINED[spec.value], device, tokenizer, config)
+    if spec.kind == "hf-hub":
+        return LaionCLAP.from_pretrained(spec.value, device=device)
+    path = Path(spec.value).expanduser()
     if path.is_dir():
+        if is_laion_checkpoint(path):
+            return LaionCLAP.from_pretrained(path, device=device)
         return _load_dir(path, device, tokenizer)
     if path.is_file():
-        if path.suffix in (".pth", ".pt", ".ckpt", ".bin"):
-            return import_msclap(path, tokenizer=tokenizer, config=config, device=device)
-        raise CheckpointError(f"{name!r} is a file but not a torch checkpoint (.pth/.pt); pass a skclap directory")
+        return _import_file(path, tokenizer, config, device)
+    released = ", ".join(n for n in PRETRAINED if not n.startswith("laion/"))
     raise CheckpointError(
-        f"no checkpoint named {name!r}: not a registered name ({', '.join(sorted(REGISTRY))}, or the LAION "
-        f"checkpoints of skclap.backends.LAION_CHECKPOINTS) "
-        f"and no such directory or file"
+        f"no checkpoint named {spec.value!r}: not a registered name ({released}, or a LAION hub id such as "
+        f"laion/clap-htsat-unfused; 'hf-hub:ID' for others; 'preset:NAME' for random weights; "
+        f"skclap.list_models() lists them) and no such directory or file"
     )

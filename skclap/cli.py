@@ -12,21 +12,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from . import PRESETS, REGISTRY, CLAPModel, __version__
+    from . import CLAPModel, __version__, list_models
 
     print(f"skclap {__version__}  (torch {torch.__version__}, {torch.get_num_threads()} threads)")
-    print("\nArchitectures (CLAPModel.from_preset):")
-    for name, cfg in PRESETS.items():
-        print(f"  {name:12s} {cfg.sample_rate} Hz, {cfg.clip_seconds:g} s windows, {cfg.n_mels} mels, proj {cfg.proj_dim}-d")
-    print("\nReleased checkpoints (load_model):")
-    for name, ck in REGISTRY.items():
-        state = "" if ck.supported else "  [not supported yet]"
-        print(f"  {name:12s} {ck.repo_id}/{ck.filename}{state}\n               {ck.description}")
-    from .backends import LAION_CHECKPOINTS
-
-    print("\nLAION CLAP (transformers ClapModel backend, load_model / model=):")
-    for name in LAION_CHECKPOINTS:
-        print(f"  {name}")
+    rows = list_models()
+    print("\nReleased weights (model=NAME in the estimators, load_model, skclap evaluate --model, skclap train --init):")
+    for r in rows:
+        if r.kind == "pretrained":
+            print(f"  {r.name:34s} {r.architecture:28s} {r.description}\n  {'':34s} {r.source}")
+    print("\nArchitectures, random weights (model='preset:NAME', skclap train --preset NAME):")
+    for r in rows:
+        if r.kind == "preset":
+            print(f"  {r.name:34s} {r.architecture}, {r.description}")
     model = CLAPModel.from_preset(args.preset)
     rate = model.config.sample_rate
     t = np.arange(rate) / rate
@@ -43,8 +40,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", help="CSV or Parquet with 'audio' and 'caption' columns (one row per caption)")
     p.add_argument("--out", required=True, help="output directory: final model, checkpoints/, history.csv")
     start = p.add_mutually_exclusive_group()
-    start.add_argument("--preset", default="tiny", help="architecture to train from scratch (default: tiny)")
-    start.add_argument("--init", help="start from a checkpoint (directory, registered name or .pth)")
+    start.add_argument("--preset", default="tiny", help="architecture to train from scratch, random init (default: tiny)")
+    start.add_argument("--init", help="start from weights: a released name (msclap-2022, ...), a directory or a .pth/.pt file")
     p.add_argument("--val", help="validation manifest (retrieval R@1/5/10)")
     p.add_argument("--batch-size", type=int, default=32, help="global contrastive batch")
     p.add_argument("--micro-batch-size", type=int, help="gradient caching: pairs per forward pass")
@@ -75,7 +72,7 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, num_workers=args.num_workers,
         seed=args.seed, device=args.device, progress=not args.no_progress,
     )
-    trainer = train(args.manifest, args.out, model=args.init or args.preset, val_data=args.val, resume=args.resume, **config)
+    trainer = train(args.manifest, args.out, model=args.init or f"preset:{args.preset}", val_data=args.val, resume=args.resume, **config)
     last = trainer.history[-1] if trainer.history else {}
     if trainer.is_main:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("val_") and "R@" in k)

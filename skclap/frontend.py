@@ -65,6 +65,7 @@ class LogMel(nn.Module):
         fmax: float,
         amin: float = 1e-10,
         ref: float = 1.0,
+        filter_rate: int | None = None,
     ) -> None:
         super().__init__()
         self.n_fft = n_fft
@@ -73,7 +74,9 @@ class LogMel(nn.Module):
         self.ref_db = 10.0 * float(np.log10(max(amin, ref)))
         # Derived from the config, so they are not part of the state dict.
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-        fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+        # ``filter_rate``: the rate the filters are laid out for, when a model was built with filters
+        # for another rate than its audio's (msclap 2023: 32 kHz filters on 44.1 kHz audio).
+        fb = mel_filterbank(filter_rate or sample_rate, n_fft, n_mels, fmin, fmax)
         self.register_buffer("mel_basis", torch.from_numpy(fb.T.copy()), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

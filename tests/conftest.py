@@ -34,6 +34,14 @@ def sine(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def drifting_tone(seconds: float, seed: int, rate: int) -> np.ndarray:
+    """Noise under a slowly rising tone whose pitch depends on ``seed``: clips with different spectra."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    tone = np.sin(2 * np.pi * (300 + 450 * seed) * t * (1 + 0.04 * t))
+    return (0.2 * tone + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
 def byte_level_alphabet() -> list[str]:
     """GPT-2/RoBERTa's printable stand-ins for the 256 byte values."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
@@ -55,7 +63,7 @@ def save_small_laion_clap(out: Path) -> Path:
     vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", *byte_level_alphabet()])}
     (out / "vocab.json").write_text(json.dumps(vocab))
     (out / "merges.txt").write_text("#version: 0.2\n")
-    tok = RobertaTokenizer(vocab_file=str(out / "vocab.json"), merges_file=str(out / "merges.txt"))
+    tok = RobertaTokenizer(vocab=vocab, merges=[])
     cfg = ClapConfig(
         text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=80, projection_dim=24),
@@ -106,6 +114,32 @@ def local_bert_dir(tmp_path_factory) -> Path:
     return out
 
 
+def save_small_gpt2(out: Path) -> Path:
+    """A small random GPT-2 with a byte-level BPE vocabulary laid out like GPT-2's: ``!`` is id 0
+    (msclap 2023's pad token) and ``<|endoftext|>`` the last id. The folder name contains "gpt",
+    which is how the reference code recognises a GPT text encoder."""
+    import json
+
+    from transformers import GPT2Config, GPT2Model, GPT2Tokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {t: i for i, t in enumerate([*byte_level_alphabet(), "<|endoftext|>"])}
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    (out / "merges.txt").write_text("#version: 0.2\n")
+    GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(out)
+    cfg = GPT2Config(vocab_size=len(vocab), n_positions=128, n_embd=48, n_layer=2, n_head=4,
+                     bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        GPT2Model(cfg).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def local_gpt2_dir(tmp_path_factory) -> Path:
+    return save_small_gpt2(tmp_path_factory.mktemp("text") / "gpt2_local")
+
+
 @pytest.fixture(scope="session")
 def msclap_models():
     """The reference code's model modules (``msclap.models``), imported without its torchaudio wrapper."""
@@ -119,6 +153,57 @@ def msclap_models():
     from msclap.models import audio, clap  # noqa: E402
 
     return types.SimpleNamespace(CLAP=clap.CLAP, Cnn14=audio.Cnn14, Projection=clap.Projection)
+
+
+@pytest.fixture(scope="session")
+def laion_clap_model_module():
+    """laion_clap's model module (``laion_clap.clap_module.model``), imported without the package's
+    training and download code. Its utilities import torchvision and h5py for functions the model
+    classes never call; where those are not installed, placeholders stand in during the import."""
+    spec = importlib.util.find_spec("laion_clap")
+    if spec is None:
+        raise RuntimeError("the LAION parity tests need the reference code: pip install --no-deps laion-clap==1.1.7")
+    root = Path(list(spec.submodule_search_locations)[0])
+    for name, path in (("laion_clap", root), ("laion_clap.clap_module", root / "clap_module")):
+        if name not in sys.modules:
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [str(path)]
+            sys.modules[name] = pkg
+    placeholders = {}
+    if importlib.util.find_spec("torchvision") is None:
+        misc = types.ModuleType("torchvision.ops.misc")
+        misc.FrozenBatchNorm2d = torch.nn.BatchNorm2d
+        placeholders.update({"torchvision": types.ModuleType("torchvision"), "torchvision.ops": types.ModuleType("torchvision.ops"),
+                             "torchvision.ops.misc": misc})
+    if importlib.util.find_spec("h5py") is None:
+        placeholders["h5py"] = types.ModuleType("h5py")
+    sys.modules.update(placeholders)
+    try:
+        model = importlib.import_module("laion_clap.clap_module.model")
+    finally:
+        for name in placeholders:
+            sys.modules.pop(name, None)
+    return model
+
+
+def realistic_statistics(module: torch.nn.Module, logmel: torch.Tensor, gen: torch.Generator) -> None:
+    """Make a randomly initialised network discriminate between inputs, so that a parity test
+    can fail: the input batch norm gets the statistics of real log-mel frames (slightly perturbed),
+    other batch norms and every LayerNorm random affine parameters."""
+    norms = [m for m in module.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm))]
+    with torch.no_grad():
+        for m in norms:
+            n = m.weight.shape[0]
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                if n == logmel.shape[-1]:  # per-mel-bin input normalisation
+                    frames = logmel.reshape(-1, n)
+                    m.running_mean.copy_(frames.mean(0) + 0.1 * torch.randn(n, generator=gen))
+                    m.running_var.copy_(frames.var(0) * (1 + 0.1 * torch.rand(n, generator=gen)))
+                else:
+                    m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                    m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
 
 
 @pytest.fixture()

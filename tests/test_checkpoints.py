@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from skclap import PRESETS, REGISTRY, CheckpointError, CLAPModel, import_msclap, load_model
+from skclap import PRESETS, PRETRAINED, CheckpointError, CLAPModel, import_msclap, list_models, load_model
 from skclap.checkpoints import resolve_checkpoint
 
 
@@ -71,8 +71,14 @@ def test_unknown_names_and_paths(tmp_path):
         load_model("nope")
     with pytest.raises(CheckpointError, match="not a skclap checkpoint"):
         load_model(tmp_path)
-    with pytest.raises(CheckpointError, match="not supported yet"):
-        load_model("msclap-2023")
+    with pytest.raises(CheckpointError, match="'tiny' is an architecture, not released weights: pass 'preset:tiny'"):
+        load_model("tiny")
+    with pytest.raises(CheckpointError, match="unknown architecture 'huge'"):
+        load_model("preset:huge")
+    for bad in ("[]", "null", "3"):  # valid JSON, not an object
+        (tmp_path / "config.json").write_text(bad)
+        with pytest.raises(CheckpointError, match="config.json holds a JSON (list|NoneType|int), not an object"):
+            load_model(tmp_path)
 
 
 def test_registered_checkpoint_offline_error_says_where(monkeypatch, tmp_path):
@@ -176,9 +182,34 @@ def test_import_refuses_pickled_code_and_garbage(tmp_path, capsys):
 
 
 def test_registry_lists_paper_checkpoint():
-    ck = REGISTRY["msclap-2022"]
-    assert (ck.repo_id, ck.filename, ck.tokenizer, ck.supported) == ("microsoft/msclap", "CLAP_weights_2022.pth", "bert-base-uncased", True)
-    assert dataclasses.replace(PRESETS[ck.preset]).proj_dim == 1024
+    ck = PRETRAINED["msclap-2022"]
+    assert (ck.repo_id, ck.filename, ck.tokenizer, ck.format) == ("microsoft/msclap", "CLAP_weights_2022.pth", "bert-base-uncased", "msclap")
+    assert PRESETS[ck.preset].proj_dim == 1024
+    ck = PRETRAINED["msclap-2023"]
+    assert (ck.filename, ck.tokenizer, PRESETS[ck.preset].audio_encoder) == ("CLAP_weights_2023.pth", "gpt2", "htsat")
+
+
+def test_list_models_names_every_model_once():
+    rows = list_models()
+    names = [r.name for r in rows]
+    assert len(names) == len(set(names))
+    assert {"msclap-2022", "msclap-2023", "laion-630k-audioset-best", "laion-music-speech-audioset", "laion/clap-htsat-fused",
+            "preset:tiny", "preset:msclap-2022", "preset:msclap-2023"} <= set(names)
+    assert {r.kind for r in rows} == {"pretrained", "preset"}
+    assert all(r.source.startswith("https://huggingface.co/") for r in rows if r.kind == "pretrained")
+
+
+def test_presets_are_copied_on_every_read():
+    cfg = PRESETS["tiny"]
+    cfg.text_config["hidden_size"] = 999
+    cfg.proj_dim = 3
+    assert PRESETS["tiny"].text_config["hidden_size"] == 32 and PRESETS["tiny"].proj_dim == 64
+    assert CLAPModel.from_preset("tiny").config.proj_dim == 64
+
+
+def test_preset_prefix_gives_random_weights(tiny_model):
+    model = load_model("preset:tiny")
+    assert model.config == tiny_model.config and model.source is None
 
 
 def test_tokenizer_offline_error_says_what_to_do(tmp_path, local_bert_dir):
@@ -189,3 +220,22 @@ def test_tokenizer_offline_error_says_what_to_do(tmp_path, local_bert_dir):
     with pytest.raises(OSError, match="tokenizer directory not found"):
         load_tokenizer(str(tmp_path / "missing" / "dir"))
     assert load_tokenizer(local_bert_dir)("dog")["input_ids"][0] == 2  # [CLS] of the local vocab
+
+
+def test_protocol_4_files_with_numpy_scalars_load_without_running_code(tiny_model, tmp_path, capsys):
+    """laion_clap saved its files in pickle protocol 4 with numpy scalars beside the weights, which
+    torch's weights-only loader refuses; skclap reads them with an allow-list unpickler."""
+    from skclap.checkpoints import read_state_dict
+
+    path = tmp_path / "p4.pt"
+    torch.save({"state_dict": msclap_state(tiny_model), "epoch": np.int64(3), "best": np.float64(0.9)}, path, pickle_protocol=4)
+    with pytest.raises(Exception):
+        torch.load(path, weights_only=True)
+    loaded = load_model(path, tokenizer="skclap-basic", config=PRESETS["tiny"])
+    for a, b in zip(embeddings(tiny_model), embeddings(loaded)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    evil = tmp_path / "evil4.pt"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": Payload()}, evil, pickle_protocol=4)
+    with pytest.raises(CheckpointError, match="global 'builtins.print' is not allowed"):
+        read_state_dict(evil)
+    assert "code ran" not in capsys.readouterr().out

@@ -19,18 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..exceptions import CheckpointError
 from ..hub import hub_offline
+from ..registry import PRETRAINED
 
 __all__ = ["LAION_CHECKPOINTS", "LaionCLAP", "LaionConfig", "is_laion_checkpoint"]
 
 #: Hugging Face hub ids of LAION CLAP checkpoints in the transformers format.
-LAION_CHECKPOINTS = (
-    "laion/clap-htsat-unfused",
-    "laion/clap-htsat-fused",
-    "laion/larger_clap_general",
-    "laion/larger_clap_music",
-    "laion/larger_clap_music_and_speech",
-)
+LAION_CHECKPOINTS = tuple(name for name, p in PRETRAINED.items() if p.format == "hf-clap")
 
 
 @dataclass
@@ -55,9 +51,10 @@ def is_laion_checkpoint(name_or_path: str | os.PathLike) -> bool:
         import json
 
         try:
-            return json.loads(cfg.read_text()).get("model_type") == "clap"
+            meta = json.loads(cfg.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             return False
+        return isinstance(meta, dict) and meta.get("model_type") == "clap"
     return False
 
 
@@ -96,8 +93,6 @@ class LaionCLAP(nn.Module):
             except (OSError, ValueError) as err:
                 last = err
         else:
-            from ..checkpoints import CheckpointError
-
             raise CheckpointError(
                 f"LAION CLAP checkpoint {name!r} could not be loaded ({type(last).__name__}: not in the local "
                 f"Hugging Face cache, and the hub was not reached). Offline, "
@@ -107,7 +102,34 @@ class LaionCLAP(nn.Module):
             ) from None
         return cls(model, fe, tok, source=name).to(device or "cpu")
 
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write the model, feature extractor and tokenizer in the transformers format."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.clap.save_pretrained(out)
+        self.feature_extractor.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        return out
+
     # ---------------------------------------------------------------- CLAPModel's surface
+    @property
+    def audio_backbone(self) -> nn.Module:
+        """The HTS-AT before its projection (what ``freeze_audio`` freezes)."""
+        return self.clap.audio_model
+
+    @property
+    def text_backbone(self) -> nn.Module:
+        """The RoBERTa before its projection (what ``freeze_text`` freezes)."""
+        return self.clap.text_model
+
+    def audio_settings(self) -> dict[str, Any]:
+        """What besides the audio tower's weights changes an audio embedding (for cache keys)."""
+        fe = self.feature_extractor.to_dict()
+        fe.pop("mel_filters", None)
+        fe.pop("mel_filters_slaney", None)
+        return {"family": "laion", "fusion": bool(self.clap.config.audio_config.enable_fusion), "features": fe,
+                "window_samples": self.config.window_samples}
+
     @property
     def device(self) -> torch.device:
         return self.clap.logit_scale_a.device
@@ -123,12 +145,19 @@ class LaionCLAP(nn.Module):
 
     def features(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         """Log-mel input of ``ClapModel`` for fixed windows ``(batch, window_samples)``."""
-        arrays = [np.asarray(w, dtype=np.float32) for w in wave.detach().cpu().numpy()]
+        arrays = [np.asarray(w, dtype=np.float32) for w in wave.detach().float().cpu().numpy()]
         # Windows are exactly max_length long, so neither mode crops at random; an unfused model
         # takes one mel channel ("rand_trunc"), a fused one the four of "fusion".
-        mode = "fusion" if self.clap.config.audio_config.enable_fusion else "rand_trunc"
+        fused = self.clap.config.audio_config.enable_fusion
+        mode = "fusion" if fused else "rand_trunc"
         feats = self.feature_extractor(arrays, sampling_rate=self.config.sample_rate, truncation=mode, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in feats.items() if k in ("input_features", "is_longer")}
+        out = {"input_features": feats["input_features"].to(self.device, self.logit_scale.dtype)}
+        if fused:
+            # No window is longer than 10 s, so every one takes the global branch, as laion_clap's
+            # own inference does for clips up to 10 s. (The feature extractor would mark a random
+            # item of each such batch as longer, making embeddings depend on random state and batch.)
+            out["is_longer"] = torch.zeros(len(arrays), 1, dtype=torch.bool, device=self.device)
+        return out
 
     def encode_audio(self, wave: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         if wave.ndim != 2:

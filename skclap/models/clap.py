@@ -1,9 +1,11 @@
-"""The CLAP model: CNN14 audio tower and transformer text tower projected into one space."""
+"""The CLAP model: an audio tower (CNN14 or HTS-AT) and a transformer text tower projected into one space."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -13,11 +15,14 @@ from torch import nn
 
 from ..frontend import LogMel
 from .cnn14 import Cnn14
+from .htsat import HTSAT, HTSAT_TINY, htsat_frames
 from .projection import Projection
 from .text import TextBackbone
 from .tokenizer import BASIC, basic_vocab, load_tokenizer
 
-__all__ = ["CLAPConfig", "CLAPModel", "CLAPOutput", "PRESETS", "AudioEncoder", "TextEncoder"]
+__all__ = ["CLAPConfig", "CLAPModel", "CLAPOutput", "PRESETS", "AudioEncoder", "TextEncoder", "preset_config"]
+
+AUDIO_ENCODERS = ("cnn14", "htsat")
 
 BERT_BASE_UNCASED: dict[str, Any] = {
     "model_type": "bert",
@@ -36,13 +41,31 @@ BERT_BASE_UNCASED: dict[str, Any] = {
     "pad_token_id": 0,
 }
 
+GPT2_BASE: dict[str, Any] = {
+    "model_type": "gpt2",
+    "vocab_size": 50257,
+    "n_positions": 1024,
+    "n_embd": 768,
+    "n_layer": 12,
+    "n_head": 12,
+    "activation_function": "gelu_new",
+    "resid_pdrop": 0.1,
+    "embd_pdrop": 0.1,
+    "attn_pdrop": 0.1,
+    "layer_norm_epsilon": 1e-5,
+    "initializer_range": 0.02,
+    "bos_token_id": 50256,
+    "eos_token_id": 50256,
+}
+
 
 @dataclass
 class CLAPConfig:
     """Everything that defines a CLAP model's shape and preprocessing.
 
     Defaults are the 2022 release (Elizalde et al.): 44.1 kHz, 5 s clips, 64 mels 50-14000 Hz,
-    CNN14 (2048-d), BERT-base uncased ([CLS], 768-d), 1024-d projections.
+    CNN14 (2048-d), BERT-base uncased ([CLS], 768-d), 1024-d projections. The 2023 release
+    (``PRESETS["msclap-2023"]``) is an HTS-AT on 7 s windows and GPT-2.
     """
 
     # audio front-end
@@ -53,15 +76,20 @@ class CLAPConfig:
     n_mels: int = 64
     fmin: float = 50.0
     fmax: float = 14000.0
-    # audio encoder (CNN14)
+    mel_filter_rate: int | None = None  # the rate the mel filters assume; None: sample_rate
+    # audio encoder: "cnn14" (channels, classes) or "htsat" (transformers ClapAudioConfig fields)
+    audio_encoder: str = "cnn14"
     audio_channels: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
     audio_dim: int = 2048
     audio_classes: int = 527
+    htsat: dict[str, Any] = field(default_factory=dict)
     # text encoder
     text_config: dict[str, Any] = field(default_factory=lambda: dict(BERT_BASE_UNCASED))
     text_pooling: str = "cls"
     text_max_length: int = 100
     tokenizer: str = "bert-base-uncased"
+    text_suffix: str = ""  # appended to every text before tokenizing (msclap 2023: " <|endoftext|>")
+    pad_token: str | None = None  # set on the tokenizer when it has none (msclap 2023: "!")
     # shared space
     proj_dim: int = 1024
     proj_dropout: float = 0.5
@@ -71,6 +99,15 @@ class CLAPConfig:
         self.audio_channels = tuple(int(c) for c in self.audio_channels)
         if self.sample_rate <= 0 or self.clip_seconds <= 0:
             raise ValueError("sample_rate and clip_seconds must be positive")
+        if self.audio_encoder not in AUDIO_ENCODERS:
+            raise ValueError(f"audio_encoder must be one of {AUDIO_ENCODERS}; got {self.audio_encoder!r}")
+        if self.audio_encoder == "htsat":
+            frames = self.window_samples // self.hop_length + 1
+            if frames > htsat_frames(self.htsat, self.n_mels):
+                raise ValueError(
+                    f"a {self.clip_seconds:g} s window is {frames} frames at hop {self.hop_length}; the HTS-AT "
+                    f"takes at most {htsat_frames(self.htsat, self.n_mels)}"
+                )
 
     @property
     def window_samples(self) -> int:
@@ -81,6 +118,12 @@ class CLAPConfig:
         d = dataclasses.asdict(self)
         d["audio_channels"] = list(self.audio_channels)
         return d
+
+    def audio_settings(self) -> dict[str, Any]:
+        """Everything besides the weights that changes an audio embedding (front-end, windows, tower)."""
+        d = self.to_dict()
+        text = {"text_config", "text_pooling", "text_max_length", "tokenizer", "text_suffix", "pad_token", "logit_scale_init"}
+        return {k: v for k, v in d.items() if k not in text}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CLAPConfig:
@@ -103,9 +146,35 @@ def _tiny_text(hidden: int, layers: int, heads: int, max_len: int) -> dict[str, 
     }
 
 
-#: Named architectures (random weights; released weights live in ``skclap.checkpoints``).
-PRESETS: dict[str, CLAPConfig] = {
+def _tiny_gpt2(hidden: int, layers: int, heads: int, max_len: int) -> dict[str, Any]:
+    return {**GPT2_BASE, "vocab_size": len(basic_vocab()), "n_embd": hidden, "n_layer": layers, "n_head": heads,
+            "n_positions": max_len, "bos_token_id": None, "eos_token_id": None}
+
+
+_PRESETS: dict[str, CLAPConfig] = {
     "msclap-2022": CLAPConfig(),
+    # The reference code's HTS-AT builds its front-end from its own module config, not from the
+    # release's YAML: mel filters laid out for 32 kHz, 50-14000 Hz, applied to 44.1 kHz audio.
+    "msclap-2023": CLAPConfig(
+        sample_rate=44100,
+        clip_seconds=7.0,
+        n_fft=1024,
+        hop_length=320,
+        n_mels=64,
+        fmin=50.0,
+        fmax=14000.0,
+        mel_filter_rate=32000,
+        audio_encoder="htsat",
+        audio_dim=768,
+        audio_classes=0,
+        htsat=dict(HTSAT_TINY),
+        text_config=dict(GPT2_BASE),
+        text_pooling="last",
+        text_max_length=77,
+        tokenizer="gpt2",
+        text_suffix=" <|endoftext|>",
+        pad_token="!",
+    ),
     # Seconds to build and run on a CPU: unit tests and examples.
     "tiny": CLAPConfig(
         sample_rate=16000,
@@ -120,6 +189,27 @@ PRESETS: dict[str, CLAPConfig] = {
         audio_classes=0,
         text_config=_tiny_text(hidden=32, layers=2, heads=2, max_len=64),
         text_pooling="mean",
+        text_max_length=32,
+        tokenizer=BASIC,
+        proj_dim=64,
+        proj_dropout=0.1,
+    ),
+    # msclap 2023's family (HTS-AT + GPT-2 with last-token pooling) at the size of "tiny".
+    "tiny-htsat": CLAPConfig(
+        sample_rate=16000,
+        clip_seconds=1.0,
+        n_fft=512,
+        hop_length=160,
+        n_mels=16,
+        fmin=20.0,
+        fmax=8000.0,
+        audio_encoder="htsat",
+        audio_dim=64,
+        audio_classes=0,
+        htsat={**HTSAT_TINY, "spec_size": 64, "window_size": 4, "patch_embeds_hidden_size": 32, "depths": [1, 1],
+               "num_attention_heads": [2, 4], "drop_path_rate": 0.0},
+        text_config=_tiny_gpt2(hidden=32, layers=2, heads=2, max_len=64),
+        text_pooling="last",
         text_max_length=32,
         tokenizer=BASIC,
         proj_dim=64,
@@ -147,13 +237,48 @@ PRESETS: dict[str, CLAPConfig] = {
 }
 
 
+class _Presets(Mapping):
+    """Read-only view of the named architectures; every lookup returns a fresh deep copy."""
+
+    def __getitem__(self, name: str) -> CLAPConfig:
+        return copy.deepcopy(_PRESETS[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_PRESETS)
+
+    def __len__(self) -> int:
+        return len(_PRESETS)
+
+    def __repr__(self) -> str:
+        return f"PRESETS({', '.join(_PRESETS)})"
+
+
+#: Named architectures (random weights; released weights are in :mod:`skclap.registry`).
+PRESETS: Mapping[str, CLAPConfig] = _Presets()
+
+
+def preset_config(name: str) -> CLAPConfig:
+    """A fresh copy of a named architecture's config."""
+    if name not in _PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose from {sorted(_PRESETS)}")
+    return PRESETS[name]
+
+
 class AudioEncoder(nn.Module):
     """Waveforms ``(batch, samples)`` -> projected audio embeddings ``(batch, proj_dim)``."""
 
     def __init__(self, cfg: CLAPConfig) -> None:
         super().__init__()
-        self.frontend = LogMel(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax)
-        self.backbone = Cnn14(cfg.n_mels, cfg.audio_channels, cfg.audio_dim, cfg.audio_classes)
+        self.frontend = LogMel(
+            cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax, filter_rate=cfg.mel_filter_rate
+        )
+        self.backbone: nn.Module
+        if cfg.audio_encoder == "htsat":
+            self.backbone = HTSAT(cfg.htsat, cfg.n_mels)
+            if self.backbone.hidden_size != cfg.audio_dim:
+                raise ValueError(f"audio_dim {cfg.audio_dim} does not match the HTS-AT's width {self.backbone.hidden_size}")
+        else:
+            self.backbone = Cnn14(cfg.n_mels, cfg.audio_channels, cfg.audio_dim, cfg.audio_classes)
         self.projection = Projection(cfg.audio_dim, cfg.proj_dim, cfg.proj_dropout)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -191,7 +316,8 @@ class CLAPModel(nn.Module):
         self.audio_encoder = AudioEncoder(self.config)
         self.text_encoder = TextEncoder(self.config)
         self.logit_scale = nn.Parameter(torch.tensor(float(self.config.logit_scale_init)))
-        self._tokenizer = tokenizer
+        self._tokenizer = None
+        self.tokenizer = tokenizer
         #: Where the weights came from (a checkpoint name or directory); None for in-memory weights.
         self.source: str | None = None
 
@@ -199,14 +325,13 @@ class CLAPModel(nn.Module):
     @classmethod
     def from_preset(cls, name: str, seed: int | None = 0, tokenizer: Any = None) -> CLAPModel:
         """A randomly initialised model of a named architecture (see :data:`PRESETS`)."""
-        if name not in PRESETS:
-            raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        config = preset_config(name)
         if seed is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = cls(dataclasses.replace(PRESETS[name]), tokenizer=tokenizer)
+                model = cls(config, tokenizer=tokenizer)
         else:
-            model = cls(dataclasses.replace(PRESETS[name]), tokenizer=tokenizer)
+            model = cls(config, tokenizer=tokenizer)
         return model.eval()
 
     @classmethod
@@ -226,12 +351,29 @@ class CLAPModel(nn.Module):
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.config.tokenizer)
+            self.tokenizer = load_tokenizer(self.config.tokenizer)
         return self._tokenizer
 
     @tokenizer.setter
     def tokenizer(self, value: Any) -> None:
+        pad = self.config.pad_token
+        if value is not None and pad is not None and getattr(value, "pad_token", None) != pad:
+            value.add_special_tokens({"pad_token": pad})
         self._tokenizer = value
+
+    @property
+    def audio_backbone(self) -> nn.Module:
+        """The audio tower before its projection (what ``freeze_audio`` freezes)."""
+        return self.audio_encoder.backbone
+
+    @property
+    def text_backbone(self) -> nn.Module:
+        """The text transformer before its projection (what ``freeze_text`` freezes)."""
+        return self.text_encoder.backbone
+
+    def audio_settings(self) -> dict[str, Any]:
+        """What besides the audio tower's weights changes an audio embedding (for cache keys)."""
+        return {"family": "skclap", **self.config.audio_settings()}
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         if isinstance(texts, str):
@@ -239,8 +381,9 @@ class CLAPModel(nn.Module):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text item {i} must be a string; got {type(t).__name__}: {t!r}")
+        suffix = self.config.text_suffix
         tokens = self.tokenizer(
-            list(texts),
+            [t + suffix for t in texts],
             padding=True,
             truncation=True,
             max_length=self.config.text_max_length,

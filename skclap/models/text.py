@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 __all__ = ["TextBackbone", "build_text_backbone"]
 
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "last")
 
 
 def build_text_backbone(config: dict[str, Any]) -> nn.Module:
@@ -26,7 +26,14 @@ def build_text_backbone(config: dict[str, Any]) -> nn.Module:
 
 
 class TextBackbone(nn.Module):
-    """Token ids -> one vector per text: the [CLS] token (BERT) or the masked mean of the tokens."""
+    """Token ids -> one vector per text.
+
+    Poolings: ``"cls"``, the first token (BERT's [CLS]); ``"mean"``, the masked mean of the tokens;
+    ``"last"``, msclap 2023's GPT-2 rule, kept exactly for parity: the hidden state at position
+    ``(number of ids != 0) - 1``. Its pad token ``!`` has id 0 in GPT-2's vocabulary, so with right
+    padding this is the last real token (the appended ``<|endoftext|>``); a ``!`` inside the text also
+    has id 0 and moves the position back by one, as it does in the reference code.
+    """
 
     def __init__(self, config: dict[str, Any], pooling: str = "cls") -> None:
         super().__init__()
@@ -43,5 +50,8 @@ class TextBackbone(nn.Module):
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
         if self.pooling == "cls":
             return hidden[:, 0, :]
+        if self.pooling == "last":
+            last = (input_ids != 0).sum(dim=-1) - 1
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)

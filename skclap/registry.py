@@ -1,0 +1,141 @@
+"""One registry of models: architectures (random weights) and released weights, each named once.
+
+A model is named by one of these forms (:func:`parse_spec`):
+
+========================  ===========================================================================
+``"msclap-2022"``         released weights, by registered name (:data:`PRETRAINED`)
+``"laion/clap-htsat-fused"``  a LAION checkpoint in the transformers format, by hub id (registered)
+``"preset:tiny"``         an architecture with random weights (:data:`skclap.PRESETS`); the name of a
+                          release gives its architecture (``"preset:msclap-2022"``)
+``"hf-hub:ORG/NAME"``     any transformers-format CLAP checkpoint on the hub
+``"local-dir:PATH"``      a checkpoint directory (skclap's or transformers')
+``PATH``                  a directory, or a released file (``.pth``/``.pt``), recognised by its keys
+========================  ===========================================================================
+
+A bare name is never guessed between the two kinds: released names load weights, and a bare preset
+name (``"tiny"``) is an error that points at ``"preset:tiny"``. :func:`list_models` lists everything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .models.clap import PRESETS
+
+__all__ = ["PRETRAINED", "ModelInfo", "Pretrained", "Spec", "list_models", "parse_spec"]
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A released checkpoint: what it is and where its weights come from."""
+
+    name: str
+    format: str  # "msclap" (reference .pth), "laion" (laion_clap .pt), "hf-clap" (transformers ClapModel repo)
+    architecture: str
+    repo_id: str
+    filename: str | None  # the file in repo_id; None: the whole repository (transformers format)
+    tokenizer: str | None
+    description: str
+    preset: str | None = None  # skclap architecture of the weights (format "msclap")
+
+    @property
+    def url(self) -> str:
+        if self.filename is None:
+            return f"https://huggingface.co/{self.repo_id}"
+        return f"https://huggingface.co/{self.repo_id}/blob/main/{self.filename}"
+
+
+def _laion_file(name: str, filename: str, arch: str, what: str) -> Pretrained:
+    return Pretrained(name, "laion", arch, "lukewys/laion_clap", filename, "roberta-base", what)
+
+
+def _laion_hub(repo: str, arch: str, what: str) -> Pretrained:
+    return Pretrained(repo, "hf-clap", arch, repo, None, None, what)
+
+
+_HTSAT_TINY = "HTS-AT tiny + RoBERTa-base"
+_HTSAT_BASE = "HTS-AT base + RoBERTa-base"
+
+#: Released weights by name.
+PRETRAINED: dict[str, Pretrained] = {
+    p.name: p
+    for p in [
+        Pretrained(
+            "msclap-2022", "msclap", "CNN14 + BERT-base", "microsoft/msclap", "CLAP_weights_2022.pth", "bert-base-uncased",
+            "CLAP 2022 (Elizalde et al.), 128k pairs; ESC-50 zero-shot 82.6 %", preset="msclap-2022",
+        ),
+        Pretrained(
+            "msclap-2023", "msclap", "HTS-AT + GPT-2", "microsoft/msclap", "CLAP_weights_2023.pth", "gpt2",
+            "CLAP 2023 (Elizalde et al.), 4.6M pairs; the reference code's default version", preset="msclap-2023",
+        ),
+        _laion_file("laion-630k-best", "630k-best.pt", _HTSAT_TINY, "LAION-630k, unfused"),
+        _laion_file("laion-630k-audioset-best", "630k-audioset-best.pt", _HTSAT_TINY, "LAION-630k + AudioSet, unfused"),
+        _laion_file("laion-630k-fusion-best", "630k-fusion-best.pt", _HTSAT_TINY, "LAION-630k, feature fusion"),
+        _laion_file(
+            "laion-630k-audioset-fusion-best", "630k-audioset-fusion-best.pt", _HTSAT_TINY,
+            "LAION-630k + AudioSet, feature fusion",
+        ),
+        _laion_file(
+            "laion-music-speech-audioset", "music_speech_audioset_epoch_15_esc_89.98.pt", _HTSAT_BASE,
+            "music + speech + AudioSet (the usual CLAP-score model of text-to-audio papers)",
+        ),
+        _laion_file("laion-music-audioset", "music_audioset_epoch_15_esc_90.14.pt", _HTSAT_BASE, "music + AudioSet"),
+        _laion_file("laion-music-speech", "music_speech_epoch_15_esc_89.25.pt", _HTSAT_BASE, "music + speech"),
+        _laion_hub("laion/clap-htsat-unfused", _HTSAT_TINY, "LAION-630k + AudioSet, unfused (transformers format)"),
+        _laion_hub("laion/clap-htsat-fused", _HTSAT_TINY, "LAION-630k + AudioSet, feature fusion (transformers format)"),
+        _laion_hub("laion/larger_clap_general", _HTSAT_BASE, "general audio (transformers format)"),
+        _laion_hub("laion/larger_clap_music", _HTSAT_BASE, "music (transformers format)"),
+        _laion_hub("laion/larger_clap_music_and_speech", _HTSAT_BASE, "music and speech (transformers format)"),
+    ]
+}
+
+
+class Spec(NamedTuple):
+    """A parsed model name: ``kind`` is "preset", "pretrained", "hf-hub" or "path"."""
+
+    kind: str
+    value: str
+
+
+def parse_spec(spec: str | os.PathLike) -> Spec:
+    """Classify a model name without loading anything (see the module docstring)."""
+    text = os.fspath(spec)
+    if text.startswith("preset:"):
+        name = text[len("preset:") :]
+        if name in PRESETS:
+            return Spec("preset", name)
+        raise KeyError(f"unknown architecture {name!r} in {text!r}; choose from {sorted(PRESETS)}")
+    if text.startswith("hf-hub:"):
+        return Spec("hf-hub", text[len("hf-hub:") :])
+    if text.startswith("local-dir:"):
+        return Spec("path", text[len("local-dir:") :])
+    if text in PRETRAINED:
+        return Spec("pretrained", text)
+    if text in PRESETS and not os.path.exists(text):
+        raise KeyError(
+            f"{text!r} is an architecture, not released weights: pass 'preset:{text}' for random weights "
+            f"(released weights: {', '.join(n for n in PRETRAINED if not n.startswith('laion/'))})"
+        )
+    return Spec("path", text)
+
+
+class ModelInfo(NamedTuple):
+    """One row of :func:`list_models`."""
+
+    name: str
+    kind: str  # "pretrained" or "preset"
+    architecture: str
+    source: str  # where the weights come from (a URL), or "random init"
+    description: str
+
+
+def list_models() -> list[ModelInfo]:
+    """Every registered model: released weights by name, then architectures as ``preset:NAME``."""
+    rows = [ModelInfo(p.name, "pretrained", p.architecture, p.url, p.description) for p in PRETRAINED.values()]
+    for name in PRESETS:
+        cfg = PRESETS[name]
+        arch = f"{cfg.audio_encoder.upper()} + {cfg.text_config.get('model_type', '?')}, {cfg.sample_rate} Hz, {cfg.clip_seconds:g} s windows"
+        rows.append(ModelInfo(f"preset:{name}", "preset", arch, "random init", f"proj {cfg.proj_dim}-d"))
+    return rows
