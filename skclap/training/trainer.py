@@ -28,17 +28,18 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..checkpoints import save_model
+from ..checkpoints import load_model, save_model
 from ..fileio import write_atomic
 from ..devices import resolve_device
 from ..inference import embed_audio, embed_text
 from ..models.clap import CLAPModel
+from ..registry import parse_spec
 from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
 from .distributed import DistInfo, average_gradients, init_distributed
 from .metrics import retrieval_metrics
 from .step import contrastive_backward
 
-__all__ = ["TrainConfig", "Trainer", "train"]
+__all__ = ["TrainConfig", "Trainer", "start_model", "train"]
 
 STATE_NAME = "trainer_state.pt"
 
@@ -58,7 +59,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     max_logit_scale: float = 100.0
     freeze_text: bool = False  # freeze the text transformer (the 2022 release did); projections train
-    freeze_audio: bool = False  # freeze CNN14; its projection trains
+    freeze_audio: bool = False  # freeze the audio tower (CNN14, HTS-AT); its projection trains
     amp: bool = True  # float16 autocast, on CUDA only
     num_workers: int = 0
     seed: int = 0
@@ -125,8 +126,8 @@ class Trainer:
 
     def _trainable(self) -> list[torch.nn.Parameter]:
         m, c = self.model, self.config
-        m.text_encoder.backbone.requires_grad_(not c.freeze_text)
-        m.audio_encoder.backbone.requires_grad_(not c.freeze_audio)
+        m.text_backbone.requires_grad_(not c.freeze_text)
+        m.audio_backbone.requires_grad_(not c.freeze_audio)
         if self.head is not None:  # supervised: the audio tower and the head
             return [p for p in (*m.audio_encoder.parameters(), *self.head.parameters()) if p.requires_grad]
         return [p for p in m.parameters() if p.requires_grad]
@@ -136,9 +137,9 @@ class Trainer:
         if self.head is not None:
             self.head.train()
         if self.config.freeze_text:
-            self.model.text_encoder.backbone.eval()
+            self.model.text_backbone.eval()
         if self.config.freeze_audio:
-            self.model.audio_encoder.backbone.eval()
+            self.model.audio_backbone.eval()
 
     def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         c = self.config
@@ -330,14 +331,12 @@ class Trainer:
 
     def _restore(self, optimizer, scheduler, scaler) -> bool:
         """Load the latest checkpoint into the model, optimizer, scheduler and RNG; False if none."""
-        from safetensors.torch import load_file
-
         path = self.latest_checkpoint()
         if path is None:
             return False
         state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
-        weights = load_file(path / "model.safetensors", device=str(self.model.device))
-        self.model.load_state_dict(weights, strict=True)
+        saved = load_model(path, device="cpu", tokenizer=getattr(self.model, "tokenizer", None))
+        self.model.load_state_dict(saved.state_dict(), strict=True)
         if self.head is not None:
             self.head.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
@@ -367,27 +366,40 @@ class Trainer:
         write_atomic(self.out_dir / "history.csv", write_csv)
 
 
+def start_model(model: Any, seed: int = 0) -> Any:
+    """The model a run starts from: ``"preset:NAME"`` is a random init (seeded), any other name of
+    :mod:`skclap.registry` loads weights (a released name its released weights), a model is used as is."""
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    try:
+        spec = parse_spec(model)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
+    if spec.kind == "preset":
+        return CLAPModel.from_preset(spec.value, seed=seed)
+    return load_model(model)
+
+
 def train(
     train_data: Any,
     out_dir: str | os.PathLike | None = None,
-    model: CLAPModel | str = "tiny",
+    model: Any = "preset:tiny",
     val_data: Any = None,
     resume: bool = False,
     item_rate: int | None = None,
     **config: Any,
 ) -> Trainer:
-    """Train a CLAP model: ``model`` is a preset name (random init), a checkpoint, or a CLAPModel.
+    """Train a CLAP model. ``model``: ``"preset:NAME"`` (an architecture, random init), a released
+    name (``"msclap-2022"``: fine-tune its weights), a checkpoint path, or a model object (any
+    backend: CNN14/HTS-AT + BERT/GPT-2, or LAION's ``ClapModel``).
 
     ``train_data``/``val_data`` are ``(items, captions)`` or a manifest path (CSV/Parquet with
     ``audio`` and ``caption`` columns). Keyword arguments are :class:`TrainConfig` fields.
     Returns the :class:`Trainer`: ``.model`` is the trained model, ``.history`` its metrics.
     """
-    from ..checkpoints import load_model
-    from ..models.clap import PRESETS
     from .data import read_manifest
 
-    if isinstance(model, str):
-        model = CLAPModel.from_preset(model, seed=config.get("seed", 0)) if model in PRESETS else load_model(model)
+    model = start_model(model, seed=config.get("seed", 0))
     if isinstance(train_data, (str, os.PathLike)):
         train_data = read_manifest(train_data)
     if isinstance(val_data, (str, os.PathLike)):
