@@ -7,6 +7,7 @@ consecutive items share batches, and each item's window embeddings are averaged.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,16 +22,30 @@ from .cache import DiskCache, MemoryCache, item_key, model_fingerprint
 from .models.clap import CLAPModel
 from .models.fused import fused_audio_encoder
 
-__all__ = ["audio_fingerprint", "embed_audio", "embed_text"]
+__all__ = ["audio_fingerprint", "embed_audio", "embed_text", "precision_label"]
 
 #: Bump when the meaning of a cached vector changes (windowing, pooling).
 _PIPELINE_VERSION = "audio-v1:repeat-pad,consecutive-end-aligned,mean"
 
 
-def audio_fingerprint(model: CLAPModel) -> str:
-    cfg = model.config
-    extra = f"{_PIPELINE_VERSION}|{cfg.sample_rate}|{cfg.window_samples}"
-    return model_fingerprint(model.audio_encoder, extra)
+def precision_label(model: Any, half: bool = False) -> str:
+    """The arithmetic an embedding is computed in: ``"float16-autocast"``, ``"float32"``, or
+    ``"float32-tf32"`` on a CUDA device whose matrix units round float32 inputs to TF32."""
+    if half:
+        return "float16-autocast"
+    dtype = str(model.logit_scale.dtype).replace("torch.", "")
+    if model.device.type == "cuda" and dtype == "float32" and (
+        torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+    ):
+        return "float32-tf32"
+    return dtype
+
+
+def audio_fingerprint(model: Any, precision: str = "float32") -> str:
+    """The cache identity of a model's audio embeddings: its audio tower's weights, every setting
+    that changes an embedding (front-end, windows, tower; :meth:`audio_settings`) and the precision."""
+    settings = json.dumps(model.audio_settings(), sort_keys=True, default=str)
+    return model_fingerprint(model.audio_encoder, f"{_PIPELINE_VERSION}|{settings}|{precision}")
 
 
 def _item_name(i: int, item: Any) -> str:
@@ -94,12 +109,15 @@ def embed_audio(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    half = model.device.type == "cuda" if fp16 is None else bool(fp16)
+    if half and model.device.type != "cuda":
+        raise ValueError("fp16 autocast is for CUDA devices; on a CPU embeddings are computed in float32")
     n = len(items)
     out = np.empty((n, model.config.proj_dim), dtype=np.float32)
     keys: list[str | None] = [None] * n
     todo = list(range(n))
     if cache is not None:
-        fp = audio_fingerprint(model)
+        fp = audio_fingerprint(model, precision_label(model, half))
         todo = []
         for i, item in enumerate(items):
             k = item_key(item, sample_rate)
@@ -150,9 +168,6 @@ def embed_audio(
         if cache is not None and keys[i]:
             cache.put(keys[i], out[i])
 
-    half = model.device.type == "cuda" if fp16 is None else bool(fp16)
-    if half and model.device.type != "cuda":
-        raise ValueError("fp16 autocast is for CUDA devices; on a CPU embeddings are computed in float32")
     was_training = model.training
     model.eval()
     encode = fused_audio_encoder(model)
