@@ -276,6 +276,17 @@ def import_msclap(
     return model.to(device or "cpu").eval()
 
 
+def laion_feature_extractor(fused: bool) -> Any:
+    """laion_clap's audio settings as a ``ClapFeatureExtractor``: 48 kHz, 10 s, 64 mels from 50 to
+    14000 Hz, window 1024, hop 480 (the settings of the released HTS-AT models)."""
+    from transformers import ClapFeatureExtractor
+
+    return ClapFeatureExtractor(
+        feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
+        frequency_min=50, frequency_max=14000, truncation="fusion" if fused else "rand_trunc", padding="repeatpad",
+    )
+
+
 def import_laion(path: str | os.PathLike, tokenizer: Any = None, device: str | torch.device | None = None) -> LaionCLAP:
     """Load one of laion_clap's original ``.pt`` files (``630k-audioset-best.pt``, the fusion and music
     ones) onto transformers' ``ClapModel``, run by the LAION backend.
@@ -284,7 +295,7 @@ def import_laion(path: str | os.PathLike, tokenizer: Any = None, device: str | t
     to ``roberta-base`` (hub cache, or a directory). The file's mel filters are checked against the
     feature extractor's.
     """
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+    from transformers import ClapConfig, ClapModel
 
     from .models.tokenizer import load_tokenizer
 
@@ -298,11 +309,7 @@ def import_laion(path: str | os.PathLike, tokenizer: Any = None, device: str | t
         raise CheckpointError(f"{path}: laion_clap checkpoint without {err.args[0]}; only HTS-AT + RoBERTa models are supported") from None
     conv = convert.laion_to_transformers(state)
     _check_unknown(conv, path, "laion_clap CLAP model")
-    fused = cfg["audio_config"]["enable_fusion"]
-    fe = ClapFeatureExtractor(
-        feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
-        frequency_min=50, frequency_max=14000, truncation="fusion" if fused else "rand_trunc", padding="repeatpad",
-    )
+    fe = laion_feature_extractor(cfg["audio_config"]["enable_fusion"])
     _check_mel_filters(conv.frontend.get("logmel_extractor.melW"), fe.mel_filters_slaney, path, "48 kHz, 64 mels, 50-14000 Hz")
     with torch.random.fork_rng(devices=[]):
         model = ClapModel(ClapConfig(**cfg))

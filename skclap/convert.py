@@ -215,7 +215,7 @@ def laion_config(state: dict[str, torch.Tensor]) -> dict:
         "vocab_size": words.shape[0],
         "hidden_size": hidden,
         "num_hidden_layers": max(layers) + 1,
-        "num_attention_heads": hidden // 64,  # RoBERTa's 64-wide heads (not stored in the weights)
+        "num_attention_heads": max(1, hidden // 64),  # RoBERTa's 64-wide heads (not stored in the weights)
         "intermediate_size": need("text_branch.encoder.layer.0.intermediate.dense.weight").shape[0],
         "max_position_embeddings": need("text_branch.embeddings.position_embeddings.weight").shape[0],
         "type_vocab_size": need("text_branch.embeddings.token_type_embeddings.weight").shape[0],
