@@ -3,12 +3,14 @@
 from .audio import AudioError
 from .estimators import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
 from .checkpoints import import_laion, import_msclap, load_model
+from .embed import embed_collection
 from .exceptions import CheckpointError
 from .loss import contrastive_loss
 from .models import PRESETS, CLAPConfig, CLAPModel
 from .registry import PRETRAINED, list_models
-
-__version__ = "0.1.0"
+from .retrieval import build_index, read_embeddings, search
+from .score import clap_score
+from .version import __version__
 
 __all__ = [
     "CLAPEmbedder",
@@ -20,6 +22,11 @@ __all__ = [
     "CLAPConfig",
     "CLAPModel",
     "CheckpointError",
+    "build_index",
+    "clap_score",
+    "embed_collection",
+    "read_embeddings",
+    "search",
     "contrastive_loss",
     "import_laion",
     "import_msclap",

@@ -102,6 +102,52 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_embed(args: argparse.Namespace) -> int:
+    from .embed import run
+
+    return run(args)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from .retrieval import build_index
+
+    print(f"written: {build_index(args.dir, nlist=args.nlist)}")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .retrieval import search
+
+    if (args.query is None) == (args.like is None):
+        raise SystemExit("skclap search: give a text query or --like FILE")
+    table = search(args.dir, args.query, like=args.like, k=args.k, model=args.model, index=args.index, device=args.device)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    with pd.option_context("display.max_colwidth", 80, "display.width", 160):
+        print(table.drop(columns=["query"]).to_string(index=False))
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .embed import list_inputs
+    from .score import clap_score
+
+    pairs = list_inputs(args.pairs)
+    text_col = args.text_column or next((c for c in ("text", "caption", "prompt") if c in pairs.columns), None)
+    if text_col is None:
+        raise SystemExit(f"skclap score: {args.pairs} needs a text column (text, caption or prompt); columns: {list(pairs.columns)}")
+    result = clap_score(list(pairs["path"]), list(pairs[text_col].astype(str)), model=args.model, batch_size=args.batch_size,
+                        precision=args.precision, device=args.device, progress=not args.no_progress)
+    if args.out:
+        pd.DataFrame({"path": pairs["path"], "text": pairs[text_col], "clap_score": result.scores}).to_csv(args.out, index=False)
+    print(f"CLAP score {result.mean:.4f} (mean cosine of {len(result.scores)} pairs; model {result.model})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skclap", description="CLAP for scikit-learn")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +176,35 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=run_evaluate)
+    from .embed import add_arguments as add_embed_arguments
+
+    em = sub.add_parser("embed", help="embed a folder or manifest of audio files into sharded Parquet (resumable)")
+    add_embed_arguments(em)
+    em.set_defaults(func=run_embed)
+    ix = sub.add_parser("index", help="build an approximate (faiss IVF) index over an embedded collection")
+    ix.add_argument("dir", help="the output folder of skclap embed")
+    ix.add_argument("--nlist", type=int, help="k-means cells (default 4 * sqrt(rows))")
+    ix.set_defaults(func=run_index)
+    se = sub.add_parser("search", help="search an embedded collection by text or by an example file")
+    se.add_argument("dir", help="the output folder of skclap embed")
+    se.add_argument("query", nargs="?", help="text query, e.g. 'dog barking in the rain'")
+    se.add_argument("--like", help="an audio file: find the most similar files")
+    se.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    se.add_argument("--model", help="default: the model the collection was embedded with")
+    se.add_argument("--index", choices=["auto", "exact", "faiss"], default="auto")
+    se.add_argument("--csv", help="also write the results table here")
+    se.add_argument("--device", default="auto")
+    se.set_defaults(func=run_search)
+    sc = sub.add_parser("score", help="CLAP score of audio-text pairs (cosine per pair and the mean)")
+    sc.add_argument("pairs", help="CSV/Parquet with an audio path column (path/audio/file) and a text column")
+    sc.add_argument("--model", default="laion-630k-audioset-best", help="registered name or checkpoint")
+    sc.add_argument("--text-column", help="default: text, caption or prompt")
+    sc.add_argument("--out", help="write per-pair scores to this CSV")
+    sc.add_argument("--batch-size", type=int, default=32)
+    sc.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None)
+    sc.add_argument("--device", default="auto")
+    sc.add_argument("--no-progress", action="store_true")
+    sc.set_defaults(func=run_score)
     tr = sub.add_parser("train", help="train CLAP contrastively on an audio-caption manifest")
     add_train_arguments(tr)
     tr.set_defaults(func=run_train)

@@ -1,10 +1,14 @@
-"""Device choice."""
+"""Device and precision choice."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["PRECISIONS", "autocast_dtype", "cpu_has_native_bf16", "resolve_device", "resolve_precision"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -16,3 +20,46 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(device)
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 in hardware (``avx512_bf16`` or AMX). Without it, bf16
+    arithmetic is emulated and hundreds of times slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """The arithmetic for inference on ``device``: "fp32", "bf16" or "fp16".
+
+    None (the default): fp16 autocast on CUDA, fp32 elsewhere. ``"auto"``: the fastest safe one:
+    fp16 on CUDA, bf16 on a CPU with native bf16, else fp32. An explicit "fp16" needs CUDA, and
+    "bf16" on a CPU needs native bf16 (emulated bf16 is never chosen).
+    """
+    cuda = device.type == "cuda"
+    if precision is None:
+        return "fp16" if cuda else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS} or None; got {precision!r}")
+    if precision == "auto":
+        if cuda:
+            return "fp16"
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ValueError("fp16 autocast is for CUDA devices; on a CPU embeddings are computed in float32 (or bf16)")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        raise ValueError("this CPU has no native bfloat16 (avx512_bf16/AMX): bf16 would be hundreds of times slower than fp32")
+    return precision
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision (None for fp32)."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from . import audio
 from .cache import DiskCache, MemoryCache, item_key, model_fingerprint
+from .devices import autocast_dtype, resolve_precision
 from .models.clap import CLAPModel
 from .models.fused import fused_audio_encoder
 
@@ -28,11 +29,12 @@ __all__ = ["audio_fingerprint", "embed_audio", "embed_text", "precision_label"]
 _PIPELINE_VERSION = "audio-v1:repeat-pad,consecutive-end-aligned,mean"
 
 
-def precision_label(model: Any, half: bool = False) -> str:
-    """The arithmetic an embedding is computed in: ``"float16-autocast"``, ``"float32"``, or
-    ``"float32-tf32"`` on a CUDA device whose matrix units round float32 inputs to TF32."""
-    if half:
-        return "float16-autocast"
+def precision_label(model: Any, precision: str = "fp32") -> str:
+    """The arithmetic an embedding is computed in (a resolved precision on the model's device):
+    ``"float16-autocast"``, ``"bfloat16-autocast"``, ``"float32"``, or ``"float32-tf32"`` on a CUDA
+    device whose matrix units round float32 inputs to TF32."""
+    if precision in ("fp16", "bf16"):
+        return {"fp16": "float16-autocast", "bf16": "bfloat16-autocast"}[precision]
     dtype = str(model.logit_scale.dtype).replace("torch.", "")
     if model.device.type == "cuda" and dtype == "float32" and (
         torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
@@ -53,20 +55,27 @@ def _item_name(i: int, item: Any) -> str:
 
 
 def _prepared(
-    items: Sequence[Any], idx: list[int], model: CLAPModel, sample_rate: int | None, workers: int, block: int
-) -> Iterator[tuple[int, Iterable[np.ndarray]]]:
+    items: Sequence[Any], idx: list[int], model: CLAPModel, sample_rate: int | None, workers: int, block: int,
+    capture: bool = False,
+) -> Iterator[tuple[int, Iterable[np.ndarray] | Exception]]:
     """Yield ``(index, chunks of windows)`` in order, decoding up to ``2 * workers`` items ahead.
 
     An item is one chunk; a long file (:func:`skclap.audio.long_file_seconds`) is a lazy stream of
-    chunks of ``block`` windows, decoded as the model consumes them, so memory stays flat.
+    chunks of ``block`` windows, decoded as the model consumes them, so memory stays flat. With
+    ``capture``, an item that fails to decode yields its exception instead of raising it.
     """
     rate, length = model.config.sample_rate, model.config.window_samples
 
-    def work(i: int) -> Iterable[np.ndarray]:
+    def work(i: int) -> Iterable[np.ndarray] | Exception:
         name = _item_name(i, items[i])
-        if audio.long_file_seconds(items[i]) is not None:
-            return audio.stream_windows(items[i], rate, length, block=block, name=name)
-        return (audio.windows(audio.prepare(items[i], rate, sample_rate, name=name), length),)
+        try:
+            if audio.long_file_seconds(items[i]) is not None:
+                return audio.stream_windows(items[i], rate, length, block=block, name=name)
+            return (audio.windows(audio.prepare(items[i], rate, sample_rate, name=name), length),)
+        except Exception as err:
+            if capture:
+                return err
+            raise
 
     if workers <= 1:
         for i in idx:
@@ -99,25 +108,32 @@ def embed_audio(
     cache: MemoryCache | DiskCache | None = None,
     progress: bool = True,
     workers: int = 2,
-    fp16: bool | None = None,
+    precision: str | None = None,
+    on_error: Callable[[int, Exception], None] | None = None,
+    window_sink: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Embed audio items (paths, waveforms, ``(array, rate)`` pairs...) -> ``(n, proj_dim)`` float32.
 
-    Vectors are the mean of the item's window embeddings, before L2 normalisation. ``fp16``:
-    float16 autocast for the encoder, default on CUDA only (never on a CPU, where half precision
-    is slow).
+    Vectors are the mean of the item's window embeddings, before L2 normalisation.
+
+    - ``precision``: None (fp16 autocast on CUDA, fp32 elsewhere), ``"auto"`` (also bf16 on a CPU
+      with native bf16), ``"fp32"``, ``"bf16"``, ``"fp16"``; see :func:`skclap.devices.resolve_precision`.
+    - ``workers``: threads decoding and resampling ahead of the model.
+    - ``on_error(i, exc)``: when given, an item that cannot be read is reported to it and skipped
+      (its row is NaN) instead of raising.
+    - ``window_sink(i, windows)``: when given, receives each item's window embeddings
+      ``(n_windows, proj_dim)`` (cache hits have none: pass ``cache=None`` with it).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    half = model.device.type == "cuda" if fp16 is None else bool(fp16)
-    if half and model.device.type != "cuda":
-        raise ValueError("fp16 autocast is for CUDA devices; on a CPU embeddings are computed in float32")
+    mode = resolve_precision(precision, model.device)
+    half = autocast_dtype(mode)
     n = len(items)
     out = np.empty((n, model.config.proj_dim), dtype=np.float32)
     keys: list[str | None] = [None] * n
     todo = list(range(n))
     if cache is not None:
-        fp = audio_fingerprint(model, precision_label(model, half))
+        fp = audio_fingerprint(model, precision_label(model, mode))
         todo = []
         for i, item in enumerate(items):
             k = item_key(item, sample_rate)
@@ -136,6 +152,7 @@ def embed_audio(
     left: dict[int, int] = {}  # windows of each item not yet through the model
     reading: set[int] = set()  # items whose windows are still being read
     queue: deque[tuple[int, np.ndarray]] = deque()  # (item, windows) waiting for a batch
+    per_window: dict[int, list[np.ndarray]] = {}
     queued = 0
 
     def run(rows: int) -> None:
@@ -153,10 +170,12 @@ def embed_audio(
                 queue[0] = (i, w[use:])
         queued -= rows
         batch = torch.from_numpy(np.concatenate(chunks)).to(model.device)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=half):
+        with torch.autocast(model.device.type, dtype=half or torch.float32, enabled=half is not None):
             emb = encode(batch).float().cpu().numpy()
         for row, i in enumerate(owners):
             sums[i] += emb[row]
+            if window_sink is not None:
+                per_window[i].append(emb[row])
         for i, c in Counter(owners).items():
             left[i] -= c
             if left[i] == 0 and i not in reading:
@@ -165,29 +184,52 @@ def embed_audio(
     def finish(i: int) -> None:
         out[i] = sums.pop(i) / counts.pop(i)
         del left[i]
+        if window_sink is not None:
+            window_sink(i, np.stack(per_window.pop(i)).astype(np.float32))
         if cache is not None and keys[i]:
             cache.put(keys[i], out[i])
+
+    def fail(i: int, err: Exception) -> None:
+        nonlocal queue, queued
+        if on_error is None:
+            raise err
+        for table in (sums, counts, left, per_window):
+            table.pop(i, None)
+        reading.discard(i)
+        kept = deque((j, w) for j, w in queue if j != i)
+        queued -= sum(len(w) for j, w in queue if j == i)
+        queue = kept
+        out[i] = np.nan
+        on_error(i, err)
 
     was_training = model.training
     model.eval()
     encode = fused_audio_encoder(model)
     bar = tqdm(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0)
     try:
-        for i, chunks in _prepared(items, todo, model, sample_rate, workers, block=batch_size):
+        for i, chunks in _prepared(items, todo, model, sample_rate, workers, block=batch_size, capture=on_error is not None):
+            bar.update(1)
+            if isinstance(chunks, Exception):
+                fail(i, chunks)
+                continue
             sums[i] = np.zeros(dim, dtype=np.float64)
             counts[i] = left[i] = 0
+            per_window[i] = []
             reading.add(i)
-            for wins in chunks:
-                counts[i] += len(wins)
-                left[i] += len(wins)
-                queue.append((i, wins))
-                queued += len(wins)
-                while queued >= batch_size:
-                    run(batch_size)
+            try:
+                for wins in chunks:
+                    counts[i] += len(wins)
+                    left[i] += len(wins)
+                    queue.append((i, wins))
+                    queued += len(wins)
+                    while queued >= batch_size:
+                        run(batch_size)
+            except Exception as err:  # a long file that fails part-way through its stream
+                fail(i, err)
+                continue
             reading.discard(i)
             if left[i] == 0:
                 finish(i)
-            bar.update(1)
         if queued:
             run(queued)
     finally:

@@ -18,7 +18,8 @@ from .conftest import LAION_DIR, sine
 
 def test_precision_is_part_of_the_key(tiny_model):
     assert precision_label(tiny_model) == "float32"
-    assert precision_label(tiny_model, half=True) == "float16-autocast"
+    assert precision_label(tiny_model, "fp16") == "float16-autocast"
+    assert precision_label(tiny_model, "bf16") == "bfloat16-autocast"
     assert audio_fingerprint(tiny_model, "float32") != audio_fingerprint(tiny_model, "float16-autocast")
 
 
@@ -28,7 +29,7 @@ def test_a_half_precision_run_does_not_share_disk_entries(tiny_model, tmp_path, 
     embed_audio(tiny_model, clips, sample_rate=16000, cache=cache, progress=False)
     assert len(cache) == 2
     # As a float16 CUDA run would label itself (CPUs compute in float32 only):
-    monkeypatch.setattr(inference, "precision_label", lambda model, half=False: "float16-autocast")
+    monkeypatch.setattr(inference, "precision_label", lambda model, precision="fp32": "float16-autocast")
     embed_audio(tiny_model, clips, sample_rate=16000, cache=cache, progress=False)
     assert len(cache) == 4
 

@@ -141,7 +141,7 @@ def test_long_files_are_streamed_with_the_same_embedding(tmp_path, monkeypatch):
 def test_cuda_fp16_autocast_matches_fp32():
     model = randomise_batchnorm(CLAPModel.from_preset("small", seed=0)).to("cuda")
     waves = [np.random.default_rng(i).standard_normal(40000).astype(np.float32) * 0.1 for i in range(6)]
-    ref = embed_audio(model, waves, sample_rate=16000, progress=False, fp16=False)
+    ref = embed_audio(model, waves, sample_rate=16000, progress=False, precision="fp32")
     half = embed_audio(model, waves, sample_rate=16000, progress=False)  # the default on CUDA
     cos = (ref * half).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(half, axis=1)
     assert cos.min() > 0.999 and not np.array_equal(ref, half)
@@ -150,5 +150,5 @@ def test_cuda_fp16_autocast_matches_fp32():
 def test_fp16_is_refused_on_cpu():
     model = CLAPModel.from_preset("tiny").train()
     with pytest.raises(ValueError, match="CUDA"):
-        embed_audio(model, [np.zeros(16000, np.float32)], sample_rate=16000, progress=False, fp16=True)
+        embed_audio(model, [np.zeros(16000, np.float32)], sample_rate=16000, progress=False, precision="fp16")
     assert model.training  # left as it was

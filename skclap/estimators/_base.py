@@ -183,6 +183,7 @@ class CLAPEstimatorBase(BaseEstimator):
 
     model: Any
     device: Any
+    precision: str | None
     batch_size: int
     sample_rate: int | None
     cache: Any
@@ -204,6 +205,7 @@ class CLAPEstimatorBase(BaseEstimator):
             batch_size=self.batch_size,
             cache=get_cache(self.cache),
             progress=self.progress,
+            precision=getattr(self, "precision", None),
         )
         return _normalize(emb) if normalize else emb
 

@@ -33,6 +33,9 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         Model windows (audio) per forward pass.
     device : str, default="auto"
         "auto" picks CUDA when available, else CPU.
+    precision : {None, "auto", "fp32", "bf16", "fp16"}, default=None
+        Arithmetic of the audio encoder. None: float16 autocast on CUDA, float32 on a CPU; "auto"
+        also takes bfloat16 on a CPU with native bf16. Part of the embedding cache's key.
     cache : bool or path, default=True
         Reuse audio embeddings: True keeps them in memory for the process (shared by clones), a
         directory path stores them on disk (shared by processes), False recomputes.
@@ -53,6 +56,7 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         normalize: bool = True,
         batch_size: int = 32,
         device: str = "auto",
+        precision: str | None = None,
         cache: Any = True,
         progress: bool = True,
     ) -> None:
@@ -62,6 +66,7 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         self.normalize = normalize
         self.batch_size = batch_size
         self.device = device
+        self.precision = precision
         self.cache = cache
         self.progress = progress
 

@@ -37,7 +37,7 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
     finetune_params : dict, optional
         :class:`skclap.training.TrainConfig` fields for fine-tuning (default: 5 epochs, batch 32,
         lr 1e-4, warm-up 10 steps).
-    sample_rate, batch_size, device, cache, progress
+    sample_rate, batch_size, device, precision, cache, progress
         As in :class:`~skclap.CLAPEmbedder`. Embeddings are cached, so cross-validation embeds
         each clip once.
 
@@ -59,6 +59,7 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         sample_rate: int | None = None,
         batch_size: int = 32,
         device: str = "auto",
+        precision: str | None = None,
         cache: Any = True,
         progress: bool = True,
     ) -> None:
@@ -69,6 +70,7 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         self.sample_rate = sample_rate
         self.batch_size = batch_size
         self.device = device
+        self.precision = precision
         self.cache = cache
         self.progress = progress
 

@@ -59,7 +59,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
     threshold : float, optional
         Multi-label decision threshold on ``predict_proba``; default ``1 / n_classes`` (tags more
         likely than uniform).
-    sample_rate, batch_size, device, cache, progress
+    sample_rate, batch_size, device, precision, cache, progress
         As in :class:`~skclap.CLAPEmbedder`.
 
     Attributes
@@ -82,6 +82,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
         sample_rate: int | None = None,
         batch_size: int = 32,
         device: str = "auto",
+        precision: str | None = None,
         cache: Any = True,
         progress: bool = True,
     ) -> None:
@@ -94,6 +95,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
         self.sample_rate = sample_rate
         self.batch_size = batch_size
         self.device = device
+        self.precision = precision
         self.cache = cache
         self.progress = progress
 

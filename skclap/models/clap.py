@@ -282,7 +282,9 @@ class AudioEncoder(nn.Module):
         self.projection = Projection(cfg.audio_dim, cfg.proj_dim, cfg.proj_dropout)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.backbone(self.frontend(wave)))
+        with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32
+            mel = self.frontend(wave)
+        return self.projection(self.backbone(mel))
 
 
 class TextEncoder(nn.Module):

@@ -87,7 +87,8 @@ class FusedAudioEncoder(nn.Module):
         self.training = False  # inference only; the shared modules keep their own mode
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        x = self.frontend(wave)  # (batch, 1, frames, mels)
+        with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32
+            x = self.frontend(wave)  # (batch, 1, frames, mels)
         x = torch.addcmul(self.mel_shift, x, self.mel_scale).contiguous(memory_format=torch.channels_last)
         for i in range(6):
             x = F.relu_(self.convs[2 * i](x))
