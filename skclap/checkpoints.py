@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import threading
+from collections import OrderedDict
 import types
 import warnings
 from pathlib import Path
@@ -27,6 +29,7 @@ from .backends.laion import LaionCLAP, is_laion_checkpoint
 from .exceptions import CheckpointError
 from .fileio import write_atomic
 from .frontend import mel_filterbank
+from .devices import resolve_device
 from .hub import hub_offline
 from .models.clap import CLAPConfig, CLAPModel, preset_config
 from .registry import PRETRAINED, Pretrained, parse_spec
@@ -38,6 +41,7 @@ __all__ = [
     "import_msclap",
     "load_model",
     "read_state_dict",
+    "resolve_model",
     "resolve_checkpoint",
     "save_model",
 ]
@@ -375,3 +379,44 @@ def load_model(
         f"laion/clap-htsat-unfused; 'hf-hub:ID' for others; 'preset:NAME' for random weights; "
         f"skclap.list_models() lists them) and no such directory or file"
     )
+
+
+# ------------------------------------------------------------------- process-wide model cache
+_LOADED: OrderedDict[tuple, CLAPModel] = OrderedDict()
+_LOADED_MAX = 2
+_LOAD_LOCK = threading.Lock()
+
+
+def _stamp(spec: str) -> tuple:
+    """Identity of a checkpoint on disk, so an overwritten checkpoint is loaded again."""
+    p = Path(spec).expanduser()
+    files = [p / "config.json", p / "model.safetensors"] if p.is_dir() else [p]
+    out: list[Any] = [str(p.resolve()) if p.exists() else spec]
+    for f in files:
+        if f.exists():
+            st = f.stat()
+            out += [st.st_size, st.st_mtime_ns]
+    return tuple(out)
+
+
+def resolve_model(spec: Any, device: str | torch.device | None = "auto") -> CLAPModel | LaionCLAP:
+    """A model from an instance (moved to ``device``), or from any name or path :func:`load_model`
+    takes, loaded once: the two most recently used are kept for the process, so that estimator
+    clones (cross-validation folds, grid-search candidates) and repeated calls share them."""
+    dev = resolve_device(device)
+    if isinstance(spec, (CLAPModel, LaionCLAP)):
+        return spec if spec.device == dev else spec.to(dev)
+    if spec is None:
+        raise ValueError("model is required: a registered name (e.g. 'msclap-2022'), a checkpoint directory, or a CLAPModel")
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"model must be a name, a path or a CLAPModel; got {type(spec).__name__}")
+    key = (_stamp(os.fspath(spec)), str(dev))
+    with _LOAD_LOCK:
+        model = _LOADED.get(key)
+        if model is None:
+            model = load_model(spec, device=dev)
+            _LOADED[key] = model
+            while len(_LOADED) > _LOADED_MAX:
+                _LOADED.popitem(last=False)
+        _LOADED.move_to_end(key)
+        return model

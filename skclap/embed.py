@@ -38,6 +38,7 @@ import pandas as pd
 import soundfile as sf
 import torch
 
+from .checkpoints import resolve_model
 from .devices import resolve_device, resolve_precision
 from .fileio import write_atomic
 from .inference import audio_fingerprint, embed_audio, precision_label
@@ -269,8 +270,6 @@ def embed_collection(
     (log to ``errors.csv`` and go on) or "raise". ``rank``/``world_size`` default to torchrun's
     ``RANK``/``WORLD_SIZE`` (one process: 0/1); on CUDA each process uses ``cuda:LOCAL_RANK``.
     """
-    from .estimators._base import resolve_model
-
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
     if shard_size < 1:

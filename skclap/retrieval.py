@@ -134,7 +134,7 @@ def build_index(directory: str | os.PathLike, nlist: int | None = None, train_si
 
 
 def _query_vectors(meta: dict, query: Any, like: Any, model: Any, device: Any) -> np.ndarray:
-    from .estimators._base import resolve_model
+    from .checkpoints import resolve_model
     from .inference import embed_audio, embed_text
 
     clap = resolve_model(model if model is not None else meta["model"], device)
@@ -155,7 +155,7 @@ def search(
     k: int = 10,
     model: Any = None,
     index: str = "auto",
-    nprobe: int = 32,
+    nprobe: int = 128,
     device: Any = "auto",
 ) -> pd.DataFrame:
     """The ``k`` files most similar to a text ``query`` (or to the audio file(s) ``like``).

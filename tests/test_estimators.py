@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from skclap import AudioError, CheckpointError, CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
 from skclap.audio import prepare, windows
 from skclap.cache import DiskCache, get_cache
-from skclap.estimators._base import resolve_model
+from skclap.checkpoints import resolve_model
 
 from .conftest import gtzan_files, sine
 

@@ -15,7 +15,7 @@ from skclap import CLAPEmbedder
 from skclap.cache import get_cache
 from skclap.cli import main as cli
 from skclap.datasets.downstream import LOADERS, DatasetNotFoundError, load_downstream
-from skclap.estimators._base import resolve_model
+from skclap.checkpoints import resolve_model
 from skclap.evaluation import (
     TASKS,
     evaluate,

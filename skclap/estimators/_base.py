@@ -8,8 +8,6 @@ that clones made by ``cross_val_score``/``GridSearchCV`` do not load them again.
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,52 +19,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import column_or_1d
 
 from ..cache import get_cache
-from ..checkpoints import load_model
+from ..checkpoints import resolve_model
 from ..devices import resolve_device
 from ..inference import embed_audio, embed_text
 from ..models.clap import CLAPModel
 
 __all__ = ["CLAPEstimatorBase", "as_items", "as_texts", "check_targets", "resolve_device", "resolve_model"]
-
-
-_LOADED: OrderedDict[tuple, CLAPModel] = OrderedDict()
-_LOADED_MAX = 2
-_LOAD_LOCK = threading.Lock()
-
-
-def _stamp(spec: str) -> tuple:
-    """Identity of a checkpoint on disk, so an overwritten checkpoint is loaded again."""
-    p = Path(spec).expanduser()
-    files = [p / "config.json", p / "model.safetensors"] if p.is_dir() else [p]
-    out: list[Any] = [str(p.resolve()) if p.exists() else spec]
-    for f in files:
-        if f.exists():
-            st = f.stat()
-            out += [st.st_size, st.st_mtime_ns]
-    return tuple(out)
-
-
-def resolve_model(spec: Any, device: str | torch.device | None = "auto") -> CLAPModel:
-    """A CLAPModel from an instance, a registered name or a checkpoint directory/file."""
-    from ..backends.laion import LaionCLAP
-
-    dev = resolve_device(device)
-    if isinstance(spec, (CLAPModel, LaionCLAP)):
-        return spec if spec.device == dev else spec.to(dev)
-    if spec is None:
-        raise ValueError("model is required: a registered name (e.g. 'msclap-2022'), a checkpoint directory, or a CLAPModel")
-    if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"model must be a name, a path or a CLAPModel; got {type(spec).__name__}")
-    key = (_stamp(os.fspath(spec)), str(dev))
-    with _LOAD_LOCK:
-        model = _LOADED.get(key)
-        if model is None:
-            model = load_model(spec, device=dev)
-            _LOADED[key] = model
-            while len(_LOADED) > _LOADED_MAX:
-                _LOADED.popitem(last=False)
-        _LOADED.move_to_end(key)
-        return model
 
 
 def _is_missing(x: Any) -> bool:

@@ -19,7 +19,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from ..cache import get_cache
 from ..datasets.downstream import LabelledAudio
 from ..estimators import CLAPLinearProbe, CLAPZeroShotClassifier
-from ..estimators._base import resolve_model
+from ..checkpoints import resolve_model
 from .tasks import TASKS, Task, get_task
 
 __all__ = ["MODES", "evaluate", "evaluate_task", "mean_average_precision", "results_markdown"]
