@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from _table import print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
+
 FORMATS = [("WAV", ".wav", 44100), ("FLAC", ".flac", 48000), ("MP3", ".mp3", 44100), ("WAV", ".wav", 48000), ("FLAC", ".flac", 44100)]
 
 
@@ -186,10 +188,7 @@ def main() -> None:
                              f"recall@10 {recall:.3f}; {t_many / dt:.0f}x exact"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    width = max(len(r[0]) for r in rows)
-    print(f"\n| {'measure':{width}s} | value | note |\n|{'-' * (width + 2)}|---|---|")
-    for name, value, note in rows:
-        print(f"| {name:{width}s} | {value} | {note} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ from skclap import CLAPEmbedder, CLAPModel
 from skclap.cache import get_cache
 from skclap.models.tokenizer import basic_tokenizer
 
+from _table import print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
+
 RATE = 44100
 SECONDS = 5
 
@@ -279,10 +281,7 @@ def main() -> None:
             r = peak_rss(items, args.threads)
             rows.append((name, f"+{r['peak_mb'] - r['before_mb']:.0f} MB", f"peak RSS while embedding, above the loaded model ({r['before_mb']:.0f} MB); {r['seconds']:.0f} s"))
 
-    width = max(len(r[0]) for r in rows)
-    print(f"\n| {'measure':{width}s} | value | note |\n|{'-' * (width + 2)}|---|---|")
-    for name, value, note in rows:
-        print(f"| {name:{width}s} | {value} | {note} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":
