@@ -140,8 +140,14 @@ def _split_item(item: Any, sample_rate: int | None) -> tuple[Any, int | None]:
         if "path" in item:
             return item["path"], None
         raise AudioError(f"a mapping item needs an 'array' (and 'sampling_rate') or a 'path'; got keys {sorted(item)}")
-    if isinstance(item, tuple) and len(item) == 2 and np.isscalar(item[1]) and not isinstance(item[1], str):
-        return item[0], int(item[1])
+    if isinstance(item, tuple) and len(item) == 2 and np.isscalar(item[1]):
+        rate = item[1]
+        if isinstance(rate, (str, bytes, bool, np.bool_)) or not float(rate).is_integer():
+            raise AudioError(
+                f"an (array, rate) pair needs the rate as a whole number of Hz; got {rate!r} "
+                f"({type(rate).__name__}): write (array, {16000 if isinstance(rate, (str, bytes)) else 'int(rate)'})"
+            )
+        return item[0], int(rate)
     return item, sample_rate
 
 
@@ -152,8 +158,8 @@ def prepare(item: Any, target_rate: int, sample_rate: int | None = None, name: s
     ``(array, rate)`` pair or a ``{"array", "sampling_rate"}`` mapping. Errors name the item as ``name``.
     """
     label = name or describe(item)
-    payload, rate = _split_item(item, sample_rate)
     try:
+        payload, rate = _split_item(item, sample_rate)
         if isinstance(payload, (str, os.PathLike)):
             wave, _ = load(payload, target_rate)
             return wave
@@ -166,7 +172,13 @@ def prepare(item: Any, target_rate: int, sample_rate: int | None = None, name: s
             raise AudioError(
                 "raw waveforms need their sample rate: pass sample_rate=..., or give (array, rate) pairs"
             )
-        return resample(wave, int(rate), target_rate)
+        out = resample(wave, int(rate), target_rate)
+        if len(out) == 0:
+            raise AudioError(
+                f"{len(wave)} samples at {int(rate)} Hz last {len(wave) / int(rate):.3g} s, less than one sample at "
+                f"{target_rate} Hz: is sample_rate={int(rate)} right?"
+            )
+        return out
     except FileNotFoundError:
         raise
     except AudioError as err:
