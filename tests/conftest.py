@@ -186,6 +186,31 @@ def laion_clap_model_module():
     return model
 
 
+def calibrate_batchnorm(module: torch.nn.Module, run, gen: torch.Generator) -> None:
+    """Running statistics of every batch norm measured on real inputs (``run()`` does a forward
+    pass of real windows in train mode), then perturbed by a few per cent; LayerNorms get random
+    affine parameters. A deep CNN at random weights with arbitrary statistics maps every input to
+    nearly the same vector; calibrated, it separates them, so a parity test can fail."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the calibration batch
+    module.train()
+    with torch.no_grad():
+        run()
+        for m, momentum in saved:
+            m.momentum = momentum
+            m.running_mean.add_(0.05 * m.running_var.sqrt() * torch.randn(m.num_features, generator=gen))
+            m.running_var.mul_(1 + 0.05 * torch.rand(m.num_features, generator=gen))
+        for m in module.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                # log-normal gains: embedding norms then differ between inputs, as trained ones do
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen).exp())
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+    module.eval()
+
+
 def realistic_statistics(module: torch.nn.Module, logmel: torch.Tensor, gen: torch.Generator) -> None:
     """Make a randomly initialised network discriminate between inputs, so that a parity test
     can fail: the input batch norm gets the statistics of real log-mel frames (slightly perturbed),
