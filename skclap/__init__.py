@@ -10,9 +10,10 @@ from .models import PRESETS, CLAPConfig, CLAPModel
 from .registry import PRETRAINED, list_models
 from .retrieval import build_index, read_embeddings, search
 from .score import clap_score
-from .version import __version__
+from .version import __version__ as __version__
 
 __all__ = [
+    "__version__",
     "CLAPEmbedder",
     "CLAPLinearProbe",
     "CLAPZeroShotClassifier",

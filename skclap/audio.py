@@ -16,6 +16,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .exceptions import AudioError
+
 __all__ = [
     "AudioError",
     "as_waveform",
@@ -37,8 +39,6 @@ STREAM_SECONDS = 120.0
 MAX_CHANNELS = 64
 
 
-class AudioError(ValueError):
-    """An audio item that cannot be turned into a waveform: unreadable, empty, NaN, wrong shape..."""
 
 
 def describe(item: Any) -> str:

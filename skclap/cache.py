@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .fileio import write_atomic
+from .models.state import weights_stamp
 
 __all__ = ["DiskCache", "MemoryCache", "get_cache", "item_key", "model_fingerprint"]
 
@@ -63,13 +64,6 @@ def item_key(item: Any, sample_rate: int | None) -> str | None:
 
 
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def weights_stamp(module: torch.nn.Module) -> tuple:
-    """Cheap identity of a module's current tensors: which tensor objects it holds and their
-    version counters, so both an in-place update (training step, ``load_state_dict``) and a
-    replaced parameter change it. For memoising what is derived from the weights."""
-    return tuple((name, id(t), t._version) for name, t in module.state_dict(keep_vars=True).items())
 
 
 def model_fingerprint(module: torch.nn.Module, extra: str = "") -> str:

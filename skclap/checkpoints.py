@@ -11,7 +11,6 @@ which that loader cannot parse) and every key is mapped or reported (:mod:`skcla
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import threading
@@ -27,11 +26,11 @@ import torch
 from . import convert
 from .backends.laion import LaionCLAP, is_laion_checkpoint
 from .exceptions import CheckpointError
-from .fileio import write_atomic
 from .frontend import mel_filterbank
 from .devices import resolve_device
-from .hub import hub_offline
+from .hub import from_cache_or_hub
 from .models.clap import CLAPConfig, CLAPModel, preset_config
+from .models.serialization import load_state, save_directory
 from .registry import PRETRAINED, Pretrained, parse_spec
 
 __all__ = [
@@ -46,9 +45,6 @@ __all__ = [
     "save_model",
 ]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT = "skclap-clap"
 
 
 def cache_dir() -> Path:
@@ -68,12 +64,11 @@ def resolve_checkpoint(name: str) -> Path:
         return local
     from huggingface_hub import hf_hub_download
 
-    attempts = [True] if hub_offline() else [True, False]
-    for local_only in attempts:
-        try:
-            return Path(hf_hub_download(ckpt.repo_id, filename, local_files_only=local_only))
-        except Exception:  # not cached / no network / hub error: fall through to the explanation
-            continue
+    try:
+        return Path(from_cache_or_hub(lambda local_only: hf_hub_download(ckpt.repo_id, filename, local_files_only=local_only),
+                                      errors=(Exception,)))
+    except Exception:  # not cached / no network / hub error: the explanation below
+        pass
     raise CheckpointError(
         f"checkpoint {name!r} is not available offline. Download {filename} from {ckpt.url} and place "
         f"it at {local} (or set SKCLAP_HOME), or pass the file's path directly, e.g. "
@@ -83,89 +78,10 @@ def resolve_checkpoint(name: str) -> Path:
 
 # ---------------------------------------------------------------------------- skclap format
 def save_model(model: CLAPModel | LaionCLAP, directory: str | os.PathLike) -> Path:
-    """Write ``model`` as a checkpoint directory (each file replaced atomically)."""
+    """Write ``model`` as a checkpoint directory: skclap's format, or transformers' for LAION models."""
     if isinstance(model, LaionCLAP):
         return model.save_pretrained(directory)
-    from safetensors.torch import save_file
-
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_atomic(out / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": FORMAT}))
-    meta = {"format": FORMAT, **model.config.to_dict()}
-    write_atomic(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
-    model.tokenizer.save_pretrained(out)
-    return out
-
-
-def _load_dir(path: Path, device: str | torch.device | None, tokenizer: Any) -> CLAPModel:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    cfg_path = path / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{path} has no {CONFIG_NAME}: not a skclap checkpoint directory")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{cfg_path} is not valid JSON: {err}") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{cfg_path} holds a JSON {type(meta).__name__}, not an object of config fields")
-    if meta.pop("format", None) != FORMAT:
-        raise CheckpointError(f"{cfg_path} is not a skclap config (no \"format\": \"{FORMAT}\")")
-    try:
-        config = CLAPConfig.from_dict(meta)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{cfg_path}: {err}") from None
-    weights = path / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{path} has no {WEIGHTS_NAME}")
-    try:
-        state = load_file(weights, device="cpu")
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights} could not be read (truncated or corrupt?): {err}") from None
-    tok = tokenizer
-    if tok is None and (path / "tokenizer_config.json").is_file():
-        from .models.tokenizer import load_tokenizer
-
-        tok = load_tokenizer(path)
-    model = CLAPModel(config, tokenizer=tok)
-    load_state(model, state, str(weights))
-    model.source = str(path)
-    return model.to(device or "cpu").eval()
-
-
-def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
-    """``load_state_dict`` that reports every missing, unexpected or mis-shaped key.
-
-    Buffers the model derives from its configuration (:data:`skclap.convert.DERIVED`) are kept
-    from the model when the file does not hold them.
-    """
-    own = model.state_dict()
-    state = dict(state)
-    for k in own:
-        if k not in state and convert.DERIVED.search(k):
-            state[k] = own[k]
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {show(unexpected)}")
-        if wrong:
-            parts.append(
-                "shape mismatch: "
-                + show([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong])
-            )
-        raise CheckpointError(f"{origin} does not fit the model configuration: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
+    return save_directory(model, directory)
 
 
 # ------------------------------------------------------------------------- released files
@@ -370,7 +286,7 @@ def load_model(
     if path.is_dir():
         if is_laion_checkpoint(path):
             return LaionCLAP.from_pretrained(path, device=device)
-        return _load_dir(path, device, tokenizer)
+        return CLAPModel.from_pretrained(path, device, tokenizer)
     if path.is_file():
         return _import_file(path, tokenizer, config, device)
     released = ", ".join(n for n in PRETRAINED if not n.startswith("laion/"))

@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .models.serialization import DERIVED
+
 __all__ = ["Converted", "detect_format", "laion_to_transformers", "msclap_2022", "msclap_2023", "DERIVED"]
 
-#: Buffers a model recomputes from its configuration; never read from a file.
-DERIVED = re.compile(
-    r"(\.attn_mask$|\.relative_position_index$|\.position_ids$|\.token_type_ids$|\.attn\.(bias|masked_bias)$)"
-)
 _FRONTEND = re.compile(r"(spectrogram_extractor|logmel_extractor)\.")
 _TAGGING_HEAD = re.compile(r"^(tscam_conv|head)\.")
 

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError"]
+__all__ = ["AudioError", "CheckpointError", "DatasetNotFoundError"]
+
+
+class AudioError(ValueError):
+    """An audio item that cannot be turned into a waveform: unreadable, empty, NaN, wrong shape..."""
 
 
 class CheckpointError(OSError):
     """A checkpoint that is missing, unreadable, or does not fit the model."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A downstream dataset that is not where its standard layout puts it (the message says which files)."""

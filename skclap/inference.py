@@ -22,6 +22,7 @@ from .cache import DiskCache, MemoryCache, item_key, model_fingerprint
 from .devices import autocast_dtype, resolve_precision
 from .models.clap import CLAPModel
 from .models.fused import fused_audio_encoder
+from .models.state import eval_mode
 
 __all__ = ["audio_fingerprint", "embed_audio", "embed_text", "precision_label"]
 
@@ -202,11 +203,8 @@ def embed_audio(
         out[i] = np.nan
         on_error(i, err)
 
-    was_training = model.training
-    model.eval()
     encode = fused_audio_encoder(model)
-    bar = tqdm(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0)
-    try:
+    with eval_mode(model), tqdm(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0) as bar:
         for i, chunks in _prepared(items, todo, model, sample_rate, workers, block=batch_size, capture=on_error is not None):
             bar.update(1)
             if isinstance(chunks, Exception):
@@ -232,9 +230,6 @@ def embed_audio(
                 finish(i)
         if queued:
             run(queued)
-    finally:
-        bar.close()
-        model.train(was_training)
     return out
 
 
@@ -246,13 +241,9 @@ def embed_text(model: CLAPModel, texts: Sequence[str], *, batch_size: int = 256,
             raise TypeError(f"text item {i} must be a string; got {type(t).__name__}: {t!r}")
     out = np.empty((len(texts), model.config.proj_dim), dtype=np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         starts = range(0, len(order), batch_size)
         for s in tqdm(starts, desc="embedding text", disable=not progress, delay=2.0):
             idx = order[s : s + batch_size]
             out[idx] = model.encode_text([texts[j] for j in idx]).float().cpu().numpy()
-    finally:
-        model.train(was_training)
     return out

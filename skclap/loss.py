@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["contrastive_loss", "contrastive_logits"]
+__all__ = ["contrastive_loss", "contrastive_logits", "similarity_logits"]
+
+
+def similarity_logits(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """``logit_scale * cos(audio_i, text_j)``, shape ``(n_audio, n_text)``; embeddings may be raw."""
+    return logit_scale * F.normalize(audio_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
 
 
 def contrastive_logits(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:

@@ -152,7 +152,7 @@ def test_bad_inputs_are_named(tiny_model_dir, tmp_path):
         CLAPEmbedder(model=tiny_model_dir, progress=False).fit_transform([np.zeros(100), np.zeros(200)])
     with pytest.raises(ValueError, match="single str"):
         emb.transform("clip.wav")
-    with pytest.raises(ValueError, match="modality must be one of"):
+    with pytest.raises(ValueError, match="The .modality. parameter of CLAPEmbedder must be a str among"):
         CLAPEmbedder(model=tiny_model_dir, modality="video").fit(np.zeros((1, 10)))
     with pytest.raises(ValueError, match="DataFrame with 2 columns"):
         emb.transform(pd.DataFrame({"a": ["x.wav"], "b": ["y.wav"]}))

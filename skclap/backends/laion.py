@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import CheckpointError
-from ..hub import hub_offline
+from ..hub import from_cache_or_hub
+from ..loss import similarity_logits
 from ..registry import PRETRAINED
 
 __all__ = ["LAION_CHECKPOINTS", "LaionCLAP", "LaionConfig", "is_laion_checkpoint"]
@@ -81,18 +82,14 @@ class LaionCLAP(nn.Module):
         from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
         name = os.fspath(name_or_path)
-        local = Path(name).expanduser().is_dir()
-        attempts = [True] if (local or hub_offline()) else [True, False]
-        last: Exception | None = None
-        for local_only in attempts:
-            try:
-                model = ClapModel.from_pretrained(name, local_files_only=local_only)
-                fe = ClapFeatureExtractor.from_pretrained(name, local_files_only=local_only)
-                tok = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
-                break
-            except (OSError, ValueError) as err:
-                last = err
-        else:
+        def load(local_only: bool) -> tuple[Any, Any, Any]:
+            return (ClapModel.from_pretrained(name, local_files_only=local_only),
+                    ClapFeatureExtractor.from_pretrained(name, local_files_only=local_only),
+                    AutoTokenizer.from_pretrained(name, local_files_only=local_only))
+
+        try:
+            model, fe, tok = from_cache_or_hub(load, local=Path(name).expanduser().is_dir())
+        except (OSError, ValueError) as last:
             raise CheckpointError(
                 f"LAION CLAP checkpoint {name!r} could not be loaded ({type(last).__name__}: not in the local "
                 f"Hugging Face cache, and the hub was not reached). Offline, "
@@ -173,7 +170,8 @@ class LaionCLAP(nn.Module):
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def similarity(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-        return self.logit_scale.exp() * F.normalize(audio_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).T
+        """``logit_scale * cos(audio_i, text_j)``, shape ``(n_audio, n_text)``."""
+        return similarity_logits(audio_embeds, text_embeds, self.logit_scale.exp())
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.clap.parameters())

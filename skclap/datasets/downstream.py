@@ -22,13 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exceptions import DatasetNotFoundError
+
 __all__ = ["LOADERS", "DatasetNotFoundError", "LabelledAudio", "load_downstream"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au")
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are not where its standard layout puts them."""
 
 
 @dataclass

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import TransformerMixin
+from sklearn.base import TransformerMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import CLAPEstimatorBase, as_items, as_texts
 
@@ -45,11 +47,23 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
     Attributes
     ----------
     embedding_dim_ : int
-        Width of the embeddings (set by ``fit``, or on first ``transform``).
+        Width of the embeddings (set by ``fit``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skclap import CLAPEmbedder
+    >>> waves = np.random.default_rng(0).standard_normal((3, 16000)).astype("float32")  # 1 s at 16 kHz
+    >>> emb = CLAPEmbedder(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
+    >>> emb.fit_transform(waves).shape
+    (3, 64)
+    >>> CLAPEmbedder(model="preset:tiny", modality="text", device="cpu").fit_transform(["a dog barks"]).shape
+    (1, 64)
     """
 
     def __init__(
         self,
+        *,
         model: Any = "msclap-2022",
         modality: str = "audio",
         sample_rate: int | None = None,
@@ -70,15 +84,15 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         self.cache = cache
         self.progress = progress
 
-    def _check_params(self) -> None:
-        if self.modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}; got {self.modality!r}")
-        if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}")
+    _parameter_constraints: dict = {
+        **CLAPEstimatorBase._parameter_constraints,
+        "modality": [StrOptions(set(MODALITIES))],
+        "normalize": ["boolean"],
+    }
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> CLAPEmbedder:
         """Validate ``X`` and load the model; CLAP is pretrained, so nothing is learnt."""
-        self._check_params()
         if self.modality == "text":
             as_texts(X)
         else:
@@ -87,20 +101,18 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """Embeddings of ``X``, shape ``(n_items, embedding_dim)``, float32."""
-        self._check_params()
+        """Embeddings of ``X``, shape ``(n_items, embedding_dim)``, float32. CLAP is pretrained, so this
+        works without ``fit`` too (the parameters are validated here then)."""
+        if not hasattr(self, "embedding_dim_"):
+            self._validate_params()
         if self.modality == "text":
-            out = self._embed_text(as_texts(X), normalize=self.normalize)
-        else:
-            out = self._embed_audio(X, normalize=self.normalize)
-        self.embedding_dim_ = out.shape[1]
-        return out
+            return self._embed_text(as_texts(X), normalize=self.normalize)
+        return self._embed_audio(X, normalize=self.normalize)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """``clap0 ... clap{d-1}`` (``clap_text0 ...`` for text)."""
-        dim = getattr(self, "embedding_dim_", None)
-        if dim is None:
-            dim = self._clap().config.proj_dim
+        """``clap0 ... clap{d-1}`` (``clap_text0 ...`` for text); needs ``fit`` (which learns the width)."""
+        check_is_fitted(self, "embedding_dim_")
+        dim = self.embedding_dim_
         prefix = "clap" if self.modality == "audio" else "clap_text"
         return np.asarray([f"{prefix}{i}" for i in range(dim)], dtype=object)
 

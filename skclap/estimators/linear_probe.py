@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import ClassifierMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 from sklearn.utils import get_tags
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import CLAPEstimatorBase, as_items, check_targets, resolve_model
-from .zero_shot import _is_label_lists
+from ._base import CLAPEstimatorBase, as_items, check_targets, is_label_lists, resolve_model
 
 __all__ = ["CLAPLinearProbe"]
 
@@ -48,10 +48,22 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
     multilabel_ : bool
     finetuned_model_ : CLAPModel — the fine-tuned copy (``finetune=True`` only).
     finetune_history_ : list of dict — its training metrics (``finetune=True`` only).
+    
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skclap import CLAPLinearProbe
+    >>> waves = np.random.default_rng(0).standard_normal((4, 16000)).astype("float32")
+    >>> probe = CLAPLinearProbe(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
+    >>> probe.fit(waves, ["a", "b", "a", "b"]).predict(waves).shape
+    (4,)
+    >>> probe.set_params(finetune=True, finetune__lr=3e-4).finetune_params
+    {'lr': 0.0003}
     """
 
     def __init__(
         self,
+        *,
         model: Any = "msclap-2022",
         estimator: Any = None,
         finetune: bool = False,
@@ -74,6 +86,33 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         self.cache = cache
         self.progress = progress
 
+    _parameter_constraints: dict = {
+        **CLAPEstimatorBase._parameter_constraints,
+        "estimator": [HasMethods(["fit", "predict"]), None],
+        "finetune": ["boolean"],
+        "finetune_params": [dict, None],
+    }
+
+    def set_params(self, **params: Any) -> CLAPLinearProbe:
+        """As scikit-learn's, and ``finetune__NAME=value`` sets one fine-tuning setting (a field of
+        :class:`skclap.training.TrainConfig`) inside ``finetune_params``, so that grid searches reach it."""
+        from dataclasses import fields
+
+        from ..training import TrainConfig
+
+        routed = {k[len("finetune__") :]: v for k, v in params.items() if k.startswith("finetune__")}
+        if routed:
+            known = {f.name for f in fields(TrainConfig)}
+            unknown = sorted(f"finetune__{k}" for k in routed if k not in known)
+            if unknown:
+                raise ValueError(
+                    f"Invalid parameter(s) {unknown} for estimator {type(self).__name__}: finetune__NAME takes the "
+                    f"fields of skclap.training.TrainConfig ({', '.join(sorted(known))})"
+                )
+            self.finetune_params = {**(self.finetune_params or {}), **routed}
+        rest = {k: v for k, v in params.items() if not k.startswith("finetune__")}
+        return super().set_params(**rest) if rest else self
+
     def _head(self, multilabel: bool) -> Any:
         if self.estimator is not None:
             head = clone(self.estimator)
@@ -83,16 +122,16 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
             head = OneVsRestClassifier(head)
         return head
 
+    @_fit_context(prefer_skip_nested_validation=False)  # the head validates its own parameters
     def fit(self, X: Any, y: Any) -> CLAPLinearProbe:
         items = as_items(X)
         y = check_targets(y, len(items), type(self).__name__)
         self._binarizer = None
-        if _is_label_lists(y):
+        if is_label_lists(y):
             self._binarizer = MultiLabelBinarizer().fit(y)
             y = self._binarizer.transform(y)
+        check_classification_targets(y)
         kind = type_of_target(y, input_name="y")
-        if kind == "continuous":
-            raise ValueError("Unknown label type: y holds continuous values; a classifier needs class labels")
         self.multilabel_ = kind == "multilabel-indicator"
         if self.finetune:
             self._finetune(items, y)

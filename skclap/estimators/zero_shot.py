@@ -6,13 +6,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
-from sklearn.metrics import average_precision_score
+from numbers import Real
+
+from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.preprocessing import MultiLabelBinarizer
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets
+from ..metrics import mean_average_precision
+from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets, is_label_lists
 
 __all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES"]
 
@@ -24,16 +27,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _is_label_lists(y: Any) -> bool:
-    """A list of label collections (``[["dog"], ["cat", "bird"]]``), not a nested indicator matrix."""
-    if not (isinstance(y, (list, tuple)) and len(y) > 0 and all(isinstance(v, (list, tuple, set, frozenset)) for v in y)):
-        return False
-    try:
-        return type_of_target(y) != "multilabel-indicator"
-    except ValueError:
-        return True
 
 
 class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
@@ -69,10 +62,23 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
     class_embeddings_ : ndarray of shape (n_classes, dim) — their normalised mean embeddings.
     multilabel_ : bool
     logit_scale_ : float — the model's temperature, used by ``predict_proba``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skclap import CLAPZeroShotClassifier
+    >>> waves = np.random.default_rng(0).standard_normal((3, 16000)).astype("float32")
+    >>> clf = CLAPZeroShotClassifier(model="preset:tiny", labels=["dog barking", "rain"], sample_rate=16000,
+    ...                              progress=False, device="cpu").fit()
+    >>> clf.prompts_[0]
+    ['this is a sound of dog barking.']
+    >>> clf.predict_proba(waves).shape
+    (3, 2)
     """
 
     def __init__(
         self,
+        *,
         model: Any = "msclap-2022",
         labels: Sequence[Any] | None = None,
         templates: str | Sequence[str] | None = None,
@@ -98,6 +104,15 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
         self.precision = precision
         self.cache = cache
         self.progress = progress
+
+    _parameter_constraints: dict = {
+        **CLAPEstimatorBase._parameter_constraints,
+        "labels": ["array-like", None],
+        "templates": [str, "array-like", None],
+        "label_prompts": [Mapping, None],
+        "multilabel": [StrOptions({"auto"}), "boolean"],
+        "threshold": [Interval(Real, 0, 1, closed="both"), None],
+    }
 
     # ------------------------------------------------------------------------------ fitting
     def _templates(self) -> list[str]:
@@ -125,8 +140,6 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
                 raise ValueError("labels is empty; give at least one class name")
             if len(set(map(repr, labels))) != len(labels):
                 raise ValueError(f"labels has duplicates: {labels}")
-        if self.multilabel not in ("auto", True, False):
-            raise ValueError(f"multilabel must be 'auto', True or False; got {self.multilabel!r}")
         if y is None:
             if labels is None:
                 raise ValueError(
@@ -135,7 +148,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
                 )
             return np.asarray(labels, dtype=object if any(isinstance(v, str) for v in labels) else None), self.multilabel is True
 
-        if _is_label_lists(y):
+        if is_label_lists(y):
             if self.multilabel is False:
                 raise ValueError("y is a list of label lists, but multilabel=False")
             if labels is None:
@@ -157,8 +170,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
             return np.asarray(labels if labels is not None else np.arange(n_cls)), True
         if y_arr.ndim != 1:
             raise ValueError(f"y must be 1-D (one label per clip) or a multi-label indicator matrix; got shape {y_arr.shape}")
-        if kind == "continuous":
-            raise ValueError("Unknown label type: y holds continuous values; a classifier needs class labels")
+        check_classification_targets(y_arr)
         if self.multilabel is True:
             raise ValueError("multilabel=True needs y as an indicator matrix or a list of label lists")
         if labels is None:
@@ -169,6 +181,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
             raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
         return np.asarray(labels, dtype=y_arr.dtype if y_arr.dtype != object else object), False
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> CLAPZeroShotClassifier:
         """Take the classes from ``labels`` or ``y`` and embed their prompts. ``X`` is not used for
         learning (it is only checked against ``y``)."""
@@ -218,15 +231,10 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
         """Accuracy; for multi-label targets the mean average precision over classes with positives."""
         if not getattr(self, "multilabel_", False):
             return super().score(X, y, sample_weight=sample_weight)
-        Y = self._indicator(y)
-        scores = self._cosine(X)
-        has_pos = Y.sum(axis=0) > 0
-        if not has_pos.any():
-            raise ValueError("mean average precision needs at least one positive label in y")
-        return float(average_precision_score(Y[:, has_pos], scores[:, has_pos], average="macro", sample_weight=sample_weight))
+        return mean_average_precision(self._indicator(y), self._cosine(X), sample_weight=sample_weight)
 
     def _indicator(self, y: Any) -> np.ndarray:
-        if _is_label_lists(y):
+        if is_label_lists(y):
             return MultiLabelBinarizer(classes=list(self.classes_)).fit_transform(y)
         Y = np.asarray(y)
         if Y.ndim != 2 or Y.shape[1] != len(self.classes_):

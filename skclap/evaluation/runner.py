@@ -13,26 +13,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, average_precision_score
+from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from ..cache import get_cache
 from ..datasets.downstream import LabelledAudio
 from ..estimators import CLAPLinearProbe, CLAPZeroShotClassifier
 from ..checkpoints import resolve_model
+from ..metrics import mean_average_precision
 from .tasks import TASKS, Task, get_task
 
 __all__ = ["MODES", "evaluate", "evaluate_task", "mean_average_precision", "results_markdown"]
 
 MODES = ("zeroshot", "probe")
-
-
-def mean_average_precision(Y: np.ndarray, scores: np.ndarray) -> float:
-    """Macro average precision over the classes that have a positive clip."""
-    has_pos = np.asarray(Y).sum(axis=0) > 0
-    if not has_pos.any():
-        raise ValueError("mean average precision needs at least one positive label")
-    return float(average_precision_score(Y[:, has_pos], scores[:, has_pos], average="macro"))
 
 
 def _zero_shot_scores(task: Task, data: LabelledAudio, common: dict[str, Any]) -> list[float]:

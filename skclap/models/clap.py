@@ -5,18 +5,23 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..exceptions import CheckpointError
 from ..frontend import LogMel
+from ..loss import similarity_logits
 from .cnn14 import Cnn14
 from .htsat import HTSAT, HTSAT_TINY, htsat_frames
 from .projection import Projection
+from .serialization import load_directory, save_directory
 from .text import TextBackbone
 from .tokenizer import BASIC, basic_vocab, load_tokenizer
 
@@ -312,6 +317,8 @@ class CLAPModel(nn.Module):
     estimators and :mod:`skclap.audio` take care of files, resampling and windowing.
     """
 
+    config_class = CLAPConfig
+
     def __init__(self, config: CLAPConfig | None = None, tokenizer: Any = None) -> None:
         super().__init__()
         self.config = config if config is not None else CLAPConfig()
@@ -337,17 +344,19 @@ class CLAPModel(nn.Module):
         return model.eval()
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> CLAPModel:
-        """Load a checkpoint directory or a registered name (see :mod:`skclap.checkpoints`)."""
-        from ..checkpoints import load_model
+    def from_pretrained(cls, directory: str | os.PathLike, device: Any = None, tokenizer: Any = None) -> CLAPModel:
+        """Load a skclap checkpoint directory (what :meth:`save_pretrained` writes). Released weights
+        and other formats load by name or path with :func:`skclap.load_model`."""
+        if not Path(directory).expanduser().is_dir():
+            raise CheckpointError(
+                f"{os.fspath(directory)!r} is not a checkpoint directory; registered names and released files "
+                f"load with skclap.load_model({os.fspath(directory)!r})"
+            )
+        return load_directory(Path(directory).expanduser(), cls, device, tokenizer)
 
-        return load_model(name_or_path, **kwargs)
-
-    def save_pretrained(self, directory: str) -> None:
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json``, ``model.safetensors`` and the tokenizer files to ``directory``."""
-        from ..checkpoints import save_model
-
-        save_model(self, directory)
+        return save_directory(self, directory)
 
     # ------------------------------------------------------------------ text
     @property
@@ -421,9 +430,7 @@ class CLAPModel(nn.Module):
 
     def similarity(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         """``logit_scale * cos(audio_i, text_j)``, shape ``(n_audio, n_text)``."""
-        a = F.normalize(audio_embeds, dim=-1)
-        t = F.normalize(text_embeds, dim=-1)
-        return self.logit_scale.exp() * a @ t.T
+        return similarity_logits(audio_embeds, text_embeds, self.logit_scale.exp())
 
     def __repr__(self) -> str:  # a one-liner instead of the whole module tree
         n = sum(p.numel() for p in self.parameters())

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cache import weights_stamp
 from .cnn14 import Cnn14
+from .state import weights_stamp
 
 __all__ = ["FusedAudioEncoder", "ShiftGemmConv3x3", "fold_batchnorm", "fused_audio_encoder"]
 

@@ -7,7 +7,7 @@ import string
 from functools import lru_cache
 from pathlib import Path
 
-from ..hub import hub_offline
+from ..hub import from_cache_or_hub
 
 __all__ = ["BASIC", "basic_tokenizer", "basic_vocab", "load_tokenizer"]
 
@@ -87,11 +87,10 @@ def load_tokenizer(name_or_path: str | os.PathLike):
             raise OSError(f"no usable tokenizer files in directory {name!r}: {err}") from None
     if _looks_like_path(name):
         raise OSError(f"tokenizer directory not found: {name!r}")
-    for local_only in [True] if hub_offline() else [True, False]:
-        try:
-            return AutoTokenizer.from_pretrained(name, local_files_only=local_only)
-        except (OSError, ValueError):
-            continue
+    try:
+        return from_cache_or_hub(lambda local_only: AutoTokenizer.from_pretrained(name, local_files_only=local_only))
+    except (OSError, ValueError):
+        pass
     raise OSError(
         f"tokenizer {name!r} is not in the local Hugging Face cache and could not be downloaded. "
         f"Either download it where the hub is reachable (huggingface-cli download {name} vocab.txt "

@@ -33,10 +33,11 @@ from ..fileio import write_atomic
 from ..devices import resolve_device
 from ..inference import embed_audio, embed_text
 from ..models.clap import CLAPModel
+from ..models.state import eval_mode
 from ..registry import parse_spec
 from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
 from .distributed import DistInfo, average_gradients, init_distributed
-from .metrics import retrieval_metrics
+from ..metrics import retrieval_metrics
 from .step import contrastive_backward
 
 __all__ = ["TrainConfig", "Trainer", "start_model", "train"]
@@ -270,10 +271,8 @@ class Trainer:
         accuracy when fine-tuning a classification head."""
         a = embed_audio(self.model, items, sample_rate=item_rate, batch_size=64, cache=None, progress=False)
         if self.head is not None:
-            was = self.head.training
-            self.head.eval()
-            logits = self.head(torch.from_numpy(a).to(self.model.device)).cpu().numpy()
-            self.head.train(was)
+            with eval_mode(self.head):
+                logits = self.head(torch.from_numpy(a).to(self.model.device)).cpu().numpy()
             return {"val_accuracy": float((logits.argmax(1) == np.array([int(c[0]) for c in captions])).mean())}
         flat = [t for caps in captions for t in caps]
         owner = [i for i, caps in enumerate(captions) for _ in caps]

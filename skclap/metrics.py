@@ -1,4 +1,4 @@
-"""Retrieval metrics: audio->text and text->audio recall at k."""
+"""Evaluation metrics: retrieval recall at k, and mean average precision over classes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["retrieval_metrics"]
+__all__ = ["mean_average_precision", "retrieval_metrics"]
+
+
+def mean_average_precision(Y: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """Macro average precision over the classes (columns of the indicator matrix ``Y``) that have at
+    least one positive; the multi-label metric of FSD50K and the paper."""
+    from sklearn.metrics import average_precision_score
+
+    Y = np.asarray(Y)
+    has_pos = Y.sum(axis=0) > 0
+    if not has_pos.any():
+        raise ValueError("mean average precision needs at least one positive label in y")
+    return float(average_precision_score(Y[:, has_pos], np.asarray(scores)[:, has_pos], average="macro", sample_weight=sample_weight))
 
 
 def retrieval_metrics(audio_emb: np.ndarray, text_emb: np.ndarray, text_to_audio: Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:

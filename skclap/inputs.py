@@ -1,0 +1,135 @@
+"""Validation of what users pass as audio, text and targets: lists of items, with errors that name
+the item and say what to fix. Shared by the estimators and the collection tools."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import column_or_1d
+
+__all__ = ["as_items", "as_texts", "check_targets", "is_label_lists"]
+
+
+def _is_missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x))
+
+
+def _as_waveform_matrix(X: np.ndarray, what: str) -> list[np.ndarray]:
+    """Rows of a 2-D array as waveforms, checked once for the whole matrix."""
+    if X.dtype == object:
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} is a 2-D object array whose entries are not numbers; rows must be numeric waveforms") from None
+    if np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"Complex data not supported: {what} rows must be real-valued waveforms")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise ValueError(f"{what} is a 2-D array of dtype {X.dtype}; rows must be numeric waveforms")
+    if X.shape[1] == 0:
+        raise ValueError(f"0 feature(s) (shape={X.shape}) while a minimum of 1 is required: every row of {what} is an empty waveform")
+    finite = np.isfinite(X).all(axis=1) if np.issubdtype(X.dtype, np.floating) else np.ones(len(X), bool)
+    if not finite.all():
+        raise ValueError(f"{what} row {int(np.argmin(finite))}: the waveform contains NaN or infinite values")
+    return list(X)
+
+
+def as_items(X: Any, what: str = "X") -> list[Any]:
+    """Audio input as a list of items: paths, waveforms, ``(array, rate)`` pairs or mappings.
+
+    Accepts a list/tuple, a 1-D array of paths or objects, a 2-D numeric array or tensor (one
+    waveform per row), a pandas Series or a one-column DataFrame.
+    """
+    if sp.issparse(X):
+        raise ValueError(f"sparse input is not supported: {what} must hold dense waveforms or file paths")
+    if hasattr(X, "iloc") and hasattr(X, "columns"):  # DataFrame
+        from pandas.api.types import is_numeric_dtype
+
+        if len(X.columns) and all(is_numeric_dtype(t) for t in X.dtypes):
+            X = X.to_numpy()  # numeric columns: one waveform per row
+        elif X.shape[1] != 1:
+            raise ValueError(
+                f"{what} is a DataFrame with {X.shape[1]} columns; pass one column of audio "
+                f"(e.g. df[['path']], or a ColumnTransformer selecting it)"
+            )
+        else:
+            X = X.iloc[:, 0]
+    if hasattr(X, "iloc"):  # Series
+        X = X.to_list()
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    if isinstance(X, (str, os.PathLike, Mapping)):
+        raise ValueError(f"{what} must be a collection of audio items; got a single {type(X).__name__}. Wrap it in a list.")
+    if not isinstance(X, (list, tuple, np.ndarray)) and hasattr(X, "__array__"):
+        X = np.asarray(X)
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2:
+            items: list[Any] = _as_waveform_matrix(X, what)
+        elif X.ndim == 1 and (X.dtype == object or np.issubdtype(X.dtype, np.str_)):
+            items = list(X)
+        elif X.ndim == 1:
+            raise ValueError(
+                f"{what} is a 1-D numeric array. Reshape your data: a 2-D array holds one waveform "
+                f"per row (X.reshape(1, -1) for a single clip), or pass a list of waveforms"
+            )
+        else:
+            raise ValueError(f"{what} must be 1-D (items) or 2-D (one waveform per row); got shape {X.shape}")
+    else:
+        try:
+            items = list(X)
+        except TypeError:
+            raise ValueError(f"{what} must be a collection of audio items; got {type(X).__name__}") from None
+    if len(items) == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape=(0,)) while a minimum of 1 is required: {what} is empty")
+    return items
+
+
+def is_label_lists(y: Any) -> bool:
+    """A list of label collections (``[["dog"], ["cat", "bird"]]``), not a nested indicator matrix."""
+    if not (isinstance(y, (list, tuple)) and len(y) > 0 and all(isinstance(v, (list, tuple, set, frozenset)) for v in y)):
+        return False
+    try:
+        return type_of_target(y) != "multilabel-indicator"
+    except ValueError:
+        return True
+
+
+def check_targets(y: Any, n_items: int, estimator: str) -> Any:
+    """``y`` must be present and pair up with the items; a (n, 1) column becomes 1-D with a warning."""
+    if y is None:
+        raise ValueError(f"{estimator} requires y to be passed, but the target y is None")
+    if not isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+    if len(y) != n_items:
+        raise ValueError(f"X has {n_items} items but y has {len(y)} labels")
+    return y
+
+
+def as_texts(X: Any, what: str = "X") -> list[str]:
+    """Text input as a list of strings (list, array, Series or one-column DataFrame)."""
+    if hasattr(X, "iloc") and hasattr(X, "columns"):
+        if X.shape[1] != 1:
+            raise ValueError(f"{what} is a DataFrame with {X.shape[1]} columns; pass one column of text")
+        X = X.iloc[:, 0]
+    if isinstance(X, str):
+        raise ValueError(f"{what} must be a collection of texts; got a single string. Wrap it in a list.")
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == 1:
+        X = X[:, 0]
+    if isinstance(X, np.ndarray) and X.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D collection of texts; got an array of shape {X.shape}")
+    texts = list(X.to_list() if hasattr(X, "to_list") else X)
+    if not texts:
+        raise ValueError(f"Found array with 0 sample(s) while a minimum of 1 is required: {what} is empty")
+    for i, t in enumerate(texts):
+        if _is_missing(t):
+            raise ValueError(f"{what}: text item {i} is missing (None/NaN)")
+        if not isinstance(t, str):
+            raise ValueError(f"{what}: text item {i} must be a string; got {type(t).__name__}: {t!r}")
+    return texts

@@ -1,0 +1,82 @@
+"""The package's modules form no import cycle, counting imports inside functions too, and no module
+imports a private name of another."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "skclap"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[tuple[str, str]]]:
+    """module -> {(imported module, imported name)} for every import of a skclap module."""
+    graph: dict[str, set[tuple[str, str]]] = {}
+    for path in PKG.rglob("*.py"):
+        mod = module_name(path)
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        out = graph.setdefault(mod, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                if target.startswith("skclap"):
+                    for alias in node.names:
+                        sub = f"{target}.{alias.name}"
+                        is_module = (PKG.parent / sub.replace(".", "/")).with_suffix(".py").is_file() or (PKG.parent / sub.replace(".", "/")).is_dir()
+                        out.add((sub, "") if is_module else (target, alias.name))
+            elif isinstance(node, ast.Import):
+                out.update((a.name, "") for a in node.names if a.name.startswith("skclap"))
+    return graph
+
+
+def test_no_import_cycles():
+    graph = {m: {t for t, _ in deps if t != m} for m, deps in imports().items()}
+
+    def parents(mod: str) -> set[str]:  # importing a.b.c runs a/__init__ and a/b/__init__ first
+        parts = mod.split(".")
+        return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+    edges = {m: {t for t in deps if t in graph and t not in parents(m) and m not in parents(t)} for m, deps in graph.items()}
+    edges = {m: {t for t in deps if not t.count(".") == 0} for m, deps in edges.items()}  # the package root re-exports
+    seen: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        seen[m] = 1
+        stack.append(m)
+        for t in sorted(edges.get(m, ())):
+            if seen.get(t) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(t):] + [t]))
+            if t not in seen:
+                visit(t)
+        stack.pop()
+        seen[m] = 2
+
+    for m in sorted(edges):
+        if m not in seen:
+            visit(m)
+
+
+def test_no_private_names_across_modules():
+    """A private name is used in its own module's package only; a private module (``_base``) only by
+    the modules of its package."""
+    bad = []
+    for m, deps in imports().items():
+        for t, n in deps:
+            if n.startswith("_") and not n.startswith("__") and t.rsplit(".", 1)[0] != m.rsplit(".", 1)[0]:
+                bad.append(f"{m} imports {t}.{n}")
+            parts = t.split(".")
+            private = [i for i, p in enumerate(parts) if p.startswith("_") and not p.startswith("__")]
+            if private and not m.startswith(".".join(parts[: private[0]]) + "."):
+                bad.append(f"{m} imports the private module {t}")
+    assert not bad, sorted(bad)
