@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
 from _table import print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
 
 FORMATS = [("WAV", ".wav", 44100), ("FLAC", ".flac", 48000), ("MP3", ".mp3", 44100), ("WAV", ".wav", 48000), ("FLAC", ".flac", 44100)]
@@ -93,7 +92,7 @@ def main() -> None:
 
     import torch
 
-    from skclap import CLAPEmbedder, CLAPModel
+    from skclap import CLAPModel
     from skclap.retrieval import EmbeddingMatrix, build_index, exact_topk
 
     cpu = platform.processor() or platform.machine()
@@ -117,10 +116,26 @@ def main() -> None:
             s1, rss1 = run_embed([sys.executable, "-m", "skclap.embed", str(work / "audio"), "--out", str(work / "one"), *base], env)
             torchrun = shutil.which("torchrun")
             env1 = {**os.environ, "OMP_NUM_THREADS": "1"}
-            s2, _ = run_embed([torchrun, "--standalone", "--nproc_per_node=2", "-m", "skclap.embed", str(work / "audio"),
-                               "--out", str(work / "two"), *base[:-2], "--decode-workers", "1"], env1)
-            code = (f"from skclap import CLAPEmbedder; import glob; f = sorted(glob.glob({str(work / 'audio')!r} + '/*/*'));"
-                    f"CLAPEmbedder(model={str(model_dir)!r}, progress=False, device='cpu', cache=False).fit_transform(f)")
+            s2, _ = run_embed(
+                [
+                    torchrun,
+                    "--standalone",
+                    "--nproc_per_node=2",
+                    "-m",
+                    "skclap.embed",
+                    str(work / "audio"),
+                    "--out",
+                    str(work / "two"),
+                    *base[:-2],
+                    "--decode-workers",
+                    "1",
+                ],
+                env1,
+            )
+            code = (
+                f"from skclap import CLAPEmbedder; import glob; f = sorted(glob.glob({str(work / 'audio')!r} + '/*/*'));"
+                f"CLAPEmbedder(model={str(model_dir)!r}, progress=False, device='cpu', cache=False).fit_transform(f)"
+            )
             t = time.perf_counter()
             rss_est = peak_rss_of(code, env)
             s3 = time.perf_counter() - t
@@ -128,16 +143,28 @@ def main() -> None:
             (work / "quarter.txt").write_text("\n".join(quarter))
             rss_q = peak_rss_of(
                 f"from skclap import embed_collection; embed_collection({str(work / 'quarter.txt')!r}, {str(work / 'q')!r}, "
-                f"{str(model_dir)!r}, shard_size=250, decode_workers=2, progress=False, device='cpu')", env)
+                f"{str(model_dir)!r}, shard_size=250, decode_workers=2, progress=False, device='cpu')",
+                env,
+            )
             rss_all = peak_rss_of(
                 f"from skclap import embed_collection; embed_collection({str(work / 'audio')!r}, {str(work / 'all')!r}, "
-                f"{str(model_dir)!r}, shard_size=250, decode_workers=2, progress=False, device='cpu')", env)
+                f"{str(model_dir)!r}, shard_size=250, decode_workers=2, progress=False, device='cpu')",
+                env,
+            )
             n = len(files)
             rows += [
-                (f"skclap embed, 1 process (2 threads), {args.preset}", f"{n / s1:.1f} files/s", f"{s1:.0f} s for {n} files ({hours:.1f} h)"),
+                (
+                    f"skclap embed, 1 process (2 threads), {args.preset}",
+                    f"{n / s1:.1f} files/s",
+                    f"{s1:.0f} s for {n} files ({hours:.1f} h)",
+                ),
                 ("skclap embed, torchrun 2 processes (1 thread each)", f"{n / s2:.1f} files/s", f"{s1 / s2:.2f}x one process"),
                 ("CLAPEmbedder.transform, one call", f"{n / s3:.1f} files/s", f"skclap embed / transform: {s3 / s1:.2f}x"),
-                (f"peak RSS, skclap embed over {len(quarter)} / {n} files", f"{rss_q} / {rss_all} MiB", "flat: shards are written and freed"),
+                (
+                    f"peak RSS, skclap embed over {len(quarter)} / {n} files",
+                    f"{rss_q} / {rss_all} MiB",
+                    "flat: shards are written and freed",
+                ),
                 ("peak RSS, CLAPEmbedder.transform over all files", f"{rss_est} MiB", "holds every embedding (small) and nothing else"),
             ]
             del rss1
@@ -184,8 +211,13 @@ def main() -> None:
                 _, got = index.search(queries, 10)
                 dt = time.perf_counter() - t
                 recall = np.mean([len(set(got[i]) & set(truth[i])) / 10 for i in range(len(queries))])
-                rows.append((f"faiss search, nprobe {nprobe}", f"{dt * 1000 / len(queries):.2f} ms/query",
-                             f"recall@10 {recall:.3f}; {t_many / dt:.0f}x exact"))
+                rows.append(
+                    (
+                        f"faiss search, nprobe {nprobe}",
+                        f"{dt * 1000 / len(queries):.2f} ms/query",
+                        f"recall@10 {recall:.3f}; {t_many / dt:.0f}x exact",
+                    )
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(rows)

@@ -38,12 +38,11 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
+from _table import print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
 
 from skclap import CLAPEmbedder, CLAPModel
 from skclap.cache import get_cache
 from skclap.models.tokenizer import basic_tokenizer
-
-from _table import print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
 
 RATE = 44100
 SECONDS = 5
@@ -257,7 +256,9 @@ def main() -> None:
     embed_text(model, prompts[:8])
     t0 = time.perf_counter()
     embed_text(model, prompts, batch_size=64)
-    rows.append(("text prompts/s (BERT-base size)", f"{len(prompts) / (time.perf_counter() - t0):.1f}", f"{len(prompts)} prompts, batch 64"))
+    rows.append(
+        ("text prompts/s (BERT-base size)", f"{len(prompts) / (time.perf_counter() - t0):.1f}", f"{len(prompts)} prompts, batch 64")
+    )
 
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
@@ -269,17 +270,33 @@ def main() -> None:
     scores = cross_val_score(pipe, paths, labels, cv=10)
     t_cv = time.perf_counter() - t0
     t_pass = float(np.median(t_ourss))
-    rows.append(("10-fold CV wall time / one embedding pass", f"{t_cv / t_pass:.2f}", f"{t_cv:.1f} s vs {t_pass:.1f} s (median pass; accuracy {scores.mean():.2f})"))
+    rows.append(
+        (
+            "10-fold CV wall time / one embedding pass",
+            f"{t_cv / t_pass:.2f}",
+            f"{t_cv:.1f} s vs {t_pass:.1f} s (median pass; accuracy {scores.mean():.2f})",
+        )
+    )
 
     if not args.skip_rss:
         short, long = tmp / "short.wav", tmp / "long.wav"
         write_recording(short, 3.0)
         write_recording(long, args.long_minutes)
         few, many = paths[: min(n, 2 * args.batch)], paths * max(1, 256 // n)  # both fill whole batches
-        for name, items in (("peak RSS, 3 min recording", [str(short)]), (f"peak RSS, {args.long_minutes:g} min recording", [str(long)]),
-                            (f"peak RSS, {len(few)} files", few), (f"peak RSS, {len(many)} files", many)):
+        for name, items in (
+            ("peak RSS, 3 min recording", [str(short)]),
+            (f"peak RSS, {args.long_minutes:g} min recording", [str(long)]),
+            (f"peak RSS, {len(few)} files", few),
+            (f"peak RSS, {len(many)} files", many),
+        ):
             r = peak_rss(items, args.threads)
-            rows.append((name, f"+{r['peak_mb'] - r['before_mb']:.0f} MB", f"peak RSS while embedding, above the loaded model ({r['before_mb']:.0f} MB); {r['seconds']:.0f} s"))
+            rows.append(
+                (
+                    name,
+                    f"+{r['peak_mb'] - r['before_mb']:.0f} MB",
+                    f"peak RSS while embedding, above the loaded model ({r['before_mb']:.0f} MB); {r['seconds']:.0f} s",
+                )
+            )
 
     print_table(rows)
 

@@ -56,9 +56,13 @@ def main() -> None:
     emb = {}
     for precision in ("fp32", "bf16"):
         common = dict(model=model, sample_rate=rate, progress=False, device="cpu", precision=precision, cache=False)
-        clf = CLAPZeroShotClassifier(labels=labels, templates=list(TEMPLATES), label_prompts={c: class_prompts(c) for c in labels}, **common).fit()
+        clf = CLAPZeroShotClassifier(
+            labels=labels, templates=list(TEMPLATES), label_prompts={c: class_prompts(c) for c in labels}, **common
+        ).fit()
         zs_acc = clf.score(zs_waves, zs_true)
-        probe = cross_val_score(CLAPLinearProbe(**common), eval_waves, fam, cv=StratifiedKFold(cfg.probe_folds, shuffle=True, random_state=cfg.seed))
+        probe = cross_val_score(
+            CLAPLinearProbe(**common), eval_waves, fam, cv=StratifiedKFold(cfg.probe_folds, shuffle=True, random_state=cfg.seed)
+        )
         t = time.perf_counter()
         e = embed_audio(model, eval_waves, sample_rate=rate, progress=False, precision=precision)
         speed = len(eval_waves) / (time.perf_counter() - t)
@@ -77,13 +81,17 @@ def main() -> None:
         full_speed[precision] = (len(clips) / (time.perf_counter() - t), e / np.linalg.norm(e, axis=1, keepdims=True))
     full_cos = (full_speed["fp32"][1] * full_speed["bf16"][1]).sum(1).min()
 
-    print("\n| precision | zero-shot, 25 classes (chance 4 %) | probe, 14 families, 5-fold (chance 7 %) | demo model clips/s | full CNN14 clips/s (5 s) |")
+    print(
+        "\n| precision | zero-shot, 25 classes (chance 4 %) | probe, 14 families, 5-fold (chance 7 %) | demo model clips/s | full CNN14 clips/s (5 s) |"
+    )
     print("|---|---|---|---|---|")
-    for (p, zs_acc, pm, ps, sp) in rows:
+    for p, zs_acc, pm, ps, sp in rows:
         print(f"| {p} | {zs_acc:.1%} | {pm:.1%} ± {ps:.1%} | {sp:.0f} | {full_speed[p][0]:.2f} |")
-    print(f"\nembedding difference bf16 vs fp32 (normalised, demo model, {len(eval_waves)} clips): max |diff| {diff:.4f}, "
-          f"min cosine {cos:.5f}; full CNN14 (random weights): min cosine {full_cos:.5f}; "
-          f"speed-up bf16/fp32: demo model {rows[1][4] / rows[0][4]:.2f}x, full CNN14 {full_speed['bf16'][0] / full_speed['fp32'][0]:.2f}x")
+    print(
+        f"\nembedding difference bf16 vs fp32 (normalised, demo model, {len(eval_waves)} clips): max |diff| {diff:.4f}, "
+        f"min cosine {cos:.5f}; full CNN14 (random weights): min cosine {full_cos:.5f}; "
+        f"speed-up bf16/fp32: demo model {rows[1][4] / rows[0][4]:.2f}x, full CNN14 {full_speed['bf16'][0] / full_speed['fp32'][0]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """skclap: CLAP (Contrastive Language-Audio Pretraining) for scikit-learn."""
 
 from .audio import AudioError
-from .estimators import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
 from .checkpoints import import_laion, import_msclap, load_model
 from .embed import embed_collection
+from .estimators import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
 from .exceptions import CheckpointError
 from .loss import contrastive_loss
 from .models import PRESETS, CLAPConfig, CLAPModel

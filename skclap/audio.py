@@ -39,8 +39,6 @@ STREAM_SECONDS = 120.0
 MAX_CHANNELS = 64
 
 
-
-
 def describe(item: Any) -> str:
     """A short human name for an input item, used in error messages."""
     if isinstance(item, (str, os.PathLike)):
@@ -169,9 +167,7 @@ def prepare(item: Any, target_rate: int, sample_rate: int | None = None, name: s
             raise AudioError("missing value (NaN) where audio was expected")
         wave = as_waveform(payload)
         if rate is None:
-            raise AudioError(
-                "raw waveforms need their sample rate: pass sample_rate=..., or give (array, rate) pairs"
-            )
+            raise AudioError("raw waveforms need their sample rate: pass sample_rate=..., or give (array, rate) pairs")
         out = resample(wave, int(rate), target_rate)
         if len(out) == 0:
             raise AudioError(

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import pickle
 import threading
-from collections import OrderedDict
 import types
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,9 @@ import torch
 
 from . import convert
 from .backends.laion import LaionCLAP, is_laion_checkpoint
+from .devices import resolve_device
 from .exceptions import CheckpointError
 from .frontend import mel_filterbank
-from .devices import resolve_device
 from .hub import from_cache_or_hub
 from .models.clap import CLAPConfig, CLAPModel, preset_config
 from .models.serialization import load_state, save_directory
@@ -44,7 +44,6 @@ __all__ = [
     "resolve_checkpoint",
     "save_model",
 ]
-
 
 
 def cache_dir() -> Path:
@@ -65,8 +64,9 @@ def resolve_checkpoint(name: str) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(from_cache_or_hub(lambda local_only: hf_hub_download(ckpt.repo_id, filename, local_files_only=local_only),
-                                      errors=(Exception,)))
+        return Path(
+            from_cache_or_hub(lambda local_only: hf_hub_download(ckpt.repo_id, filename, local_files_only=local_only), errors=(Exception,))
+        )
     except Exception:  # not cached / no network / hub error: the explanation below
         pass
     raise CheckpointError(
@@ -187,7 +187,9 @@ def import_msclap(
     rate = config.mel_filter_rate or config.sample_rate
     ours = mel_filterbank(rate, config.n_fft, config.n_mels, config.fmin, config.fmax).T
     _check_mel_filters(
-        conv.frontend.get("logmel_extractor.melW"), ours, path,
+        conv.frontend.get("logmel_extractor.melW"),
+        ours,
+        path,
         f"sr={rate}, n_fft={config.n_fft}, n_mels={config.n_mels}, fmin={config.fmin}, fmax={config.fmax}",
     )
     model = CLAPModel(config, tokenizer=tokenizer)
@@ -202,8 +204,15 @@ def laion_feature_extractor(fused: bool) -> Any:
     from transformers import ClapFeatureExtractor
 
     return ClapFeatureExtractor(
-        feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
-        frequency_min=50, frequency_max=14000, truncation="fusion" if fused else "rand_trunc", padding="repeatpad",
+        feature_size=64,
+        sampling_rate=48000,
+        hop_length=480,
+        max_length_s=10,
+        fft_window_size=1024,
+        frequency_min=50,
+        frequency_max=14000,
+        truncation="fusion" if fused else "rand_trunc",
+        padding="repeatpad",
     )
 
 
@@ -234,7 +243,11 @@ def import_laion(path: str | os.PathLike, tokenizer: Any = None, device: str | t
     with torch.random.fork_rng(devices=[]):
         model = ClapModel(ClapConfig(**cfg))
     load_state(model, conv.state, str(path))
-    tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)) else load_tokenizer(tokenizer or "roberta-base")
+    tok = (
+        tokenizer
+        if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike))
+        else load_tokenizer(tokenizer or "roberta-base")
+    )
     return LaionCLAP(model, fe, tok, source=os.fspath(path)).to(device or "cpu")
 
 

@@ -31,8 +31,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         a = model.encode_audio(wave, normalize=True)
         e = model.encode_text(["a pure tone"], normalize=True)
-    print(f"\nself-check: preset {args.preset!r} embedded 1 s of audio -> {tuple(a.shape)}, a caption -> {tuple(e.shape)}, "
-          f"cosine {float(a @ e.T):+.3f} (random weights)")
+    print(
+        f"\nself-check: preset {args.preset!r} embedded 1 s of audio -> {tuple(a.shape)}, a caption -> {tuple(e.shape)}, "
+        f"cosine {float(a @ e.T):+.3f} (random weights)"
+    )
     return 0
 
 
@@ -66,26 +68,40 @@ def run_train(args: argparse.Namespace) -> int:
     from .training import train
 
     config = dict(
-        batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, epochs=args.epochs,
-        max_steps=args.max_steps, lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
-        optimizer=args.optimizer, freeze_text=args.freeze_text, freeze_audio=args.freeze_audio,
-        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, num_workers=args.num_workers,
-        seed=args.seed, device=args.device, progress=not args.no_progress,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        optimizer=args.optimizer,
+        freeze_text=args.freeze_text,
+        freeze_audio=args.freeze_audio,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
     )
     trainer = train(args.manifest, args.out, model=args.init or f"preset:{args.preset}", val_data=args.val, resume=args.resume, **config)
     last = trainer.history[-1] if trainer.history else {}
     if trainer.is_main:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("val_") and "R@" in k)
-        print(f"trained {trainer.step} steps; loss {last.get('loss', float('nan')):.4f}"
-              f"{'; ' + metrics if metrics else ''}; model in {args.out}")
+        print(
+            f"trained {trainer.step} steps; loss {last.get('loss', float('nan')):.4f}"
+            f"{'; ' + metrics if metrics else ''}; model in {args.out}"
+        )
     return 0
 
 
 def run_demo_cmd(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(preset=args.preset, n_clips=args.clips, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                     progress=not args.no_progress)
+    cfg = DemoConfig(
+        preset=args.preset, n_clips=args.clips, steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress
+    )
     run_demo(args.out, cfg)
     return 0
 
@@ -95,8 +111,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     tasks = "all" if "all" in args.task else args.task
     modes = MODES if args.mode == "both" else (args.mode,)
-    table = evaluate(tasks, args.data_dir, model=args.model, modes=modes, out_dir=args.out, cache=args.cache_dir or True,
-                     batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
+    table = evaluate(
+        tasks,
+        args.data_dir,
+        model=args.model,
+        modes=modes,
+        out_dir=args.out,
+        cache=args.cache_dir or True,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     print(results_markdown(table, model_name=args.model))
     print(f"written: {args.out}/results.csv, {args.out}/results.md")
     return 0
@@ -140,8 +165,15 @@ def run_score(args: argparse.Namespace) -> int:
     text_col = args.text_column or next((c for c in ("text", "caption", "prompt") if c in pairs.columns), None)
     if text_col is None:
         raise SystemExit(f"skclap score: {args.pairs} needs a text column (text, caption or prompt); columns: {list(pairs.columns)}")
-    result = clap_score(list(pairs["path"]), list(pairs[text_col].astype(str)), model=args.model, batch_size=args.batch_size,
-                        precision=args.precision, device=args.device, progress=not args.no_progress)
+    result = clap_score(
+        list(pairs["path"]),
+        list(pairs[text_col].astype(str)),
+        model=args.model,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     if args.out:
         pd.DataFrame({"path": pairs["path"], "text": pairs[text_col], "clap_score": result.scores}).to_csv(args.out, index=False)
     print(f"CLAP score {result.mean:.4f} (mean cosine of {len(result.scores)} pairs; model {result.model})")
@@ -164,10 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=run_demo_cmd)
     ev = sub.add_parser("evaluate", help="downstream tasks of the paper: zero-shot and linear probe, one table")
-    ev.add_argument("--task", action="append", required=True,
-                    help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS")
-    ev.add_argument("--data-dir", required=True,
-                    help="the dataset's folder, or a root holding each dataset in its standard folder name")
+    ev.add_argument("--task", action="append", required=True, help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS")
+    ev.add_argument("--data-dir", required=True, help="the dataset's folder, or a root holding each dataset in its standard folder name")
     ev.add_argument("--model", default="msclap-2022", help="registered name or checkpoint directory")
     ev.add_argument("--mode", choices=["zeroshot", "probe", "both"], default="both")
     ev.add_argument("--out", default="skclap-eval", help="folder for results.csv and results.md")

@@ -83,7 +83,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     from .datasets import class_prompts, make_corpus, pitched_labels
     from .estimators import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
     from .models.clap import PRESETS, CLAPModel
-    from .training import Trainer, TrainConfig
+    from .training import TrainConfig, Trainer
 
     cfg = config or DemoConfig()
     out = Path(out_dir)
@@ -102,8 +102,9 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     model = CLAPModel.from_preset(cfg.preset, seed=cfg.seed)
     trainer = Trainer(
         model,
-        TrainConfig(batch_size=cfg.batch_size, max_steps=cfg.steps, lr=cfg.lr, warmup_steps=50, seed=cfg.seed,
-                    log_every=10, progress=cfg.progress),
+        TrainConfig(
+            batch_size=cfg.batch_size, max_steps=cfg.steps, lr=cfg.lr, warmup_steps=50, seed=cfg.seed, log_every=10, progress=cfg.progress
+        ),
         out / "model",
     )
     t_train = time.perf_counter()
@@ -229,7 +230,7 @@ def _report(out: Path, cfg: DemoConfig, m: dict[str, Any]) -> None:
         "",
         "Ten family x pitch combinations are never named in the training captions: "
         + ", ".join(f"*{c}*" for c in HELD_OUT)
-        + ". Their sounds are in the training audio, described without pitch (\"a wailing siren\"); "
+        + '. Their sounds are in the training audio, described without pitch ("a wailing siren"); '
         "the words *high*/*low* are learnt from the other families. Zero-shot classification of new clips of "
         "these combinations uses prompts only.",
         "",

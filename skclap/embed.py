@@ -149,24 +149,40 @@ def _embedding_column(matrix: np.ndarray) -> Any:
 def _plan(out: Path, inputs: pd.DataFrame, shard_size: int, model_name: str, fingerprint: str, settings: dict) -> dict:
     """The run's identity: a restart must see the same inputs, shards and model, or stop."""
     digest = hashlib.blake2b("\n".join(inputs["path"]).encode(), digest_size=16).hexdigest()
-    plan = {"n_inputs": len(inputs), "shard_size": shard_size, "inputs_digest": digest, "model": model_name,
-            "fingerprint": fingerprint, "settings": settings}
+    plan = {
+        "n_inputs": len(inputs),
+        "shard_size": shard_size,
+        "inputs_digest": digest,
+        "model": model_name,
+        "fingerprint": fingerprint,
+        "settings": settings,
+    }
     path = out / PLAN_NAME
     if path.is_file():
         old = json.loads(path.read_text())
         if old != plan:
             changed = sorted(k for k in plan if old.get(k) != plan[k])
             raise ValueError(
-                f"{out} holds a run with other {', '.join(changed)}; resume with the same input and options, "
-                f"or write to a new --out folder"
+                f"{out} holds a run with other {', '.join(changed)}; resume with the same input and options, or write to a new --out folder"
             )
     else:
         write_atomic(path, lambda p: Path(p).write_text(json.dumps(plan, indent=1)))
     return plan
 
 
-def _embed_shard(model: Any, rows: pd.DataFrame, k: int, out: Path, *, windows: bool, on_error: str, batch_size: int,
-                 decode_workers: int, precision: str | None, progress: bool) -> tuple[int, int]:
+def _embed_shard(
+    model: Any,
+    rows: pd.DataFrame,
+    k: int,
+    out: Path,
+    *,
+    windows: bool,
+    on_error: str,
+    batch_size: int,
+    decode_workers: int,
+    precision: str | None,
+    progress: bool,
+) -> tuple[int, int]:
     paths = list(rows["path"])
     errors: list[tuple[str, str, str]] = []
     per_window: dict[int, np.ndarray] = {}
@@ -175,8 +191,15 @@ def _embed_shard(model: Any, rows: pd.DataFrame, k: int, out: Path, *, windows: 
         errors.append((paths[i], type(err).__name__, str(err)))
 
     emb = embed_audio(
-        model, paths, batch_size=batch_size, cache=None, progress=progress, workers=decode_workers, precision=precision,
-        on_error=record if on_error == "skip" else None, window_sink=lambda i, w: per_window.__setitem__(i, w),
+        model,
+        paths,
+        batch_size=batch_size,
+        cache=None,
+        progress=progress,
+        workers=decode_workers,
+        precision=precision,
+        on_error=record if on_error == "skip" else None,
+        window_sink=lambda i, w: per_window.__setitem__(i, w),
     )
     ok = [i for i in range(len(paths)) if i in per_window]
     info: dict[int, tuple[float, int]] = {}
@@ -208,8 +231,15 @@ def _embed_shard(model: Any, rows: pd.DataFrame, k: int, out: Path, *, windows: 
             v = per_window[i]
             w_vec.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
         dim = emb.shape[1]
-        wtable = pa.table({"path": w_path, "window": pa.array(w_idx, pa.int32()), "start": w_start, "end": w_end,
-                           "embedding": _embedding_column(np.concatenate(w_vec) if w_vec else np.zeros((0, dim), np.float32))})
+        wtable = pa.table(
+            {
+                "path": w_path,
+                "window": pa.array(w_idx, pa.int32()),
+                "start": w_start,
+                "end": w_end,
+                "embedding": _embedding_column(np.concatenate(w_vec) if w_vec else np.zeros((0, dim), np.float32)),
+            }
+        )
         _write_parquet(wtable, _part(out, "windows", k))
     err_frame = pd.DataFrame(errors, columns=_ERROR_COLUMNS)
     write_atomic(_part(out, "errors", k), lambda p: err_frame.to_csv(p, index=False))
@@ -241,8 +271,14 @@ def _finish(out: Path, plan: dict, n_shards: int) -> bool:
         "dim": int(np.load(_part(out, "npy", 0), mmap_mode="r").shape[1]) if n_shards else 0,
         "n_embedded": int(sum(rows)),
         "n_errors": len(merged),
-        "shards": [{"parquet": _part(out, "shard", k).relative_to(out).as_posix(), "npy": _part(out, "npy", k).relative_to(out).as_posix(),
-                    "rows": r} for k, r in enumerate(rows)],
+        "shards": [
+            {
+                "parquet": _part(out, "shard", k).relative_to(out).as_posix(),
+                "npy": _part(out, "npy", k).relative_to(out).as_posix(),
+                "rows": r,
+            }
+            for k, r in enumerate(rows)
+        ],
     }
     write_atomic(out / META_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
     return True
@@ -287,8 +323,14 @@ def embed_collection(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"windows": bool(windows), "precision": precision_label(clap, mode), "audio": clap.audio_settings()}
-    plan = _plan(out, inputs, shard_size, os.fspath(name), audio_fingerprint(clap, precision_label(clap, mode)),
-                 json.loads(json.dumps(settings, default=str)))
+    plan = _plan(
+        out,
+        inputs,
+        shard_size,
+        os.fspath(name),
+        audio_fingerprint(clap, precision_label(clap, mode)),
+        json.loads(json.dumps(settings, default=str)),
+    )
     n_shards = -(-len(inputs) // shard_size)
     written, skipped, embedded, n_err = [], [], 0, 0
     for k in range(rank, n_shards, world_size):
@@ -296,8 +338,18 @@ def embed_collection(
             skipped.append(k)
             continue
         rows = inputs.iloc[k * shard_size : (k + 1) * shard_size].reset_index(drop=True)
-        got, bad = _embed_shard(clap, rows, k, out, windows=windows, on_error=on_error, batch_size=batch_size,
-                                decode_workers=decode_workers, precision=mode, progress=progress)
+        got, bad = _embed_shard(
+            clap,
+            rows,
+            k,
+            out,
+            windows=windows,
+            on_error=on_error,
+            batch_size=batch_size,
+            decode_workers=decode_workers,
+            precision=mode,
+            progress=progress,
+        )
         written.append(k)
         embedded += got
         n_err += bad
@@ -314,22 +366,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="unreadable files: log and skip (default) or stop")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     p.add_argument("--decode-workers", type=int, default=4, help="threads decoding and resampling ahead of the model")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
-                   help="default: fp16 on CUDA, fp32 on CPU; auto: also bf16 on CPUs with native bf16")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default=None,
+        help="default: fp16 on CUDA, fp32 on CPU; auto: also bf16 on CPUs with native bf16",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     summary = embed_collection(
-        args.input, args.out, args.model, shard_size=args.shard_size, windows=args.windows, on_error=args.on_error,
-        batch_size=args.batch_size, decode_workers=args.decode_workers, precision=args.precision, device=args.device,
+        args.input,
+        args.out,
+        args.model,
+        shard_size=args.shard_size,
+        windows=args.windows,
+        on_error=args.on_error,
+        batch_size=args.batch_size,
+        decode_workers=args.decode_workers,
+        precision=args.precision,
+        device=args.device,
         progress=not args.no_progress,
     )
     print(summary)
     if summary.errors:
-        print(f"unreadable files are listed in {Path(args.out) / ERRORS_NAME}" if summary.complete
-              else f"unreadable files are listed in {Path(args.out) / 'errors'}")
+        print(
+            f"unreadable files are listed in {Path(args.out) / ERRORS_NAME}"
+            if summary.complete
+            else f"unreadable files are listed in {Path(args.out) / 'errors'}"
+        )
     return 0
 
 

@@ -23,7 +23,9 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def from_cache_or_hub(load: Callable[[bool], T], *, local: bool = False, errors: tuple[type[BaseException], ...] = (OSError, ValueError)) -> T:
+def from_cache_or_hub(
+    load: Callable[[bool], T], *, local: bool = False, errors: tuple[type[BaseException], ...] = (OSError, ValueError)
+) -> T:
     """``load(local_files_only)``: first from the local Hugging Face cache, then, unless offline (or
     ``local``: a directory on disk), from the hub. Raises the last error when neither has it."""
     attempts = [True] if (local or hub_offline()) else [True, False]

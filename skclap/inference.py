@@ -37,9 +37,7 @@ def precision_label(model: Any, precision: str = "fp32") -> str:
     if precision in ("fp16", "bf16"):
         return {"fp16": "float16-autocast", "bf16": "bfloat16-autocast"}[precision]
     dtype = str(model.logit_scale.dtype).replace("torch.", "")
-    if model.device.type == "cuda" and dtype == "float32" and (
-        torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
-    ):
+    if model.device.type == "cuda" and dtype == "float32" and (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32):
         return "float32-tf32"
     return dtype
 
@@ -56,7 +54,12 @@ def _item_name(i: int, item: Any) -> str:
 
 
 def _prepared(
-    items: Sequence[Any], idx: list[int], model: CLAPModel, sample_rate: int | None, workers: int, block: int,
+    items: Sequence[Any],
+    idx: list[int],
+    model: CLAPModel,
+    sample_rate: int | None,
+    workers: int,
+    block: int,
     capture: bool = False,
 ) -> Iterator[tuple[int, Iterable[np.ndarray] | Exception]]:
     """Yield ``(index, chunks of windows)`` in order, decoding up to ``2 * workers`` items ahead.

@@ -21,7 +21,9 @@ def mean_average_precision(Y: np.ndarray, scores: np.ndarray, sample_weight: np.
     return float(average_precision_score(Y[:, has_pos], np.asarray(scores)[:, has_pos], average="macro", sample_weight=sample_weight))
 
 
-def retrieval_metrics(audio_emb: np.ndarray, text_emb: np.ndarray, text_to_audio: Sequence[int], ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def retrieval_metrics(
+    audio_emb: np.ndarray, text_emb: np.ndarray, text_to_audio: Sequence[int], ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """Recall@k in both directions for normalised embeddings.
 
     ``text_to_audio[j]`` is the clip that caption j describes (a clip may have several captions).

@@ -63,22 +63,38 @@ PRETRAINED: dict[str, Pretrained] = {
     p.name: p
     for p in [
         Pretrained(
-            "msclap-2022", "msclap", "CNN14 + BERT-base", "microsoft/msclap", "CLAP_weights_2022.pth", "bert-base-uncased",
-            "CLAP 2022 (Elizalde et al.), 128k pairs; ESC-50 zero-shot 82.6 %", preset="msclap-2022",
+            "msclap-2022",
+            "msclap",
+            "CNN14 + BERT-base",
+            "microsoft/msclap",
+            "CLAP_weights_2022.pth",
+            "bert-base-uncased",
+            "CLAP 2022 (Elizalde et al.), 128k pairs; ESC-50 zero-shot 82.6 %",
+            preset="msclap-2022",
         ),
         Pretrained(
-            "msclap-2023", "msclap", "HTS-AT + GPT-2", "microsoft/msclap", "CLAP_weights_2023.pth", "gpt2",
-            "CLAP 2023 (Elizalde et al.), 4.6M pairs; the reference code's default version", preset="msclap-2023",
+            "msclap-2023",
+            "msclap",
+            "HTS-AT + GPT-2",
+            "microsoft/msclap",
+            "CLAP_weights_2023.pth",
+            "gpt2",
+            "CLAP 2023 (Elizalde et al.), 4.6M pairs; the reference code's default version",
+            preset="msclap-2023",
         ),
         _laion_file("laion-630k-best", "630k-best.pt", _HTSAT_TINY, "LAION-630k, unfused"),
         _laion_file("laion-630k-audioset-best", "630k-audioset-best.pt", _HTSAT_TINY, "LAION-630k + AudioSet, unfused"),
         _laion_file("laion-630k-fusion-best", "630k-fusion-best.pt", _HTSAT_TINY, "LAION-630k, feature fusion"),
         _laion_file(
-            "laion-630k-audioset-fusion-best", "630k-audioset-fusion-best.pt", _HTSAT_TINY,
+            "laion-630k-audioset-fusion-best",
+            "630k-audioset-fusion-best.pt",
+            _HTSAT_TINY,
             "LAION-630k + AudioSet, feature fusion",
         ),
         _laion_file(
-            "laion-music-speech-audioset", "music_speech_audioset_epoch_15_esc_89.98.pt", _HTSAT_BASE,
+            "laion-music-speech-audioset",
+            "music_speech_audioset_epoch_15_esc_89.98.pt",
+            _HTSAT_BASE,
             "music + speech + AudioSet (the usual CLAP-score model of text-to-audio papers)",
         ),
         _laion_file("laion-music-audioset", "music_audioset_epoch_15_esc_90.14.pt", _HTSAT_BASE, "music + AudioSet"),
@@ -136,6 +152,8 @@ def list_models() -> list[ModelInfo]:
     rows = [ModelInfo(p.name, "pretrained", p.architecture, p.url, p.description) for p in PRETRAINED.values()]
     for name in PRESETS:
         cfg = PRESETS[name]
-        arch = f"{cfg.audio_encoder.upper()} + {cfg.text_config.get('model_type', '?')}, {cfg.sample_rate} Hz, {cfg.clip_seconds:g} s windows"
+        arch = (
+            f"{cfg.audio_encoder.upper()} + {cfg.text_config.get('model_type', '?')}, {cfg.sample_rate} Hz, {cfg.clip_seconds:g} s windows"
+        )
         rows.append(ModelInfo(f"preset:{name}", "preset", arch, "random init", f"proj {cfg.proj_dim}-d"))
     return rows

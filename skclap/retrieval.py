@@ -83,7 +83,9 @@ def exact_topk(matrix: EmbeddingMatrix | np.ndarray, queries: np.ndarray, k: int
     """Top-``k`` inner products of each query with the rows: ``(scores, row ids)``, each ``(n_queries, k)``,
     best first; one block of rows in memory at a time."""
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    blocks = matrix.blocks(block) if isinstance(matrix, EmbeddingMatrix) else ((a, matrix[a : a + block]) for a in range(0, len(matrix), block))
+    blocks = (
+        matrix.blocks(block) if isinstance(matrix, EmbeddingMatrix) else ((a, matrix[a : a + block]) for a in range(0, len(matrix), block))
+    )
     best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(queries), 0), dtype=np.int64)
     for start, rows in blocks:

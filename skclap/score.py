@@ -40,8 +40,8 @@ def clap_score(
     ``(array, rate)`` pair) and ``texts[i]``, and their mean. Deterministic for a given model and
     precision. ``model``: any name of :mod:`skclap.registry`, a path or a model object."""
     from .checkpoints import resolve_model
-    from .inputs import as_items, as_texts
     from .inference import embed_audio, embed_text
+    from .inputs import as_items, as_texts
 
     items, prompts = as_items(audio, "audio"), as_texts(texts, "texts")
     if len(items) != len(prompts):

@@ -8,8 +8,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import importlib.util
-import tempfile
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -65,10 +65,18 @@ def save_small_laion_clap(out: Path) -> Path:
     (out / "merges.txt").write_text("#version: 0.2\n")
     tok = RobertaTokenizer(vocab=vocab, merges=[])
     cfg = ClapConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=80, projection_dim=24),
-        audio_config=dict(depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], patch_embeds_hidden_size=16,
-                          hidden_size=128, projection_dim=24),
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=80,
+            projection_dim=24,
+        ),
+        audio_config=dict(
+            depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], patch_embeds_hidden_size=16, hidden_size=128, projection_dim=24
+        ),
         projection_dim=24,
     )
     with torch.random.fork_rng():
@@ -127,8 +135,9 @@ def save_small_gpt2(out: Path) -> Path:
     (out / "vocab.json").write_text(json.dumps(vocab))
     (out / "merges.txt").write_text("#version: 0.2\n")
     GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(out)
-    cfg = GPT2Config(vocab_size=len(vocab), n_positions=128, n_embd=48, n_layer=2, n_head=4,
-                     bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1)
+    cfg = GPT2Config(
+        vocab_size=len(vocab), n_positions=128, n_embd=48, n_layer=2, n_head=4, bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1
+    )
     with torch.random.fork_rng():
         torch.manual_seed(3)
         GPT2Model(cfg).save_pretrained(out)
@@ -173,8 +182,13 @@ def laion_clap_model_module():
     if importlib.util.find_spec("torchvision") is None:
         misc = types.ModuleType("torchvision.ops.misc")
         misc.FrozenBatchNorm2d = torch.nn.BatchNorm2d
-        placeholders.update({"torchvision": types.ModuleType("torchvision"), "torchvision.ops": types.ModuleType("torchvision.ops"),
-                             "torchvision.ops.misc": misc})
+        placeholders.update(
+            {
+                "torchvision": types.ModuleType("torchvision"),
+                "torchvision.ops": types.ModuleType("torchvision.ops"),
+                "torchvision.ops.misc": misc,
+            }
+        )
     if importlib.util.find_spec("h5py") is None:
         placeholders["h5py"] = types.ModuleType("h5py")
     sys.modules.update(placeholders)

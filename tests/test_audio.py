@@ -141,10 +141,15 @@ def test_unclear_inputs_get_errors_naming_the_item_and_the_fix():
 
     emb = CLAPEmbedder(model="preset:tiny", progress=False, cache=False, device="cpu")
     one_second = np.ones(16000, np.float32)
-    with pytest.raises(AudioError, match=r"item 0 \(array of shape \(16000,\)\): 16000 samples at 1000000000 Hz .* is sample_rate=1000000000 right\?"):
+    with pytest.raises(
+        AudioError, match=r"item 0 \(array of shape \(16000,\)\): 16000 samples at 1000000000 Hz .* is sample_rate=1000000000 right\?"
+    ):
         emb.set_params(sample_rate=10**9).fit_transform([one_second])
     emb.set_params(sample_rate=None)
-    with pytest.raises(AudioError, match=r"item 1 .*\(array, rate\) pair needs the rate as a whole number of Hz; got '16000' \(str\): write \(array, 16000\)"):
+    with pytest.raises(
+        AudioError,
+        match=r"item 1 .*\(array, rate\) pair needs the rate as a whole number of Hz; got '16000' \(str\): write \(array, 16000\)",
+    ):
         emb.fit_transform([(one_second, 16000), (one_second, "16000")])
     with pytest.raises(AudioError, match=r"got 16000.5 \(float\)"):
         emb.fit_transform([(one_second, 16000.5)])

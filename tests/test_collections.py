@@ -91,7 +91,9 @@ def test_embed_folder_skips_bad_files_and_matches_the_embedder(collection, tiny_
 
 def test_manifest_metadata_is_carried_and_raise_mode_names_the_file(collection, tiny_model_dir, tmp_path):
     manifest = tmp_path / "m.csv"
-    pd.DataFrame({"audio": ["collection/" + n for n in GOOD], "label": list("vwxyz"), "split": [1, 1, 2, 2, 3]}).to_csv(manifest, index=False)
+    pd.DataFrame({"audio": ["collection/" + n for n in GOOD], "label": list("vwxyz"), "split": [1, 1, 2, 2, 3]}).to_csv(
+        manifest, index=False
+    )
     out = tmp_path / "emb"
     embed_collection(manifest, out, str(tiny_model_dir), shard_size=2, progress=False, device="cpu")
     df = read_embeddings(out)
@@ -107,7 +109,24 @@ def test_manifest_metadata_is_carried_and_raise_mode_names_the_file(collection, 
 
 def test_cli_embed_search_and_score(collection, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "emb"
-    assert cli(["embed", str(collection), "--out", str(out), "--model", str(tiny_model_dir), "--shard-size", "2", "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        cli(
+            [
+                "embed",
+                str(collection),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model_dir),
+                "--shard-size",
+                "2",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"{len(BAD)} unreadable files skipped" in printed and "errors.csv" in printed
     like = collection / "a" / "mid.flac"
@@ -118,10 +137,17 @@ def test_cli_embed_search_and_score(collection, tiny_model_dir, tmp_path, capsys
     assert cli(["search", str(out), "a high whistle", "-k", "2"]) == 0
     assert "rank" in capsys.readouterr().out
     pairs = tmp_path / "pairs.csv"
-    pd.DataFrame({"path": [str(collection / n) for n in list(GOOD)[:3]], "caption": ["low hum", "a tone", "a whistle"]}).to_csv(pairs, index=False)
-    assert cli(["score", str(pairs), "--model", str(tiny_model_dir), "--out", str(tmp_path / "s.csv"), "--no-progress", "--device", "cpu"]) == 0
+    pd.DataFrame({"path": [str(collection / n) for n in list(GOOD)[:3]], "caption": ["low hum", "a tone", "a whistle"]}).to_csv(
+        pairs, index=False
+    )
+    assert (
+        cli(["score", str(pairs), "--model", str(tiny_model_dir), "--out", str(tmp_path / "s.csv"), "--no-progress", "--device", "cpu"])
+        == 0
+    )
     scores = pd.read_csv(tmp_path / "s.csv")["clap_score"].to_numpy()
-    direct = clap_score([str(collection / n) for n in list(GOOD)[:3]], ["low hum", "a tone", "a whistle"], model=str(tiny_model_dir), device="cpu")
+    direct = clap_score(
+        [str(collection / n) for n in list(GOOD)[:3]], ["low hum", "a tone", "a whistle"], model=str(tiny_model_dir), device="cpu"
+    )
     np.testing.assert_allclose(scores, direct.scores, atol=1e-6)
     assert f"CLAP score {direct.mean:.4f}" in capsys.readouterr().out
 
@@ -188,11 +214,25 @@ def small_model_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_output(tmp_path, small_model_dir):
     """SIGKILL while shards are being written, then the same command again."""
     data = _files(tmp_path / "data", 60)
-    cmd = [sys.executable, "-m", "skclap.embed", str(data), "--model", str(small_model_dir), "--shard-size", "4",
-           "--no-progress", "--device", "cpu", "--decode-workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "skclap.embed",
+        str(data),
+        "--model",
+        str(small_model_dir),
+        "--shard-size",
+        "4",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--decode-workers",
+        "1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*cmd, "--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True)
     proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -215,14 +255,20 @@ def test_killed_run_resumes_to_identical_output(tmp_path, small_model_dir):
     assert not list((tmp_path / "killed").glob("*/.tmp-*"))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_give_the_output_of_one(tmp_path, small_model_dir):
     data = _files(tmp_path / "data", 10, seconds=2.5)
     common = [str(data), "--model", str(small_model_dir), "--shard-size", "3", "--no-progress", "--device", "cpu"]
     embed_collection(data, tmp_path / "one", str(small_model_dir), shard_size=3, progress=False, device="cpu")
     torchrun = shutil.which("torchrun") or pytest.skip("torchrun not installed")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "skclap.embed", *common, "--out", str(tmp_path / "two")],
-                   check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "skclap.embed", *common, "--out", str(tmp_path / "two")],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     a, b = _outputs(tmp_path / "one"), _outputs(tmp_path / "two")
     assert a.keys() == b.keys() and len(a) == 4
     for name in a:
@@ -255,6 +301,8 @@ def test_bf16_on_a_native_bf16_cpu_is_close_to_fp32_and_cached_apart(tiny_model,
     waves = [(np.sin(2 * np.pi * f * np.arange(RATE) / RATE) * 0.3).astype(np.float32) for f in (200, 900, 2500)]
     cache = DiskCache(tmp_path / "c")
     fp32 = CLAPEmbedder(model=tiny_model, sample_rate=RATE, progress=False, device="cpu", cache=str(tmp_path / "c")).fit_transform(waves)
-    bf16 = CLAPEmbedder(model=tiny_model, sample_rate=RATE, progress=False, device="cpu", cache=str(tmp_path / "c"), precision="bf16").fit_transform(waves)
+    bf16 = CLAPEmbedder(
+        model=tiny_model, sample_rate=RATE, progress=False, device="cpu", cache=str(tmp_path / "c"), precision="bf16"
+    ).fit_transform(waves)
     assert len(cache) == 6  # precision is part of the key
     assert not np.array_equal(fp32, bf16) and (fp32 * bf16).sum(1).min() > 0.99

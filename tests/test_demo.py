@@ -2,8 +2,10 @@
 
 import json
 
-from skclap.demo import HELD_OUT, DemoConfig, _check_held_out, _split, run_demo
+import pytest
+
 from skclap.datasets import attribute_words, make_corpus
+from skclap.demo import HELD_OUT, DemoConfig, _check_held_out, _split, run_demo
 
 
 def test_held_out_combinations_are_never_named_in_training():
@@ -19,6 +21,7 @@ def test_held_out_combinations_are_never_named_in_training():
     assert any(set(cap.split()) & pitch for c in train.clips for cap in c.captions)  # pitch words exist elsewhere
 
 
+@pytest.mark.slow
 def test_small_demo_learns_and_writes_its_report(tmp_path):
     cfg = DemoConfig(preset="tiny", n_clips=1400, n_zero_shot=150, n_eval=150, steps=300, batch_size=32, seconds=1.0, progress=False)
     m = run_demo(tmp_path, cfg, log=lambda *a: None)

@@ -115,8 +115,11 @@ def test_no_work_in_init_and_clone_is_unfitted(tiny_model_dir):
 
 
 def test_clones_share_an_in_memory_model(tiny_model):
-    for est in (CLAPEmbedder(model=tiny_model, **KW), CLAPZeroShotClassifier(model=tiny_model, labels=["a", "b"], **KW),
-                CLAPLinearProbe(model=tiny_model, estimator=LogisticRegression(C=3.0), **KW)):
+    for est in (
+        CLAPEmbedder(model=tiny_model, **KW),
+        CLAPZeroShotClassifier(model=tiny_model, labels=["a", "b"], **KW),
+        CLAPLinearProbe(model=tiny_model, estimator=LogisticRegression(C=3.0), **KW),
+    ):
         twin = clone(est)
         assert twin.model is tiny_model  # a frozen feature extractor, not copied per fold
         assert twin.get_params().keys() == est.get_params().keys()
@@ -162,8 +165,11 @@ def test_bad_inputs_are_named(tiny_model_dir, tmp_path):
 def test_zero_shot_matches_manual_prompt_ensembling(tiny_model_dir, tiny_model):
     templates = ["this is a sound of {}.", "a recording of {}"]
     clf = CLAPZeroShotClassifier(
-        model=tiny_model_dir, labels=["dog_bark", "rain", "siren"], templates=templates,
-        label_prompts={"dog_bark": "dog barking"}, **KW,
+        model=tiny_model_dir,
+        labels=["dog_bark", "rain", "siren"],
+        templates=templates,
+        label_prompts={"dog_bark": "dog barking"},
+        **KW,
     ).fit()
     assert clf.prompts_[0] == ["this is a sound of dog barking.", "a recording of dog barking"]
     assert clf.prompts_[1] == ["this is a sound of rain.", "a recording of rain"]
@@ -221,8 +227,9 @@ def test_zero_shot_multilabel(tiny_model_dir):
 # --------------------------------------------------------------- pipelines on a folder of audio
 def test_pipeline_cross_val_on_gtzan_layout_embeds_each_clip_once(tiny_model_dir, gtzan_dir):
     files, y = gtzan_files(gtzan_dir)
-    pipe = Pipeline([("emb", CLAPEmbedder(model=str(tiny_model_dir), progress=False, device="cpu")),
-                     ("clf", LogisticRegression(max_iter=2000))])
+    pipe = Pipeline(
+        [("emb", CLAPEmbedder(model=str(tiny_model_dir), progress=False, device="cpu")), ("clf", LogisticRegression(max_iter=2000))]
+    )
     model = resolve_model(str(tiny_model_dir), "cpu")
     with EncoderCalls(model) as calls:
         scores = cross_val_score(pipe, files, y, cv=StratifiedKFold(10, shuffle=True, random_state=0))
@@ -232,14 +239,18 @@ def test_pipeline_cross_val_on_gtzan_layout_embeds_each_clip_once(tiny_model_dir
     assert scores.mean() >= 0.8  # chance is 1/3
 
 
+@pytest.mark.slow
 def test_linear_probe_and_grid_search_in_worker_processes(tiny_model_dir, gtzan_dir):
     files, y = gtzan_files(gtzan_dir)
     probe = CLAPLinearProbe(model=str(tiny_model_dir), progress=False, device="cpu")
     assert cross_val_score(probe, files, y, cv=3).mean() >= 0.8
     search = GridSearchCV(
-        Pipeline([("emb", CLAPEmbedder(model=str(tiny_model_dir), progress=False, device="cpu")),
-                  ("clf", LogisticRegression(max_iter=2000))]),
-        {"clf__C": [0.1, 10.0]}, cv=3, n_jobs=2,
+        Pipeline(
+            [("emb", CLAPEmbedder(model=str(tiny_model_dir), progress=False, device="cpu")), ("clf", LogisticRegression(max_iter=2000))]
+        ),
+        {"clf__C": [0.1, 10.0]},
+        cv=3,
+        n_jobs=2,
     )
     search.fit(files, y)
     assert set(search.cv_results_["param_clf__C"]) == {0.1, 10.0}
@@ -316,7 +327,10 @@ def test_linear_probe_finetune_trains_a_copy_of_the_audio_tower(tiny_model_dir, 
     shared = resolve_model(str(tiny_model_dir), "cpu")
     before = {k: v.clone() for k, v in shared.state_dict().items()}
     probe = CLAPLinearProbe(
-        model=str(tiny_model_dir), finetune=True, progress=False, device="cpu",
+        model=str(tiny_model_dir),
+        finetune=True,
+        progress=False,
+        device="cpu",
         finetune_params={"epochs": 6, "batch_size": 10, "lr": 1e-3, "warmup_steps": 2, "log_every": 1},
     ).fit(files, y)
     tuned = probe.finetuned_model_.state_dict()

@@ -13,9 +13,9 @@ from sklearn.preprocessing import StandardScaler
 
 from skclap import CLAPEmbedder
 from skclap.cache import get_cache
+from skclap.checkpoints import resolve_model
 from skclap.cli import main as cli
 from skclap.datasets.downstream import LOADERS, DatasetNotFoundError, load_downstream
-from skclap.checkpoints import resolve_model
 from skclap.evaluation import (
     TASKS,
     evaluate,
@@ -46,7 +46,11 @@ def test_registry_covers_the_papers_sixteen_tasks_in_eight_domains():
     assert len({t.domain for t in TASKS.values()}) == 8
     assert {t.metric for t in TASKS.values()} == {"accuracy", "mAP"}
     assert TASKS["fsd50k"].metric == "mAP" and TASKS["esc50"].metric == "accuracy"
-    assert (TASKS["esc50"].paper_zero_shot, TASKS["urbansound8k"].paper_zero_shot, TASKS["fsd50k"].paper_zero_shot) == (0.826, 0.7324, 0.3024)
+    assert (TASKS["esc50"].paper_zero_shot, TASKS["urbansound8k"].paper_zero_shot, TASKS["fsd50k"].paper_zero_shot) == (
+        0.826,
+        0.7324,
+        0.3024,
+    )
     assert get_task("ESC50") is TASKS["esc50"] and get_task("crema-d") is TASKS["crema_d"]
     with pytest.raises(ValueError, match="unknown task 'esc51'"):
         get_task("esc51")
@@ -213,8 +217,20 @@ def test_all_tasks_end_to_end_and_the_table(data_root, tiny_model_dir, tmp_path)
 
 
 def test_results_markdown_marks_missing_cells():
-    table = pd.DataFrame([{"task": "esc50", "title": "ESC-50", "domain": "Sound events", "metric": "accuracy",
-                           "mode": "zeroshot", "mean": 0.5, "std": 0.1, "folds": 5}])
+    table = pd.DataFrame(
+        [
+            {
+                "task": "esc50",
+                "title": "ESC-50",
+                "domain": "Sound events",
+                "metric": "accuracy",
+                "mode": "zeroshot",
+                "mean": 0.5,
+                "std": 0.1,
+                "folds": 5,
+            }
+        ]
+    )
     md = results_markdown(table, "m")
     assert "| m zero-shot | 0.5000 ± 0.1000 |" in md and "linear probe" not in md
     with pytest.raises(ValueError, match="no results"):
@@ -223,8 +239,28 @@ def test_results_markdown_marks_missing_cells():
 
 def test_cli_evaluate_writes_the_table(data_root, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval"
-    code = cli(["evaluate", "--task", "sesa", "--task", "vocalsound", "--data-dir", str(data_root), "--model", str(tiny_model_dir),
-                "--mode", "zeroshot", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--no-progress"])
+    code = cli(
+        [
+            "evaluate",
+            "--task",
+            "sesa",
+            "--task",
+            "vocalsound",
+            "--data-dir",
+            str(data_root),
+            "--model",
+            str(tiny_model_dir),
+            "--mode",
+            "zeroshot",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     saved = pd.read_csv(out / "results.csv")
     assert list(saved["task"]) == ["sesa", "vocalsound"] and set(saved["mode"]) == {"zeroshot"}

@@ -7,7 +7,9 @@ from torchlibrosa.stft import LogmelFilterBank, Spectrogram
 from skclap.frontend import LogMel, mel_filterbank
 
 
-@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(44100, 1024, 64, 50, 14000), (16000, 512, 32, 20, 8000), (22050, 2048, 128, 0, 11025)])
+@pytest.mark.parametrize(
+    "sr,n_fft,n_mels,fmin,fmax", [(44100, 1024, 64, 50, 14000), (16000, 512, 32, 20, 8000), (22050, 2048, 128, 0, 11025)]
+)
 def test_mel_filterbank_matches_librosa(sr, n_fft, n_mels, fmin, fmax):
     ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     ours = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)

@@ -25,8 +25,11 @@ def laion_dir() -> Path:
 def reference(laion_dir):
     from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
-    return (ClapModel.from_pretrained(laion_dir).eval(), ClapFeatureExtractor.from_pretrained(laion_dir),
-            AutoTokenizer.from_pretrained(laion_dir))
+    return (
+        ClapModel.from_pretrained(laion_dir).eval(),
+        ClapFeatureExtractor.from_pretrained(laion_dir),
+        AutoTokenizer.from_pretrained(laion_dir),
+    )
 
 
 def clip(seconds: float, seed: int) -> np.ndarray:

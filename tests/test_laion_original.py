@@ -12,7 +12,9 @@ import torch
 from skclap import CheckpointError, CLAPEmbedder, load_model
 from skclap.backends import LaionCLAP
 
-from .conftest import drifting_tone, byte_level_alphabet, realistic_statistics
+from .conftest import byte_level_alphabet, drifting_tone, realistic_statistics
+
+pytestmark = pytest.mark.slow
 
 RATE = 48000
 TEXTS = ["a dog barking", "rain on a roof", "a siren wailing in the distance"]
@@ -30,8 +32,17 @@ def roberta_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("roberta_small")
     vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", *byte_level_alphabet()])}
     RobertaTokenizer(vocab=vocab, merges=[]).save_pretrained(out)
-    cfg = RobertaConfig(vocab_size=len(vocab), hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
-                        intermediate_size=96, max_position_embeddings=80, type_vocab_size=1, pad_token_id=1, layer_norm_eps=1e-5)
+    cfg = RobertaConfig(
+        vocab_size=len(vocab),
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=12,
+        intermediate_size=96,
+        max_position_embeddings=80,
+        type_vocab_size=1,
+        pad_token_id=1,
+        layer_norm_eps=1e-5,
+    )
     with torch.random.fork_rng():
         torch.manual_seed(4)
         RobertaModel(cfg).save_pretrained(out)
@@ -41,13 +52,31 @@ def roberta_dir(tmp_path_factory):
 def build_reference(module, roberta_dir, fused: bool, monkeypatch_roberta):
     from transformers import RobertaModel
 
-    audio_cfg = dict(model_type="HTSAT", model_name="tiny", sample_rate=RATE, audio_length=1024, window_size=1024,
-                     hop_size=480, fmin=50, fmax=14000, class_num=527, mel_bins=64, clip_samples=480000)
+    audio_cfg = dict(
+        model_type="HTSAT",
+        model_name="tiny",
+        sample_rate=RATE,
+        audio_length=1024,
+        window_size=1024,
+        hop_size=480,
+        fmin=50,
+        fmax=14000,
+        class_num=527,
+        mel_bins=64,
+        clip_samples=480000,
+    )
     text_cfg = dict(context_length=77, vocab_size=50265, width=512, heads=8, layers=12, model_type="roberta")
     monkeypatch_roberta(module, types.SimpleNamespace(from_pretrained=lambda *a, **k: RobertaModel.from_pretrained(roberta_dir)))
     torch.manual_seed(10 + fused)
-    ref = module.CLAP(embed_dim=768, audio_cfg=audio_cfg, text_cfg=text_cfg, enable_fusion=fused,
-                      fusion_type="aff_2d" if fused else "None", joint_embed_shape=512, mlp_act="relu").eval()
+    ref = module.CLAP(
+        embed_dim=768,
+        audio_cfg=audio_cfg,
+        text_cfg=text_cfg,
+        enable_fusion=fused,
+        fusion_type="aff_2d" if fused else "None",
+        joint_embed_shape=512,
+        mlp_act="relu",
+    ).eval()
     branch = ref.audio_branch
     with torch.no_grad():
         waves = torch.from_numpy(np.stack([clip(10.0, s) for s in range(3)]))
@@ -119,8 +148,12 @@ def test_fused_and_unfused_windows_are_deterministic(pair):
     together = emb.fit_transform(clips)
     np.random.seed(1)
     again = emb.fit_transform(clips)
-    alone = np.stack([CLAPEmbedder(model=ours, sample_rate=RATE, cache=False, progress=False, device="cpu", batch_size=1).fit_transform([c])[0]
-                      for c in clips[::-1]])[::-1]
+    alone = np.stack(
+        [
+            CLAPEmbedder(model=ours, sample_rate=RATE, cache=False, progress=False, device="cpu", batch_size=1).fit_transform([c])[0]
+            for c in clips[::-1]
+        ]
+    )[::-1]
     assert np.abs(together - again).max() <= 1e-6
     assert np.abs(together - alone).max() <= 1e-6
 

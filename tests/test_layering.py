@@ -32,7 +32,9 @@ def imports() -> dict[str, set[tuple[str, str]]]:
                 if target.startswith("skclap"):
                     for alias in node.names:
                         sub = f"{target}.{alias.name}"
-                        is_module = (PKG.parent / sub.replace(".", "/")).with_suffix(".py").is_file() or (PKG.parent / sub.replace(".", "/")).is_dir()
+                        is_module = (PKG.parent / sub.replace(".", "/")).with_suffix(".py").is_file() or (
+                            PKG.parent / sub.replace(".", "/")
+                        ).is_dir()
                         out.add((sub, "") if is_module else (target, alias.name))
             elif isinstance(node, ast.Import):
                 out.update((a.name, "") for a in node.names if a.name.startswith("skclap"))
@@ -56,7 +58,7 @@ def test_no_import_cycles():
         stack.append(m)
         for t in sorted(edges.get(m, ())):
             if seen.get(t) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(t):] + [t]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(t) :] + [t]))
             if t not in seen:
                 visit(t)
         stack.pop()

@@ -11,6 +11,8 @@ from skclap.models.clap import preset_config
 
 from .conftest import drifting_tone, realistic_statistics
 
+pytestmark = pytest.mark.slow
+
 RATE, SECONDS = 44100, 7
 CAPTIONS = ["this is a sound of dog barking", "wow! a siren wails", "rain on a tin roof, then thunder"]
 
@@ -27,8 +29,18 @@ def reference(msclap_models, local_gpt2_dir, tmp_path_factory):
     torch.manual_seed(0)
     # The yml's front-end settings (fmax 8000) are passed and ignored by the reference HTS-AT.
     ref = msclap_models.CLAP(
-        audioenc_name="HTSAT", sample_rate=RATE, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=8000,
-        classes_num=527, out_emb=768, text_model=str(local_gpt2_dir), transformer_embed_dim=48, d_proj=1024,
+        audioenc_name="HTSAT",
+        sample_rate=RATE,
+        window_size=1024,
+        hop_size=320,
+        mel_bins=64,
+        fmin=50,
+        fmax=8000,
+        classes_num=527,
+        out_emb=768,
+        text_model=str(local_gpt2_dir),
+        transformer_embed_dim=48,
+        d_proj=1024,
     ).eval()
     htsat = ref.audio_encoder.base.htsat
     with torch.no_grad():
@@ -144,5 +156,8 @@ def test_the_import_reports_foreign_and_missing_keys(reference, tmp_path, local_
     from transformers import GPT2Config
 
     cfg.text_config = {"model_type": "gpt2", **GPT2Config.from_pretrained(local_gpt2_dir).to_diff_dict()}
-    with pytest.raises(CheckpointError, match=r"missing keys: .*layers\.1\.blocks\.0\.attention\.self\.key\.weight.*unexpected keys: text_encoder\.backbone\.model\.h\.0\.extra"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"missing keys: .*layers\.1\.blocks\.0\.attention\.self\.key\.weight.*unexpected keys: text_encoder\.backbone\.model\.h\.0\.extra",
+    ):
         load_model(path, tokenizer=str(local_gpt2_dir), config=cfg)

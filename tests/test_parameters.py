@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import doctest
 
-import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -33,8 +32,11 @@ def test_every_parameter_is_declared_and_checked(cls):
     assert set(cls._parameter_constraints) == params
     assert set(BAD[cls]) == params, "one bad value for each parameter"
     for name, value in BAD[cls].items():
-        est = cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu", labels=["a", "b"]) if cls is CLAPZeroShotClassifier else \
-            cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
+        est = (
+            cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu", labels=["a", "b"])
+            if cls is CLAPZeroShotClassifier
+            else cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
+        )
         est.set_params(**{name: value})
         with pytest.raises(ValueError, match=f"The '{name}' parameter of {cls.__name__} must be"):
             est.fit(X, Y)
@@ -70,9 +72,18 @@ def test_finetune_settings_are_routed_by_prefix():
     assert probe.finetune_params == {"epochs": 2, "lr": 1e-3, "batch_size": 4}
     with pytest.raises(ValueError, match=r"finetune__bogus.*TrainConfig"):
         probe.set_params(finetune__bogus=1)
-    search = GridSearchCV(CLAPLinearProbe(model="preset:tiny", sample_rate=16000, progress=False, device="cpu", finetune=True,
-                                          finetune_params={"epochs": 1, "batch_size": 2}),
-                          {"finetune__lr": [1e-3, 0.0]}, cv=2).fit(X, Y)
+    search = GridSearchCV(
+        CLAPLinearProbe(
+            model="preset:tiny",
+            sample_rate=16000,
+            progress=False,
+            device="cpu",
+            finetune=True,
+            finetune_params={"epochs": 1, "batch_size": 2},
+        ),
+        {"finetune__lr": [1e-3, 0.0]},
+        cv=2,
+    ).fit(X, Y)
     assert search.best_estimator_.finetune_params["lr"] in (1e-3, 0.0)
     assert {c["finetune__lr"] for c in search.cv_results_["params"]} == {1e-3, 0.0}
 

@@ -11,6 +11,8 @@ from skclap.models.tokenizer import load_tokenizer
 
 from .conftest import calibrate_batchnorm, drifting_tone
 
+pytestmark = pytest.mark.slow
+
 CAPTIONS = ["this is a sound of dog barking.", "rain falling on a tin roof", "a short high beep"]
 
 
@@ -32,9 +34,18 @@ def released_format(tmp_path_factory, msclap_models, local_bert_dir):
 
     torch.manual_seed(0)
     ref = msclap_models.CLAP(
-        audioenc_name="Cnn14", sample_rate=44100, window_size=1024, hop_size=320, mel_bins=64,
-        fmin=50, fmax=14000, classes_num=527, out_emb=2048,
-        text_model=str(local_bert_dir), transformer_embed_dim=48, d_proj=1024,
+        audioenc_name="Cnn14",
+        sample_rate=44100,
+        window_size=1024,
+        hop_size=320,
+        mel_bins=64,
+        fmin=50,
+        fmax=14000,
+        classes_num=527,
+        out_emb=2048,
+        text_model=str(local_bert_dir),
+        transformer_embed_dim=48,
+        d_proj=1024,
     )
     waves = torch.from_numpy(np.stack([drifting_tone(5.0, s, 44100) for s in range(8)]))
     calibrate_batchnorm(ref, lambda: ref.audio_encoder(waves), torch.Generator().manual_seed(1))

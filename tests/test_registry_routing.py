@@ -140,15 +140,56 @@ def test_every_released_name_loads_its_weights_and_embeds(releases):
 @pytest.mark.parametrize("name", ["msclap-2023", "laion-630k-fusion-best"])
 def test_cli_evaluate_and_train_take_released_names(releases, name, tmp_path, capsys):
     data = esc50(tmp_path / "data")
-    assert cli(["evaluate", "--task", "esc50", "--data-dir", str(data), "--model", name, "--mode", "zeroshot",
-                "--out", str(tmp_path / "eval"), "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        cli(
+            [
+                "evaluate",
+                "--task",
+                "esc50",
+                "--data-dir",
+                str(data),
+                "--model",
+                name,
+                "--mode",
+                "zeroshot",
+                "--out",
+                str(tmp_path / "eval"),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "esc50" in (tmp_path / "eval" / "results.csv").read_text().lower()
     manifest = tmp_path / "m.csv"
     rows = ["audio,caption"] + [f"{p},a tone number {i}" for i, p in enumerate(sorted((data / "audio").glob("*.wav"))[:8])]
     manifest.write_text("\n".join(rows) + "\n")
     out = tmp_path / "run"
-    assert cli(["train", str(manifest), "--out", str(out), "--init", name, "--batch-size", "4", "--max-steps", "1",
-                "--lr", "0", "--weight-decay", "0", "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                str(manifest),
+                "--out",
+                str(out),
+                "--init",
+                name,
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "1",
+                "--lr",
+                "0",
+                "--weight-decay",
+                "0",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     trained = load_model(out)
     original = releases[name]
     own = dict(original.named_parameters())

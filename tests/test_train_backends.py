@@ -21,7 +21,7 @@ from .conftest import LAION_DIR
 from .test_checkpoints import msclap_state
 from .test_training import Killed, assert_same_grads, free_port, grads
 
-BACKENDS = ["tiny", "tiny-htsat", "laion"]
+BACKENDS = ["tiny", "tiny-htsat", pytest.param("laion", marks=pytest.mark.slow)]
 
 
 def make(backend: str, seed: int = 1):
@@ -75,6 +75,7 @@ def _rank_worker(rank: int, world: int, port: int, backend: str, out: str) -> No
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tiny-htsat", "laion"])
 def test_two_processes_match_one_process(tmp_path, backend):
     out = str(tmp_path / "rank0.pt")
@@ -129,8 +130,14 @@ def test_finetuned_linear_probe_on_every_backend(backend):
     before = {k: v.clone() for k, v in base.state_dict().items()}
     waves, _ = corpus(16)
     y = np.array(["tone" if i % 2 else "noise" for i in range(16)])
-    probe = CLAPLinearProbe(model=base, sample_rate=16000, finetune=True, progress=False, device="cpu",
-                            finetune_params={"epochs": 2, "batch_size": 8, "lr": 1e-3}).fit(waves, y)
+    probe = CLAPLinearProbe(
+        model=base,
+        sample_rate=16000,
+        finetune=True,
+        progress=False,
+        device="cpu",
+        finetune_params={"epochs": 2, "batch_size": 8, "lr": 1e-3},
+    ).fit(waves, y)
     tuned = probe.finetuned_model_
     assert tuned is not base and isinstance(tuned, type(base))
     changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, before[k])]
@@ -147,11 +154,15 @@ def test_released_name_starts_from_the_released_weights(tmp_path, monkeypatch):
     torch.save({"model": msclap_state(released)}, home / "msclap-2022" / "CLAP_weights_2022.pth")
     monkeypatch.setenv("SKCLAP_HOME", str(home))
     monkeypatch.setitem(PRETRAINED, "msclap-2022", dataclasses.replace(PRETRAINED["msclap-2022"], preset="tiny", tokenizer="skclap-basic"))
-    trainer = train(corpus(16), None, model="msclap-2022", item_rate=16000, batch_size=8, max_steps=1, lr=0.0, weight_decay=0.0, progress=False)
+    trainer = train(
+        corpus(16), None, model="msclap-2022", item_rate=16000, batch_size=8, max_steps=1, lr=0.0, weight_decay=0.0, progress=False
+    )
     start = dict(released.named_parameters())
     assert all(torch.equal(p, start[n]) for n, p in trainer.model.named_parameters())
     assert trainer.model.source == "msclap-2022"
-    random_init = train(corpus(16), None, model="preset:tiny", item_rate=16000, batch_size=8, max_steps=1, lr=0.0, weight_decay=0.0, progress=False)
+    random_init = train(
+        corpus(16), None, model="preset:tiny", item_rate=16000, batch_size=8, max_steps=1, lr=0.0, weight_decay=0.0, progress=False
+    )
     assert not torch.equal(random_init.model.audio_encoder.projection.linear1.weight, start["audio_encoder.projection.linear1.weight"])
     with pytest.raises(ValueError, match="pass 'preset:tiny'"):
         train(corpus(16), None, model="tiny", batch_size=8, max_steps=1)

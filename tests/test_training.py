@@ -105,6 +105,7 @@ def _rank_worker(rank: int, world: int, port: int, micro: int | None, out: str) 
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("micro", [None, 2])
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path, micro):
     out = str(tmp_path / "rank0.pt")
@@ -197,6 +198,7 @@ def test_retrieval_metrics_against_brute_force():
     assert m["a2t_R@1"] == pytest.approx(np.mean(hits))
 
 
+@pytest.mark.slow
 def test_training_learns_retrieval_far_above_chance(tmp_path):
     c = make_corpus(330, seed=0, seconds=1.0)
     tr, va = c.subset(range(280)), c.subset(range(280, 330))
@@ -233,11 +235,26 @@ def test_read_manifest_groups_captions(tmp_path):
         read_manifest(bad)
 
 
+@pytest.mark.slow
 def test_cli_trains_from_a_manifest(tmp_path):
     path = write_manifest(tmp_path)
     out = tmp_path / "model"
-    cmd = [sys.executable, "-m", "skclap", "train", str(path), "--out", str(out), "--preset", "tiny",
-           "--batch-size", "8", "--max-steps", "3", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "skclap",
+        "train",
+        str(path),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "3",
+        "--no-progress",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert (out / "model.safetensors").is_file() and (out / "history.json").is_file()
@@ -245,6 +262,7 @@ def test_cli_trains_from_a_manifest(tmp_path):
     CLAPModel.from_pretrained(str(out))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_like_one(tmp_path):
     """The real launcher: 2 gloo processes on loopback vs 1 process, same global batch of 8.
 
@@ -254,18 +272,53 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
 
     from skclap import PRESETS
 
-    cfg = dataclasses.replace(PRESETS["tiny"], proj_dropout=0.0, text_config={**PRESETS["tiny"].text_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    cfg = dataclasses.replace(
+        PRESETS["tiny"],
+        proj_dropout=0.0,
+        text_config={**PRESETS["tiny"].text_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+    )
     CLAPModel(cfg).save_pretrained(tmp_path / "init")
     path = write_manifest(tmp_path)
-    common = [str(path), "--init", str(tmp_path / "init"), "--batch-size", "8", "--max-steps", "4",
-              "--freeze-audio", "--no-progress", "--lr", "1e-3"]
+    common = [
+        str(path),
+        "--init",
+        str(tmp_path / "init"),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "4",
+        "--freeze-audio",
+        "--no-progress",
+        "--lr",
+        "1e-3",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "skclap", "train", *common, "--out", str(tmp_path / "one")], capture_output=True, text=True, env=env, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "skclap", "train", *common, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     dist = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-         f"--master_port={free_port()}", "-m", "skclap.training", *common, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}",
+            "-m",
+            "skclap.training",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert dist.returncode == 0, dist.stderr[-3000:]
     one = CLAPModel.from_pretrained(str(tmp_path / "one")).state_dict()
@@ -276,14 +329,31 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
         torch.testing.assert_close(one[k], two[k], atol=2e-5, rtol=1e-4, msg=k)
 
 
+@pytest.mark.slow
 def test_cli_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
     """SIGKILL a real training process after a checkpoint, resume it, compare with a clean run."""
     import signal
     import time
 
     path = write_manifest(tmp_path, 24)  # 24 pairs / batch 8 = 3 steps an epoch
-    args = [sys.executable, "-m", "skclap", "train", str(path), "--preset", "tiny", "--batch-size", "8",
-            "--max-steps", "40", "--checkpoint-every", "2", "--warmup-steps", "3", "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "skclap",
+        "train",
+        str(path),
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "40",
+        "--checkpoint-every",
+        "2",
+        "--warmup-steps",
+        "3",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     clean = subprocess.run([*args, "--out", str(tmp_path / "clean")], capture_output=True, text=True, env=env, timeout=300)
     assert clean.returncode == 0, clean.stderr

@@ -82,10 +82,13 @@ class LaionCLAP(nn.Module):
         from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
         name = os.fspath(name_or_path)
+
         def load(local_only: bool) -> tuple[Any, Any, Any]:
-            return (ClapModel.from_pretrained(name, local_files_only=local_only),
-                    ClapFeatureExtractor.from_pretrained(name, local_files_only=local_only),
-                    AutoTokenizer.from_pretrained(name, local_files_only=local_only))
+            return (
+                ClapModel.from_pretrained(name, local_files_only=local_only),
+                ClapFeatureExtractor.from_pretrained(name, local_files_only=local_only),
+                AutoTokenizer.from_pretrained(name, local_files_only=local_only),
+            )
 
         try:
             model, fe, tok = from_cache_or_hub(load, local=Path(name).expanduser().is_dir())
@@ -124,8 +127,12 @@ class LaionCLAP(nn.Module):
         fe = self.feature_extractor.to_dict()
         fe.pop("mel_filters", None)
         fe.pop("mel_filters_slaney", None)
-        return {"family": "laion", "fusion": bool(self.clap.config.audio_config.enable_fusion), "features": fe,
-                "window_samples": self.config.window_samples}
+        return {
+            "family": "laion",
+            "fusion": bool(self.clap.config.audio_config.enable_fusion),
+            "features": fe,
+            "window_samples": self.config.window_samples,
+        }
 
     @property
     def device(self) -> torch.device:

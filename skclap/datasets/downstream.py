@@ -71,8 +71,13 @@ class LabelledAudio:
     def subset(self, idx: Sequence[int]) -> LabelledAudio:
         idx = np.asarray(idx, dtype=int)
         return LabelledAudio(
-            self.name, self.root, [self.paths[i] for i in idx], [self.labels[i] for i in idx],
-            self.classes, self.test_fold[idx], self.multilabel,
+            self.name,
+            self.root,
+            [self.paths[i] for i in idx],
+            [self.labels[i] for i in idx],
+            self.classes,
+            self.test_fold[idx],
+            self.multilabel,
         )
 
 
@@ -155,7 +160,18 @@ def load_esc50(root: Path) -> LabelledAudio:
     return LabelledAudio("esc50", root, paths, [r["category"] for r in rows], list(ESC50_CLASSES), [int(r["fold"]) - 1 for r in rows])
 
 
-US8K_CLASSES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling", "gun_shot", "jackhammer", "siren", "street_music")
+US8K_CLASSES = (
+    "air_conditioner",
+    "car_horn",
+    "children_playing",
+    "dog_bark",
+    "drilling",
+    "engine_idling",
+    "gun_shot",
+    "jackhammer",
+    "siren",
+    "street_music",
+)
 
 
 def load_urbansound8k(root: Path) -> LabelledAudio:
@@ -195,7 +211,16 @@ def load_fsd50k(root: Path) -> LabelledAudio:
     """FSD50K: ``FSD50K.ground_truth/{vocabulary,dev,eval}.csv`` + ``FSD50K.{dev,eval}_audio/``;
     multi-label (200 classes), trained on dev (train + val), tested on eval."""
     gt = "FSD50K.ground_truth"
-    _need(root, "FSD50K", "zenodo.org/record/4060432", f"{gt}/vocabulary.csv", f"{gt}/dev.csv", f"{gt}/eval.csv", "FSD50K.dev_audio", "FSD50K.eval_audio")
+    _need(
+        root,
+        "FSD50K",
+        "zenodo.org/record/4060432",
+        f"{gt}/vocabulary.csv",
+        f"{gt}/dev.csv",
+        f"{gt}/eval.csv",
+        "FSD50K.dev_audio",
+        "FSD50K.eval_audio",
+    )
     with open(root / gt / "vocabulary.csv", newline="", encoding="utf-8") as f:
         classes = [row[1] for row in csv.reader(f) if len(row) >= 2]
     paths, labels, folds = [], [], []
@@ -224,8 +249,12 @@ def load_dcase2017_task4(root: Path) -> LabelledAudio:
     for split in ("training", "testing"):
         found = sorted(root.rglob(f"groundtruth_weak_label_{split}_set.csv")) if root.is_dir() else []
         if not found:
-            _need(root, "DCASE 2017 task 4", "dcase.community/challenge2017/task-large-scale-sound-event-detection",
-                  f"metadata/labels/groundtruth_weak_label_{split}_set.csv")
+            _need(
+                root,
+                "DCASE 2017 task 4",
+                "dcase.community/challenge2017/task-large-scale-sound-event-detection",
+                f"metadata/labels/groundtruth_weak_label_{split}_set.csv",
+            )
         sets[split] = found[0]
     audio = {p.name: p for p in _audio_files(root)}
     paths, labels, folds = [], [], []
@@ -256,8 +285,14 @@ TUT2017_CLASSES = (
 def load_tut2017(root: Path) -> LabelledAudio:
     """TUT Acoustic Scenes 2017 development set: ``meta.txt`` + ``audio/`` and the official 4 folds
     in ``evaluation_setup/fold{k}_evaluate.txt`` (a clip is tested in the fold that evaluates it)."""
-    _need(root, "TUT Acoustic Scenes 2017", "zenodo.org/record/400515", "meta.txt", "audio",
-          *(f"evaluation_setup/fold{k}_evaluate.txt" for k in range(1, 5)))
+    _need(
+        root,
+        "TUT Acoustic Scenes 2017",
+        "zenodo.org/record/400515",
+        "meta.txt",
+        "audio",
+        *(f"evaluation_setup/fold{k}_evaluate.txt" for k in range(1, 5)),
+    )
     test_fold: dict[str, int] = {}
     for k in range(1, 5):
         with open(root / f"evaluation_setup/fold{k}_evaluate.txt", encoding="utf-8") as f:
@@ -367,7 +402,9 @@ def _mridangam(root: Path) -> tuple[list[str], list[str], list[str]]:
         for p in _audio_files(d):
             m = re.search(r"([a-z]+)-([a-g]#?)-\d+$", p.stem.lower())
             if m is None:
-                raise ValueError(f"Mridangam: {p}: expected a name ending in <stroke>-<tonic>-<n> (e.g. 224030__akshaylaya__bheem-b-001.wav)")
+                raise ValueError(
+                    f"Mridangam: {p}: expected a name ending in <stroke>-<tonic>-<n> (e.g. 224030__akshaylaya__bheem-b-001.wav)"
+                )
             paths.append(str(p))
             strokes.append(m.group(1))
             tonics.append(d.name)
@@ -391,7 +428,9 @@ BEIJING_OPERA_CLASSES = ("bangu", "naobo", "daluo", "xiaoluo")
 
 def load_beijing_opera(root: Path) -> LabelledAudio:
     """Beijing Opera percussion: one folder per instrument (bangu, naobo, daluo, xiaoluo); 5 folds."""
-    return _from_class_folders("beijing_opera", "Beijing Opera percussion", root, BEIJING_OPERA_CLASSES, 5, "compmusic.upf.edu/bo-perc-dataset")
+    return _from_class_folders(
+        "beijing_opera", "Beijing Opera percussion", root, BEIJING_OPERA_CLASSES, 5, "compmusic.upf.edu/bo-perc-dataset"
+    )
 
 
 NSYNTH_FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead", "vocal")

@@ -7,10 +7,9 @@ that clones made by ``cross_val_score``/``GridSearchCV`` do not load them again.
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
 from numbers import Integral
+from typing import Any
 
 import numpy as np
 import torch

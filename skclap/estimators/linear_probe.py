@@ -48,7 +48,7 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
     multilabel_ : bool
     finetuned_model_ : CLAPModel — the fine-tuned copy (``finetune=True`` only).
     finetune_history_ : list of dict — its training metrics (``finetune=True`` only).
-    
+
     Examples
     --------
     >>> import numpy as np

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
-from numbers import Real
-
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.preprocessing import MultiLabelBinarizer
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
@@ -143,8 +142,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
         if y is None:
             if labels is None:
                 raise ValueError(
-                    f"{type(self).__name__} requires y to be passed, but the target y is None "
-                    f"(or give the class names as labels=[...])"
+                    f"{type(self).__name__} requires y to be passed, but the target y is None (or give the class names as labels=[...])"
                 )
             return np.asarray(labels, dtype=object if any(isinstance(v, str) for v in labels) else None), self.multilabel is True
 

@@ -17,9 +17,9 @@ from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from ..cache import get_cache
+from ..checkpoints import resolve_model
 from ..datasets.downstream import LabelledAudio
 from ..estimators import CLAPLinearProbe, CLAPZeroShotClassifier
-from ..checkpoints import resolve_model
 from ..metrics import mean_average_precision
 from .tasks import TASKS, Task, get_task
 
@@ -30,8 +30,11 @@ MODES = ("zeroshot", "probe")
 
 def _zero_shot_scores(task: Task, data: LabelledAudio, common: dict[str, Any]) -> list[float]:
     clf = CLAPZeroShotClassifier(
-        labels=data.classes, templates=list(task.templates), label_prompts=task.prompts(data.classes),
-        multilabel=data.multilabel, **common,
+        labels=data.classes,
+        templates=list(task.templates),
+        label_prompts=task.prompts(data.classes),
+        multilabel=data.multilabel,
+        **common,
     ).fit()
     out = []
     for _, test in data.folds():
@@ -84,17 +87,26 @@ def evaluate_task(
     if unknown or not modes:
         raise ValueError(f"modes must be among {MODES}; got {list(modes)}")
     data = task.load(data_dir) if data is None else data
-    common = dict(model=resolve_model(model, device), batch_size=batch_size, device=device,
-                  cache=get_cache(cache), progress=progress)
+    common = dict(model=resolve_model(model, device), batch_size=batch_size, device=device, cache=get_cache(cache), progress=progress)
     rows = []
     for mode in modes:
         scores = _zero_shot_scores(task, data, common) if mode == "zeroshot" else _probe_scores(data, common, estimator)
-        rows.append({
-            "task": task.name, "title": task.title, "domain": task.domain, "metric": task.metric, "mode": mode,
-            "mean": float(np.mean(scores)), "std": float(np.std(scores)), "folds": len(scores),
-            "fold_scores": [round(s, 6) for s in scores], "clips": len(data), "classes": len(data.classes),
-            "paper": task.paper_zero_shot if mode == "zeroshot" else None,
-        })
+        rows.append(
+            {
+                "task": task.name,
+                "title": task.title,
+                "domain": task.domain,
+                "metric": task.metric,
+                "mode": mode,
+                "mean": float(np.mean(scores)),
+                "std": float(np.std(scores)),
+                "folds": len(scores),
+                "fold_scores": [round(s, 6) for s in scores],
+                "clips": len(data),
+                "classes": len(data.classes),
+                "paper": task.paper_zero_shot if mode == "zeroshot" else None,
+            }
+        )
     return rows
 
 

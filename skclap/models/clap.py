@@ -152,8 +152,16 @@ def _tiny_text(hidden: int, layers: int, heads: int, max_len: int) -> dict[str, 
 
 
 def _tiny_gpt2(hidden: int, layers: int, heads: int, max_len: int) -> dict[str, Any]:
-    return {**GPT2_BASE, "vocab_size": len(basic_vocab()), "n_embd": hidden, "n_layer": layers, "n_head": heads,
-            "n_positions": max_len, "bos_token_id": None, "eos_token_id": None}
+    return {
+        **GPT2_BASE,
+        "vocab_size": len(basic_vocab()),
+        "n_embd": hidden,
+        "n_layer": layers,
+        "n_head": heads,
+        "n_positions": max_len,
+        "bos_token_id": None,
+        "eos_token_id": None,
+    }
 
 
 _PRESETS: dict[str, CLAPConfig] = {
@@ -211,8 +219,15 @@ _PRESETS: dict[str, CLAPConfig] = {
         audio_encoder="htsat",
         audio_dim=64,
         audio_classes=0,
-        htsat={**HTSAT_TINY, "spec_size": 64, "window_size": 4, "patch_embeds_hidden_size": 32, "depths": [1, 1],
-               "num_attention_heads": [2, 4], "drop_path_rate": 0.0},
+        htsat={
+            **HTSAT_TINY,
+            "spec_size": 64,
+            "window_size": 4,
+            "patch_embeds_hidden_size": 32,
+            "depths": [1, 1],
+            "num_attention_heads": [2, 4],
+            "drop_path_rate": 0.0,
+        },
         text_config=_tiny_gpt2(hidden=32, layers=2, heads=2, max_len=64),
         text_pooling="last",
         text_max_length=32,
@@ -274,9 +289,7 @@ class AudioEncoder(nn.Module):
 
     def __init__(self, cfg: CLAPConfig) -> None:
         super().__init__()
-        self.frontend = LogMel(
-            cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax, filter_rate=cfg.mel_filter_rate
-        )
+        self.frontend = LogMel(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax, filter_rate=cfg.mel_filter_rate)
         self.backbone: nn.Module
         if cfg.audio_encoder == "htsat":
             self.backbone = HTSAT(cfg.htsat, cfg.n_mels)

@@ -64,7 +64,6 @@ class HTSAT(nn.Module):
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         if logmel.shape[2] > self.max_frames:
             raise ValueError(
-                f"HTS-AT takes at most {self.max_frames} log-mel frames; got {logmel.shape[2]} "
-                f"(shorten clip_seconds or raise hop_length)"
+                f"HTS-AT takes at most {self.max_frames} log-mel frames; got {logmel.shape[2]} (shorten clip_seconds or raise hop_length)"
             )
         return self.model.audio_encoder(logmel).pooler_output

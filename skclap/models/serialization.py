@@ -21,9 +21,7 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT = "skclap-clap"
 
 #: Buffers a model recomputes from its configuration; never read from a file.
-DERIVED = re.compile(
-    r"(\.attn_mask$|\.relative_position_index$|\.position_ids$|\.token_type_ids$|\.attn\.(bias|masked_bias)$)"
-)
+DERIVED = re.compile(r"(\.attn_mask$|\.relative_position_index$|\.position_ids$|\.token_type_ids$|\.attn\.(bias|masked_bias)$)")
 
 
 def save_directory(model: Any, directory: str | os.PathLike) -> Path:
@@ -57,7 +55,7 @@ def load_directory(path: str | os.PathLike, model_class: Any, device: str | torc
     if not isinstance(meta, dict):
         raise CheckpointError(f"{cfg_path} holds a JSON {type(meta).__name__}, not an object of config fields")
     if meta.pop("format", None) != FORMAT:
-        raise CheckpointError(f"{cfg_path} is not a skclap config (no \"format\": \"{FORMAT}\")")
+        raise CheckpointError(f'{cfg_path} is not a skclap config (no "format": "{FORMAT}")')
     try:
         config = model_class.config_class.from_dict(meta)
     except (TypeError, ValueError) as err:
@@ -105,9 +103,6 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: s
         if unexpected:
             parts.append(f"unexpected keys: {show(unexpected)}")
         if wrong:
-            parts.append(
-                "shape mismatch: "
-                + show([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong])
-            )
+            parts.append("shape mismatch: " + show([f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong]))
         raise CheckpointError(f"{origin} does not fit the model configuration: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)

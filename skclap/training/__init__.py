@@ -1,7 +1,7 @@
 """Contrastive training of CLAP: data, the training step, the trainer, distributed helpers."""
 
-from .data import CaptionDataset, EpochBatchSampler, read_manifest
 from ..metrics import retrieval_metrics
+from .data import CaptionDataset, EpochBatchSampler, read_manifest
 from .step import contrastive_backward
 from .trainer import TrainConfig, Trainer, train
 

@@ -1,6 +1,6 @@
 """``python -m skclap.training MANIFEST --out DIR ...``: the entry point for ``torchrun``.
 
-    torchrun --nproc_per_node=4 -m skclap.training manifest.csv --out run/ --batch-size 768
+torchrun --nproc_per_node=4 -m skclap.training manifest.csv --out run/ --batch-size 768
 """
 
 import argparse

@@ -16,7 +16,9 @@ from .. import audio
 __all__ = ["CaptionDataset", "EpochBatchSampler", "caption_lists", "read_manifest"]
 
 
-def read_manifest(path: str | os.PathLike, audio_column: str = "audio", caption_column: str = "caption") -> tuple[list[str], list[list[str]]]:
+def read_manifest(
+    path: str | os.PathLike, audio_column: str = "audio", caption_column: str = "caption"
+) -> tuple[list[str], list[list[str]]]:
     """Read a CSV or Parquet manifest with one row per (audio, caption).
 
     Several rows may share an audio file (several captions per clip). Relative audio paths are taken

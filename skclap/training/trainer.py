@@ -29,15 +29,15 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..checkpoints import load_model, save_model
-from ..fileio import write_atomic
 from ..devices import resolve_device
+from ..fileio import write_atomic
 from ..inference import embed_audio, embed_text
+from ..metrics import retrieval_metrics
 from ..models.clap import CLAPModel
 from ..models.state import eval_mode
 from ..registry import parse_spec
 from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
 from .distributed import DistInfo, average_gradients, init_distributed
-from ..metrics import retrieval_metrics
 from .step import contrastive_backward
 
 __all__ = ["TrainConfig", "Trainer", "start_model", "train"]
@@ -207,8 +207,12 @@ class Trainer:
             while self.step < total:
                 sampler = EpochBatchSampler(len(data), c.batch_size, c.seed, self.epoch, self.batch_in_epoch, info.rank, info.world_size)
                 loader = DataLoader(
-                    data, batch_sampler=sampler, collate_fn=collate, num_workers=c.num_workers,
-                    generator=torch.Generator().manual_seed(c.seed), pin_memory=device.type == "cuda",
+                    data,
+                    batch_sampler=sampler,
+                    collate_fn=collate,
+                    num_workers=c.num_workers,
+                    generator=torch.Generator().manual_seed(c.seed),
+                    pin_memory=device.type == "cuda",
                 )
                 for waves, captions, _ in loader:
                     self._train_mode()
@@ -248,7 +252,10 @@ class Trainer:
                     evaluated = "val_t2a_R@1" in record or "val_accuracy" in record
                     if self.step % c.log_every == 0 or evaluated or self.step == total:
                         self.history.append(record)
-                        bar.set_postfix(loss=f"{record['loss']:.3f}", **({k: f"{v:.2f}" for k, v in record.items() if k in ("val_t2a_R@1", "val_accuracy")}))
+                        bar.set_postfix(
+                            loss=f"{record['loss']:.3f}",
+                            **({k: f"{v:.2f}" for k, v in record.items() if k in ("val_t2a_R@1", "val_accuracy")}),
+                        )
                     if c.checkpoint_every and self.step % c.checkpoint_every == 0 and info.is_main:
                         self.save_checkpoint(optimizer, scheduler, scaler)
                     for cb in callbacks:
