@@ -139,7 +139,7 @@ def _split_item(item: Any, sample_rate: int | None) -> tuple[Any, int | None]:
             return item["path"], None
         raise AudioError(f"a mapping item needs an 'array' (and 'sampling_rate') or a 'path'; got keys {sorted(item)}")
     if isinstance(item, tuple) and len(item) == 2 and np.isscalar(item[1]):
-        rate = item[1]
+        rate: Any = item[1]
         if isinstance(rate, (str, bytes, bool, np.bool_)) or not float(rate).is_integer():
             raise AudioError(
                 f"an (array, rate) pair needs the rate as a whole number of Hz; got {rate!r} "
@@ -262,4 +262,5 @@ def stream_windows(path: str | os.PathLike, target_rate: int, length: int, block
     if total <= length:  # shorter than one window after all: repeat-pad as windows() does
         yield windows(pending, length)
     elif pending.shape[0]:
+        assert last is not None  # a full window came before the remainder
         yield np.concatenate([last[pending.shape[0] :], pending])[None, :]

@@ -53,7 +53,7 @@ def item_key(item: Any, sample_rate: int | None) -> str | None:
         elif isinstance(item, Mapping) and "path" in item:
             return item_key(item["path"], None)
         elif isinstance(item, tuple) and len(item) == 2 and np.isscalar(item[1]):
-            h.update(f"array@{item[1]}:".encode())
+            h.update(f"array@{item[1]!r}:".encode())
             _hash_array(h, item[0])
         else:
             h.update(f"array@{sample_rate}:".encode())

@@ -311,7 +311,7 @@ def load_model(
 
 
 # ------------------------------------------------------------------- process-wide model cache
-_LOADED: OrderedDict[tuple, CLAPModel] = OrderedDict()
+_LOADED: OrderedDict[tuple, CLAPModel | LaionCLAP] = OrderedDict()
 _LOADED_MAX = 2
 _LOAD_LOCK = threading.Lock()
 

@@ -113,7 +113,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     model.eval()
 
     log("[3/4] evaluating")
-    common = dict(model=model, sample_rate=rate, progress=cfg.progress, device=str(model.device))
+    common: dict[str, Any] = dict(model=model, sample_rate=rate, progress=cfg.progress, device=str(model.device))
     labels = pitched_labels()
     zs_clf = CLAPZeroShotClassifier(
         labels=labels, templates=list(TEMPLATES), label_prompts={c: class_prompts(c) for c in labels}, **common

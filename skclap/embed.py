@@ -227,7 +227,10 @@ def _embed_shard(
         for i in ok:
             bounds = _window_bounds(info[i][0], window_s, len(per_window[i]))
             for j, (a, b) in enumerate(bounds):
-                w_path.append(paths[i]), w_idx.append(j), w_start.append(a), w_end.append(b)
+                w_path.append(paths[i])
+                w_idx.append(j)
+                w_start.append(a)
+                w_end.append(b)
             v = per_window[i]
             w_vec.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
         dim = emb.shape[1]

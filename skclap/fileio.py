@@ -10,7 +10,7 @@ from pathlib import Path
 __all__ = ["write_atomic"]
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+def write_atomic(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """Create or replace ``path``: ``write(tmp_path)`` into a temporary file beside it, then rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.", suffix=".part")

@@ -42,7 +42,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     if not 0 <= fmin < fmax <= sample_rate / 2:
         raise ValueError(f"need 0 <= fmin < fmax <= sample_rate / 2; got fmin={fmin}, fmax={fmax}, sr={sample_rate}")
     fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
-    mel_pts = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    mel_pts = _mel_to_hz(np.linspace(_hz_to_mel(np.asarray(fmin)), _hz_to_mel(np.asarray(fmax)), n_mels + 2))
     fdiff = np.diff(mel_pts)
     ramps = mel_pts[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
@@ -54,6 +54,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
 
 class LogMel(nn.Module):
     """Waveforms ``(batch, samples)`` -> log-mel spectrograms ``(batch, 1, frames, n_mels)`` in dB."""
+
+    window: torch.Tensor
+    mel_basis: torch.Tensor
 
     def __init__(
         self,

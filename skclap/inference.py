@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import audio
 from .cache import DiskCache, MemoryCache, item_key, model_fingerprint
 from .devices import autocast_dtype, resolve_precision
-from .models.clap import CLAPModel
+from .models.clap import ClapLike
 from .models.fused import fused_audio_encoder
 from .models.state import eval_mode
 
@@ -56,7 +56,7 @@ def _item_name(i: int, item: Any) -> str:
 def _prepared(
     items: Sequence[Any],
     idx: list[int],
-    model: CLAPModel,
+    model: ClapLike,
     sample_rate: int | None,
     workers: int,
     block: int,
@@ -104,7 +104,7 @@ def _prepared(
 
 @torch.inference_mode()
 def embed_audio(
-    model: CLAPModel,
+    model: ClapLike,
     items: Sequence[Any],
     *,
     sample_rate: int | None = None,
@@ -142,7 +142,8 @@ def embed_audio(
         for i, item in enumerate(items):
             k = item_key(item, sample_rate)
             keys[i] = None if k is None else f"{fp}-{k}"
-            hit = cache.get(keys[i]) if keys[i] else None
+            key = keys[i]
+            hit = cache.get(key) if key else None
             if hit is not None and hit.shape == (out.shape[1],):
                 out[i] = hit
             else:
@@ -190,8 +191,9 @@ def embed_audio(
         del left[i]
         if window_sink is not None:
             window_sink(i, np.stack(per_window.pop(i)).astype(np.float32))
-        if cache is not None and keys[i]:
-            cache.put(keys[i], out[i])
+        key = keys[i]
+        if cache is not None and key:
+            cache.put(key, out[i])
 
     def fail(i: int, err: Exception) -> None:
         nonlocal queue, queued
@@ -237,7 +239,7 @@ def embed_audio(
 
 
 @torch.inference_mode()
-def embed_text(model: CLAPModel, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+def embed_text(model: ClapLike, texts: Sequence[str], *, batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """Embed texts -> ``(n, proj_dim)`` float32 (before L2 normalisation). Batches group similar lengths."""
     for i, t in enumerate(texts):
         if not isinstance(t, str):

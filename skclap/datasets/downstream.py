@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class LabelledAudio:
     paths: list[str]
     labels: list  # str per clip, or tuple[str, ...] per clip for multi-label sets
     classes: list[str]
-    test_fold: np.ndarray  # int per clip: the fold it is tested in; -1: training only
+    test_fold: Any  # int per clip (an array after construction): the fold it is tested in; -1: training only
     multilabel: bool = False
 
     def __post_init__(self) -> None:
@@ -68,8 +69,8 @@ class LabelledAudio:
 
         return list(PredefinedSplit(self.test_fold).split())
 
-    def subset(self, idx: Sequence[int]) -> LabelledAudio:
-        idx = np.asarray(idx, dtype=int)
+    def subset(self, indices: Sequence[int]) -> LabelledAudio:
+        idx = np.asarray(indices, dtype=int)
         return LabelledAudio(
             self.name,
             self.root,

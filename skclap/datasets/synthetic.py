@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,7 +177,8 @@ class Clip:
 
 def attribute_words(attribute: str) -> set[str]:
     """Every word the captions use for an attribute ("pitch", "tempo", "loudness", "length")."""
-    table = {"pitch": _PITCH, "tempo": _TEMPO, "loudness": _LOUD, "length": _LEN}[attribute]
+    tables: dict[str, Mapping[str, Sequence[str]]] = {"pitch": _PITCH, "tempo": _TEMPO, "loudness": _LOUD, "length": _LEN}
+    table = tables[attribute]
     return {w for synonyms in table.values() for phrase in synonyms for w in phrase.split()}
 
 

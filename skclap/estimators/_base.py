@@ -21,7 +21,7 @@ from ..checkpoints import resolve_model
 from ..devices import PRECISIONS, resolve_device
 from ..inference import embed_audio, embed_text
 from ..inputs import as_items, as_texts, check_targets, is_label_lists
-from ..models.clap import CLAPModel
+from ..models.clap import ClapLike
 
 __all__ = ["CLAPEstimatorBase", "as_items", "as_texts", "check_targets", "is_label_lists", "resolve_device", "resolve_model"]
 
@@ -53,7 +53,7 @@ class CLAPEstimatorBase(BaseEstimator):
     cache: Any
     progress: bool
 
-    def _clap(self) -> CLAPModel:
+    def _clap(self) -> ClapLike:
         model = getattr(self, "_model", None)
         if model is None or model.device != resolve_device(self.device):
             model = resolve_model(self.model, self.device)

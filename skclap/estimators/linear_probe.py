@@ -155,7 +155,14 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         base = resolve_model(self.model, self.device)
         model = copy.deepcopy(base)  # the shared (cached) model stays as it was
         head = torch.nn.Linear(model.config.proj_dim, len(classes))
-        params = {"epochs": 5, "batch_size": 32, "lr": 1e-4, "warmup_steps": 10, "progress": self.progress, "device": str(model.device)}
+        params: dict[str, Any] = {
+            "epochs": 5,
+            "batch_size": 32,
+            "lr": 1e-4,
+            "warmup_steps": 10,
+            "progress": self.progress,
+            "device": str(model.device),
+        }
         params.update(self.finetune_params or {})
         params["batch_size"] = min(params["batch_size"], len(items))
         trainer = Trainer(model, TrainConfig(**params), head=head)

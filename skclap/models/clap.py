@@ -317,6 +317,11 @@ class TextEncoder(nn.Module):
         return self.projection(self.backbone(input_ids, attention_mask, **extra))
 
 
+#: Anything with CLAPModel's surface (config, encode_audio, encode_text, tokenize, logit_scale,
+#: audio_encoder, audio_settings, ...): CLAPModel itself and the backends of :mod:`skclap.backends`.
+ClapLike = Any
+
+
 class CLAPOutput(NamedTuple):
     audio_embeds: torch.Tensor  # (batch, proj_dim), L2-normalised
     text_embeds: torch.Tensor  # (batch, proj_dim), L2-normalised

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..frontend import LogMel
 from .cnn14 import Cnn14
 from .state import weights_stamp
 
@@ -28,14 +30,17 @@ __all__ = ["FusedAudioEncoder", "ShiftGemmConv3x3", "fold_batchnorm", "fused_aud
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A convolution with bias computing ``bn(conv(x))`` for an eval-mode batch norm."""
+    assert bn.running_mean is not None and bn.running_var is not None, "batch norm without running statistics"
     scale = bn.weight.detach() / torch.sqrt(bn.running_var.detach() + bn.eps)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True)
+    kernel, stride, padding = (cast(tuple[int, int], v) for v in (conv.kernel_size, conv.stride, conv.padding))
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, kernel, stride, padding, bias=True)
     fused = fused.to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         fused.weight.copy_(conv.weight.detach() * scale[:, None, None, None])
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
-        fused.bias.copy_(bn.bias.detach() + (bias - bn.running_mean.detach()) * scale)
-    return fused.to(memory_format=torch.channels_last).requires_grad_(False)
+        cast(torch.Tensor, fused.bias).copy_(bn.bias.detach() + (bias - bn.running_mean.detach()) * scale)
+    fused = fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
+    return fused.requires_grad_(False)
 
 
 class ShiftGemmConv3x3(nn.Module):
@@ -43,12 +48,15 @@ class ShiftGemmConv3x3(nn.Module):
     a channels-last input. On feature maps of a few dozen positions with thousands of channels
     (CNN14's last block) BLAS runs this well above the direct convolution's speed."""
 
+    weight: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         cout, cin = conv.out_channels, conv.in_channels
         # (cout, cin, kh, kw) -> rows ordered (kh, kw, cin), as the shifted copies are concatenated
         self.register_buffer("weight", conv.weight.detach().permute(2, 3, 1, 0).reshape(9 * cin, cout).contiguous())
-        self.register_buffer("bias", conv.bias.detach().clone())
+        self.register_buffer("bias", cast(torch.Tensor, conv.bias).detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -65,13 +73,18 @@ GEMM_MAX_POSITIONS = 64
 class FusedAudioEncoder(nn.Module):
     """Waveforms -> projected audio embeddings, like ``AudioEncoder.forward`` in eval mode."""
 
+    frontend: LogMel
+    mel_scale: torch.Tensor
+    mel_shift: torch.Tensor
+
     def __init__(self, encoder: nn.Module, window_samples: int | None = None) -> None:
         super().__init__()
-        backbone: Cnn14 = encoder.backbone
-        self.frontend = encoder.frontend  # shared, not copied
-        self.projection = encoder.projection
+        backbone = cast(Cnn14, encoder.backbone)
+        self.frontend = cast(LogMel, encoder.frontend)  # shared, not copied
+        self.projection = cast(nn.Module, encoder.projection)
         self.fc1 = backbone.fc1
         bn0 = backbone.bn0
+        assert bn0.running_mean is not None and bn0.running_var is not None
         scale = (bn0.weight / torch.sqrt(bn0.running_var + bn0.eps)).detach()
         self.register_buffer("mel_scale", scale.clone())
         self.register_buffer("mel_shift", (bn0.bias.detach() - bn0.running_mean.detach() * scale).clone())
@@ -103,13 +116,13 @@ class FusedAudioEncoder(nn.Module):
 _FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def fused_audio_encoder(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def fused_audio_encoder(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function ``waveforms -> audio embeddings`` for inference: the fused CNN14 of a
     :class:`~skclap.CLAPModel` (built once, rebuilt when its weights change), or the model's own
     ``encode_audio`` for other models."""
     encoder = getattr(model, "audio_encoder", None)
-    if not isinstance(getattr(encoder, "backbone", None), Cnn14):
-        return model.encode_audio
+    if encoder is None or not isinstance(getattr(encoder, "backbone", None), Cnn14):
+        return cast(Callable[[torch.Tensor], torch.Tensor], model.encode_audio)
     first = next(encoder.parameters())
     stamp = (weights_stamp(encoder), first.device, first.dtype)
     memo = _FUSED.get(encoder)

@@ -40,7 +40,7 @@ class TextBackbone(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"text pooling must be one of {POOLINGS}; got {pooling!r}")
         self.pooling = pooling
-        self.model = build_text_backbone(config)
+        self.model: Any = build_text_backbone(config)
 
     @property
     def hidden_size(self) -> int:

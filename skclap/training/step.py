@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..loss import contrastive_loss
-from ..models.clap import CLAPModel
+from ..models.clap import ClapLike
 from .distributed import DistInfo, all_gather_with_grad
 
 __all__ = ["contrastive_backward"]
@@ -53,7 +53,7 @@ def _slice_tokens(tokens: dict[str, torch.Tensor], a: int, b: int) -> dict[str, 
 
 
 def contrastive_backward(
-    model: CLAPModel,
+    model: ClapLike,
     waves: torch.Tensor,
     tokens: dict[str, torch.Tensor],
     micro_batch: int | None = None,
@@ -72,7 +72,7 @@ def contrastive_backward(
     n = waves.shape[0]
     m = n if micro_batch is None or micro_batch >= n else int(micro_batch)
 
-    def loss_of(a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def loss_of(a: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, int]:
         a_all = all_gather_with_grad(_full_precision(a), info)
         t_all = all_gather_with_grad(_full_precision(t), info)
         # Each rank differentiates the global loss through its own slice of embeddings only, so the
@@ -110,6 +110,7 @@ def contrastive_backward(
     loss, scale = loss_of(a_cat, t_cat)
     backward(loss * scale)
     ga, gt = a_cat.grad, t_cat.grad
+    assert ga is not None and gt is not None
     # 3. Re-run each micro-batch with autograd and push its slice of the gradient through.
     for j, s in enumerate(range(0, n, m)):
         with _replay_rng(rng_states[j]), amp():

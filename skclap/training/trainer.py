@@ -33,7 +33,7 @@ from ..devices import resolve_device
 from ..fileio import write_atomic
 from ..inference import embed_audio, embed_text
 from ..metrics import retrieval_metrics
-from ..models.clap import CLAPModel
+from ..models.clap import ClapLike, CLAPModel
 from ..models.state import eval_mode
 from ..registry import parse_spec
 from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
@@ -100,7 +100,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: CLAPModel,
+        model: ClapLike,
         config: TrainConfig | None = None,
         out_dir: str | os.PathLike | None = None,
         head: torch.nn.Module | None = None,
