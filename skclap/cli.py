@@ -180,6 +180,20 @@ def run_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_runtime_arguments(p: argparse.ArgumentParser, precision: bool = True) -> None:
+    """The options of every command that embeds: batch size, precision, device, progress bar."""
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    if precision:
+        p.add_argument(
+            "--precision",
+            choices=["auto", "fp32", "bf16", "fp16"],
+            default=None,
+            help="default: fp16 on CUDA, fp32 on CPU; auto: also bf16 on CPUs with native bf16",
+        )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skclap", description="CLAP for scikit-learn")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,9 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mode", choices=["zeroshot", "probe", "both"], default="both")
     ev.add_argument("--out", default="skclap-eval", help="folder for results.csv and results.md")
     ev.add_argument("--cache-dir", help="keep audio embeddings on disk here (default: in memory)")
-    ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--no-progress", action="store_true")
+    add_runtime_arguments(ev, precision=False)
     ev.set_defaults(func=run_evaluate)
     from .embed import add_arguments as add_embed_arguments
 
@@ -230,10 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--model", default="laion-630k-audioset-best", help="registered name or checkpoint")
     sc.add_argument("--text-column", help="default: text, caption or prompt")
     sc.add_argument("--out", help="write per-pair scores to this CSV")
-    sc.add_argument("--batch-size", type=int, default=32)
-    sc.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None)
-    sc.add_argument("--device", default="auto")
-    sc.add_argument("--no-progress", action="store_true")
+    add_runtime_arguments(sc)
     sc.set_defaults(func=run_score)
     tr = sub.add_parser("train", help="train CLAP contrastively on an audio-caption manifest")
     add_train_arguments(tr)

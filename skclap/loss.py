@@ -20,9 +20,7 @@ def contrastive_logits(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, lo
     """
     if audio_embeds.shape != text_embeds.shape:
         raise ValueError(f"audio and text embeddings must pair up; got {tuple(audio_embeds.shape)} and {tuple(text_embeds.shape)}")
-    a = F.normalize(audio_embeds, dim=-1)
-    t = F.normalize(text_embeds, dim=-1)
-    return logit_scale * t @ a.T
+    return similarity_logits(text_embeds, audio_embeds, logit_scale)  # (text, audio): rows are texts
 
 
 def contrastive_loss(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:

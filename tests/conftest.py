@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import importlib.util
+import shutil
 import sys
 import tempfile
 import types
@@ -23,10 +24,19 @@ from skclap.models.tokenizer import basic_vocab
 
 torch.set_num_threads(2)
 
-#: A tiny random CLAP checkpoint written once per session (the estimator checks need its path at
-#: collection time).
-TINY_DIR = Path(tempfile.mkdtemp(prefix="skclap-tiny-"))
-CLAPModel.from_preset("tiny", seed=0).save_pretrained(TINY_DIR)
+
+def _session_dir(variable: str, prefix: str) -> Path:
+    """A folder for a checkpoint the tests load by path. Its path is known at collection time (the
+    estimator checks are parametrised with it) and inherited by the session's child processes
+    (spawned ranks, command-line runs) through the environment; the files are written by the
+    session fixture below, and removed at its end."""
+    if variable not in os.environ:
+        os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+    return Path(os.environ[variable])
+
+
+#: A tiny random CLAP checkpoint (written by ``checkpoints_on_disk``).
+TINY_DIR = _session_dir("SKCLAP_TEST_TINY_DIR", "skclap-tiny-")
 
 
 def sine(freq: float, seconds: float, rate: int, amp: float = 0.5) -> np.ndarray:
@@ -86,8 +96,21 @@ def save_small_laion_clap(out: Path) -> Path:
     return out
 
 
-#: The LAION backend's small checkpoint, also needed at collection time.
-LAION_DIR = save_small_laion_clap(Path(tempfile.mkdtemp(prefix="skclap-laion-")))
+#: The LAION backend's small checkpoint (written by ``checkpoints_on_disk``).
+LAION_DIR = _session_dir("SKCLAP_TEST_LAION_DIR", "skclap-laion-")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkpoints_on_disk():
+    """Write the small checkpoints the tests load by path, once per session, and remove them after."""
+    owner = not (TINY_DIR / "config.json").exists()  # a child process finds them written already
+    if owner:
+        CLAPModel.from_preset("tiny", seed=0).save_pretrained(TINY_DIR)
+        save_small_laion_clap(LAION_DIR)
+    yield
+    if owner:
+        shutil.rmtree(TINY_DIR, ignore_errors=True)
+        shutil.rmtree(LAION_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
