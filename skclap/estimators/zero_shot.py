@@ -16,10 +16,30 @@ from sklearn.utils.validation import check_is_fitted
 from ..metrics import mean_average_precision
 from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets, is_label_lists
 
-__all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES"]
+__all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES", "TEMPLATE_POOL"]
 
 #: The prompt of the paper.
 DEFAULT_TEMPLATES = ("this is a sound of {}.",)
+
+#: The templates ``templates="auto"`` chooses from, the paper's first.
+TEMPLATE_POOL = (
+    "this is a sound of {}.",
+    "a sound of {}.",
+    "the sound of {}.",
+    "{}",
+    "{}.",
+    "a recording of {}.",
+    "an audio clip of {}.",
+    "this is the sound of {}.",
+    "you can hear {}.",
+    "{} can be heard.",
+    "a clip of {}.",
+    "it sounds like {}.",
+    "this audio contains {}.",
+    "a field recording of {}.",
+    "a close-up recording of {}.",
+    "a short recording of {}.",
+)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -40,8 +60,10 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
     model : str, path or CLAPModel, default="msclap-2022"
     labels : sequence, optional
         The classes, in order. Default: the sorted unique values of ``y`` in ``fit``.
-    templates : str or sequence of str, optional
+    templates : str, sequence of str or "auto", optional
         Prompt templates with one ``{}`` each; default the paper's ``"this is a sound of {}."``.
+        ``"auto"``: when ``fit`` gets labelled clips, choose the ensemble of :data:`TEMPLATE_POOL`
+        that scores best on them (greedy forward selection); without labels, the default.
     label_prompts : mapping, optional
         Text to put in the templates for a label (a string or a list of strings, averaged), e.g.
         ``{"dog_bark": "dog barking"}``. Other labels are used as written, ``_`` read as a space.
@@ -61,6 +83,10 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
     class_embeddings_ : ndarray of shape (n_classes, dim) — their normalised mean embeddings.
     multilabel_ : bool
     logit_scale_ : float — the model's temperature, used by ``predict_proba``.
+    templates_ : list of str — the templates used (the chosen ones with ``templates="auto"``).
+    template_scores_ : dict — with ``"auto"`` and labels: each pool template's score alone.
+    template_cv_score_ : float or None — with ``"auto"`` and labels: the cross-validated score of
+        the selection procedure (None when a class has fewer than two clips, or for tag sets).
 
     Examples
     --------
@@ -107,7 +133,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
     _parameter_constraints: dict = {
         **CLAPEstimatorBase._parameter_constraints,
         "labels": ["array-like", None],
-        "templates": [str, "array-like", None],
+        "templates": [StrOptions({"auto"}), str, "array-like", None],
         "label_prompts": [Mapping, None],
         "multilabel": [StrOptions({"auto"}), "boolean"],
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
@@ -115,7 +141,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
 
     # ------------------------------------------------------------------------------ fitting
     def _templates(self) -> list[str]:
-        templates = DEFAULT_TEMPLATES if self.templates is None else self.templates
+        templates = DEFAULT_TEMPLATES if self.templates in (None, "auto") else self.templates
         templates = [templates] if isinstance(templates, str) else list(templates)
         if not templates:
             raise ValueError("templates is empty; give at least one template such as 'this is a sound of {}.'")
@@ -189,16 +215,72 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
             as_items(X)
         classes, multilabel = self._resolve_targets(y)
         templates = self._templates()
+        if self.templates == "auto" and X is not None and y is not None:
+            templates = self._select_templates(X, y, classes, multilabel)
         prompts = [[t.format(text) for text in self._texts_for(c) for t in templates] for c in classes]
         flat = [p for group in prompts for p in group]
         emb = self._embed_text(flat, normalize=True)
         bounds = np.cumsum([0] + [len(g) for g in prompts])
         self.class_embeddings_ = _normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
+        self.templates_ = list(templates)
         self.classes_ = classes
         self.prompts_ = prompts
         self.multilabel_ = multilabel
         self.logit_scale_ = self._logit_scale()
         return self
+
+    def _select_templates(self, X: Any, y: Any, classes: np.ndarray, multilabel: bool) -> list[str]:
+        """``templates="auto"`` with labelled clips: greedy forward selection from :data:`TEMPLATE_POOL`
+        of the ensemble that scores best on them (accuracy, or mAP for tag sets); ties keep the pool's
+        order. ``template_cv_score_`` estimates the procedure itself by stratified cross-validation:
+        templates chosen on the training folds, scored on the held-out fold."""
+        audio = self._embed_audio(X, normalize=True)
+        if multilabel:
+            target = self._indicator(y)
+        else:
+            index = {c: i for i, c in enumerate(classes.tolist())}
+            target = np.asarray([index[v] for v in np.asarray(y).tolist()])
+        pool = list(TEMPLATE_POOL)
+        wordings = [self._texts_for(c) for c in classes]
+        flat = [t.format(w) for t in pool for ws in wordings for w in ws]
+        emb = self._embed_text(flat, normalize=True)
+        sums = np.zeros((len(pool), len(classes), emb.shape[1]))  # per template: summed prompt embeddings
+        row = 0
+        for ti in range(len(pool)):
+            for ci, ws in enumerate(wordings):
+                sums[ti, ci] = emb[row : row + len(ws)].sum(axis=0)
+                row += len(ws)
+
+        def score(chosen: list[int], rows: np.ndarray) -> float:
+            cos = audio[rows] @ _normalize(sums[chosen].sum(axis=0)).T
+            if multilabel:
+                return mean_average_precision(target[rows], cos)
+            return float((cos.argmax(axis=1) == target[rows]).mean())
+
+        def select(rows: np.ndarray) -> list[int]:
+            chosen: list[int] = []
+            best = -np.inf
+            while len(chosen) < len(pool):
+                trials = [(score(chosen + [t], rows), -t) for t in range(len(pool)) if t not in chosen]
+                value, neg_t = max(trials)
+                if value <= best:
+                    break
+                chosen.append(-neg_t)
+                best = value
+            return chosen
+
+        everything = np.arange(len(audio))
+        self.template_scores_ = {pool[t]: score([t], everything) for t in range(len(pool))}
+        self.template_cv_score_ = None
+        if not multilabel:
+            counts = np.bincount(target, minlength=len(classes))
+            folds = int(min(5, counts[counts > 0].min()))
+            if folds >= 2:
+                from sklearn.model_selection import StratifiedKFold
+
+                split = StratifiedKFold(folds, shuffle=True, random_state=0).split(audio, target)
+                self.template_cv_score_ = float(np.mean([score(select(tr), te) for tr, te in split]))
+        return [pool[t] for t in select(everything)]
 
     # ---------------------------------------------------------------------------- inference
     def _cosine(self, X: Any) -> np.ndarray:
