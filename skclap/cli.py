@@ -97,12 +97,23 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_demo_cmd(args: argparse.Namespace) -> int:
-    from .demo import DemoConfig, run_demo
+    from .demo import DemoConfig, run_demo_seeds
 
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds takes whole numbers separated by commas, e.g. 0,1,2; got {args.seeds!r}") from None
+    if not seeds:
+        raise SystemExit("--seeds is empty; give at least one seed, e.g. 0")
     cfg = DemoConfig(
-        preset=args.preset, n_clips=args.clips, steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress
+        preset=args.preset,
+        n_clips=args.clips,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
     )
-    run_demo(args.out, cfg)
+    run_demo_seeds(args.out, seeds, cfg)
     return 0
 
 
@@ -200,13 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="list architectures and checkpoints, run an offline self-check")
     info.add_argument("--preset", default="tiny")
     info.set_defaults(func=_cmd_info)
-    demo = sub.add_parser("demo", help="offline demo: train a small CLAP on synthetic sounds, zero-shot, probe, retrieval")
+    demo = sub.add_parser("demo", help="offline demo: train a small CLAP on real sampled instruments, zero-shot transfer, probe, retrieval")
     demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
     demo.add_argument("--preset", default="small")
     demo.add_argument("--clips", type=int, default=3000)
     demo.add_argument("--steps", type=int, default=600)
     demo.add_argument("--batch-size", type=int, default=64)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
+    demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=run_demo_cmd)
     ev = sub.add_parser("evaluate", help="downstream tasks of the paper: zero-shot and linear probe, one table")

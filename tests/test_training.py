@@ -389,3 +389,47 @@ def test_parquet_manifest_and_loader_workers_give_the_same_run(tmp_path):
         Trainer(model, TrainConfig(batch_size=8, max_steps=3, num_workers=workers, progress=False)).fit(read_manifest(pq_path))
         runs.append(model.state_dict())
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+# ------------------------------------------------------------------------------ hard negatives
+def test_grouped_batches_hold_runs_of_one_group_and_every_item_once():
+    from skclap.training.data import EpochBatchSampler
+
+    groups = [i % 5 for i in range(103)]
+    sampler = EpochBatchSampler(103, 20, seed=1, epoch=2, groups=groups, group_size=4)
+    batches = list(sampler)
+    assert len(batches) == 5 and all(len(b) == 20 for b in batches)
+    items = [i for b in batches for i, _ in b]
+    assert len(set(items)) == len(items) == 100
+    # consecutive items of one group: runs of 4 (a group's last run may be shorter)
+    flat = [groups[i] for i in items]
+    same = sum(a == b for a, b in zip(flat, flat[1:]))
+    assert same >= 0.7 * len(flat)  # random order would give about 1/5
+    plain = [groups[i] for b in EpochBatchSampler(103, 20, seed=1, epoch=2) for i, _ in b]
+    assert sum(a == b for a, b in zip(plain, plain[1:])) < 0.4 * len(plain)
+    # deterministic, and a resumed epoch continues with the same batches
+    assert list(EpochBatchSampler(103, 20, seed=1, epoch=2, groups=groups, group_size=4)) == batches
+    assert list(EpochBatchSampler(103, 20, seed=1, epoch=2, start=3, groups=groups, group_size=4)) == batches[3:]
+    assert list(EpochBatchSampler(103, 20, seed=1, epoch=3, groups=groups, group_size=4)) != batches
+
+
+def test_trainer_uses_groups_and_checks_their_length(tmp_path):
+    corpus = make_corpus(64, seed=0, seconds=1.0)
+    model = CLAPModel.from_preset("tiny", seed=0)
+    cfg = TrainConfig(batch_size=16, max_steps=2, group_size=4, progress=False, log_every=1)
+    trainer = Trainer(model, cfg, tmp_path / "a")
+    with pytest.raises(ValueError, match="64 training items but 3 groups"):
+        trainer.fit((corpus.waveforms(), corpus.captions), item_rate=16000, groups=["a", "b", "c"])
+    seen = []
+
+    class Spy(Trainer):
+        def _backward(self, waves, captions, *args):
+            seen.append(list(captions))
+            return super()._backward(waves, captions, *args)
+
+    Spy(CLAPModel.from_preset("tiny", seed=0), cfg, tmp_path / "b").fit(
+        (corpus.waveforms(), corpus.captions), item_rate=16000, groups=corpus.labels
+    )
+    fam_of = {cap: c.family for c in corpus.clips for cap in c.captions}
+    fams = [fam_of[cap] for cap in seen[0]]
+    assert sum(a == b for a, b in zip(fams, fams[1:])) >= 8  # runs of 4 of one family

@@ -8,13 +8,12 @@ and rhythm, and the attributes cut across families.
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
+
+from .corpus import CaptionedCorpus, Clip
 
 __all__ = ["FAMILIES", "Clip", "SyntheticCorpus", "attribute_words", "class_prompts", "make_corpus", "pitched_labels", "render"]
 
@@ -156,25 +155,6 @@ _TEMPLATES = (
 )
 
 
-@dataclass
-class Clip:
-    family: str
-    attributes: dict[str, str]
-    captions: list[str]
-    seed: int
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.family
-
-    @property
-    def pitched_label(self) -> str:
-        """Family with its pitch, e.g. ``"high siren"`` (families without pitch: the family)."""
-        pitch = self.attributes.get("pitch")
-        return f"{pitch} {self.family}" if pitch else self.family
-
-
 def attribute_words(attribute: str) -> set[str]:
     """Every word the captions use for an attribute ("pitch", "tempo", "loudness", "length")."""
     tables: dict[str, Mapping[str, Sequence[str]]] = {"pitch": _PITCH, "tempo": _TEMPO, "loudness": _LOUD, "length": _LEN}
@@ -251,29 +231,11 @@ def render(clip: Clip, sample_rate: int = 16000, seconds: float = 2.0) -> np.nda
 
 
 @dataclass
-class SyntheticCorpus:
-    """Clips with labels and captions; waveforms rendered on demand."""
-
-    clips: list[Clip]
-    sample_rate: int = 16000
-    seconds: float = 2.0
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    @property
-    def labels(self) -> list[str]:
-        return [c.family for c in self.clips]
-
-    @property
-    def captions(self) -> list[list[str]]:
-        return [c.captions for c in self.clips]
+class SyntheticCorpus(CaptionedCorpus):
+    """Synthetic clips with labels and captions; waveforms rendered on demand."""
 
     def waveform(self, i: int) -> np.ndarray:
         return render(self.clips[i], self.sample_rate, self.seconds)
-
-    def waveforms(self) -> list[np.ndarray]:
-        return [self.waveform(i) for i in range(len(self))]
 
     def without_words_for(self, attribute: str, labels: Sequence[str], seed: int = 0) -> SyntheticCorpus:
         """A copy whose clips of ``labels`` (``pitched_label``) are re-captioned without mentioning
@@ -286,26 +248,6 @@ class SyntheticCorpus:
                 c = Clip(c.family, c.attributes, _captions(_BY_NAME[c.family], kept, rng, len(c.captions)), c.seed)
             clips.append(c)
         return SyntheticCorpus(clips, self.sample_rate, self.seconds)
-
-    def subset(self, idx: Sequence[int]) -> SyntheticCorpus:
-        return SyntheticCorpus([self.clips[i] for i in idx], self.sample_rate, self.seconds)
-
-    def write(self, directory: str | os.PathLike, manifest: str = "manifest.csv") -> Path:
-        """Write ``audio/<i>.wav`` files and a manifest (one row per caption: audio, caption, label)."""
-        import soundfile as sf
-
-        root = Path(directory)
-        (root / "audio").mkdir(parents=True, exist_ok=True)
-        path = root / manifest
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["audio", "caption", "label"])
-            for i, clip in enumerate(self.clips):
-                rel = f"audio/{i:05d}.wav"
-                sf.write(root / rel, self.waveform(i), self.sample_rate, subtype="PCM_16")
-                for cap in clip.captions:
-                    w.writerow([rel, cap, clip.family])
-        return path
 
 
 def make_corpus(

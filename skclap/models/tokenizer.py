@@ -32,6 +32,8 @@ someone something background foreground followed again each every several patter
 heard hear hearing you can there here like similar kind type made producing produced
 warbling wavering throbbing chiming ticking hollow buzzy upward downward rumbling rumble leisurely
 powerful talking pulsed sweeps bursts tonal atonal metallic wooden airy
+organ church grand acoustic harp fiddle cello trumpet trombone saxophone sax clarinet marimba synth
+synthesizer kick snare hi hat hihat crash cymbal staccato held forceful single played bass
 """.split()
 
 

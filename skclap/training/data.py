@@ -69,6 +69,7 @@ class CaptionDataset(Dataset):
         window_samples: int,
         item_rate: int | None = None,
         preload: bool = False,
+        groups: Sequence[Any] | None = None,
     ) -> None:
         if len(items) != len(captions):
             raise ValueError(f"{len(items)} audio items but {len(captions)} caption entries")
@@ -79,6 +80,9 @@ class CaptionDataset(Dataset):
         for i, caps in enumerate(self.captions):
             if not caps or not all((isinstance(c, str) and c.strip()) or isinstance(c, (int, np.integer)) for c in caps):
                 raise ValueError(f"item {i} ({audio.describe(self.items[i])}) has no usable caption: {caps!r}")
+        if groups is not None and len(groups) != len(items):
+            raise ValueError(f"{len(items)} audio items but {len(groups)} groups")
+        self.groups = None if groups is None else list(groups)
         self.sample_rate = sample_rate
         self.window_samples = window_samples
         self.item_rate = item_rate
@@ -116,15 +120,32 @@ class EpochBatchSampler(Sampler):
 
     Each global batch of ``batch_size`` is split evenly across ``world_size`` ranks (this rank takes
     its slice); the last incomplete batch is dropped; ``start`` skips batches already trained on.
+
+    With ``groups`` (one key per item, e.g. its instrument) and ``group_size``, the permutation is
+    made of runs of ``group_size`` items of one group, in random order: each batch then holds hard
+    negatives, items that only their captions' other words can tell apart.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        groups: Sequence[Any] | None = None,
+        group_size: int | None = None,
+    ) -> None:
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world_size}")
         if n < batch_size:
             raise ValueError(f"{n} training pairs are fewer than one batch of {batch_size}")
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.start, self.rank, self.world_size = start, rank, world_size
+        self.groups = None if groups is None or not group_size or group_size < 2 else list(groups)
+        self.group_size = group_size or 1
 
     @staticmethod
     def batches_per_epoch(n: int, batch_size: int) -> int:
@@ -136,6 +157,12 @@ class EpochBatchSampler(Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
+        if self.groups is not None:
+            members: dict[Any, list[int]] = {}
+            for i in perm:  # each group's items in random order
+                members.setdefault(self.groups[i], []).append(i)
+            runs = [m[k : k + self.group_size] for m in members.values() for k in range(0, len(m), self.group_size)]
+            perm = [i for r in torch.randperm(len(runs), generator=g).tolist() for i in runs[r]]
         seeds = torch.randint(0, 2**62, (self.n,), generator=g).tolist()
         per_rank = self.batch_size // self.world_size
         for b in range(self.start, self.batches_per_epoch(self.n, self.batch_size)):

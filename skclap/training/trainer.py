@@ -57,6 +57,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     optimizer: str = "adamw"  # or "adam"
     warmup_steps: int = 50
+    group_size: int | None = None  # hard negatives: runs of this many items of one group per batch (fit(groups=...))
     grad_clip: float | None = 1.0
     max_logit_scale: float = 100.0
     freeze_text: bool = False  # freeze the text transformer (the 2022 release did); projections train
@@ -173,9 +174,12 @@ class Trainer:
         item_rate: int | None = None,
         resume: bool = False,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+        groups: Sequence[Any] | None = None,
     ) -> CLAPModel:
         """Train on ``train`` (a :class:`CaptionDataset` or ``(items, captions)``), validate on
-        ``val`` (``(items, captions)``), and return the trained model."""
+        ``val`` (``(items, captions)``), and return the trained model. ``groups`` (one key per
+        training item, e.g. its instrument) with ``TrainConfig.group_size`` puts items of one group
+        together in each batch (hard negatives)."""
         c = self.config
         info = init_distributed(c.device)
         self.is_main = info.is_main
@@ -186,6 +190,10 @@ class Trainer:
         if self.head is not None:
             self.head.to(device)
         data = self._dataset(train, item_rate)
+        if groups is not None:
+            if len(groups) != len(data):
+                raise ValueError(f"{len(data)} training items but {len(groups)} groups")
+            data.groups = list(groups)
         val_data = None if val is None else (list(val[0]), caption_lists(val[1]))
 
         steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(data), c.batch_size)
@@ -205,7 +213,9 @@ class Trainer:
         t0, seen = time.perf_counter(), 0
         try:
             while self.step < total:
-                sampler = EpochBatchSampler(len(data), c.batch_size, c.seed, self.epoch, self.batch_in_epoch, info.rank, info.world_size)
+                sampler = EpochBatchSampler(
+                    len(data), c.batch_size, c.seed, self.epoch, self.batch_in_epoch, info.rank, info.world_size, data.groups, c.group_size
+                )
                 loader = DataLoader(
                     data,
                     batch_sampler=sampler,

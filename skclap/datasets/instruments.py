@@ -1,0 +1,372 @@
+"""A captioned corpus of real sampled instruments, rendered offline from a General MIDI soundfont.
+
+Notes of real recorded instrument samples (the ``TimGM6mb.sf2`` soundfont shipped by the PyPI
+package ``pretty-midi``, rendered by the PyPI package ``tinysoundfont``; no system library, nothing
+downloaded) with describable attributes: pitch register (low/high), dynamics (soft/loud) and
+articulation (a short note, a long note, repeated notes). Each clip gets several captions such as
+"a soft low cello" or "a trumpet playing a short high note". Deterministic in the seed; rendered
+waveforms can be cached on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .corpus import CaptionedCorpus, Clip
+
+__all__ = [
+    "ATTRIBUTES",
+    "INSTRUMENTS",
+    "Instrument",
+    "InstrumentCorpus",
+    "attribute_classes",
+    "instrument_prompts",
+    "make_instrument_corpus",
+    "render_note",
+    "soundfont_path",
+    "value_words",
+]
+
+
+@dataclass(frozen=True)
+class Instrument:
+    name: str  # the class word(s), e.g. "cello"
+    nouns: tuple[str, ...]  # ways a caption names it
+    family: str  # the General MIDI family
+    program: int  # General MIDI program (melodic) or key of the drum kit (drums)
+    # MIDI keys (inclusive) of the low and high registers: "low" lies at or below about A#3 (58) and
+    # "high" at or above about F4 (65) for every instrument, so that the words mean one thing
+    low: tuple[int, int] = (0, 0)
+    high: tuple[int, int] = (0, 0)
+    drums: bool = False
+
+    @property
+    def pitched(self) -> bool:
+        return not self.drums
+
+
+INSTRUMENTS: tuple[Instrument, ...] = (
+    Instrument("piano", ("piano", "grand piano"), "piano", 0, (33, 45), (76, 88)),
+    Instrument("organ", ("organ", "church organ"), "organ", 19, (36, 48), (72, 84)),
+    Instrument("guitar", ("guitar", "acoustic guitar"), "guitar", 24, (40, 50), (69, 79)),
+    Instrument("harp", ("harp",), "strings", 46, (36, 48), (77, 89)),
+    Instrument("violin", ("violin", "fiddle"), "strings", 40, (55, 60), (81, 91)),
+    Instrument("cello", ("cello",), "strings", 42, (36, 45), (67, 76)),
+    Instrument("trumpet", ("trumpet",), "brass", 56, (54, 58), (72, 80)),
+    Instrument("trombone", ("trombone",), "brass", 57, (40, 48), (65, 72)),
+    Instrument("saxophone", ("saxophone", "sax"), "reed", 65, (49, 57), (72, 80)),
+    Instrument("clarinet", ("clarinet",), "reed", 71, (50, 57), (77, 86)),
+    Instrument("flute", ("flute",), "pipe", 73, (60, 64), (84, 93)),
+    Instrument("marimba", ("marimba",), "chromatic percussion", 12, (45, 55), (77, 89)),
+    Instrument("synth", ("synth", "synthesizer"), "synth lead", 81, (36, 48), (72, 84)),
+    Instrument("kick drum", ("kick drum", "bass drum"), "drum kit", 36, drums=True),
+    Instrument("snare drum", ("snare drum", "snare"), "drum kit", 38, drums=True),
+    Instrument("hi hat", ("hi hat", "hihat"), "drum kit", 42, drums=True),
+    Instrument("crash cymbal", ("crash cymbal", "cymbal"), "drum kit", 49, drums=True),
+)
+_BY_NAME = {i.name: i for i in INSTRUMENTS}
+
+#: Attribute -> value -> the words captions and prompts use for it.
+ATTRIBUTES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "pitch": {"low": ("low", "low pitched", "deep"), "high": ("high", "high pitched", "shrill")},
+    "dynamics": {"soft": ("soft", "quiet", "gentle"), "loud": ("loud", "forceful", "powerful")},
+}
+_ARTICULATION = {
+    "short": ("a short {adj}note", "a brief {adj}note", "a staccato {adj}note"),
+    "long": ("a long {adj}note", "a sustained {adj}note", "a held {adj}note"),
+    "repeated": ("repeated {adj}notes", "a few quick {adj}notes", "{adj}notes played again and again"),
+}
+_DRUM_ARTICULATION = {"short": ("a single {adj}hit", "one {adj}hit"), "repeated": ("repeated {adj}hits", "a few quick {adj}hits")}
+#: Caption and prompt shapes without articulation ({adj} ends with a space when not empty).
+TEMPLATES = ("a {adj}{noun}", "the sound of a {adj}{noun}", "{adj}{noun}", "a recording of a {adj}{noun}", "this is a {adj}{noun}")
+_PLAYED = ("a {noun} playing {phrase}", "{phrase} on a {noun}", "the sound of a {noun} playing {phrase}")
+
+
+def _article(text: str) -> str:
+    """'a organ' -> 'an organ'."""
+    words = text.split()
+    for i in range(len(words) - 1):
+        if words[i] == "a" and words[i + 1][0] in "aeiou":
+            words[i] = "an"
+    return " ".join(words)
+
+
+def value_words(attribute: str, value: str) -> set[str]:
+    """The words that say ``value`` and no other value of ``attribute`` ("high", "shrill"; not "pitched")."""
+    table = ATTRIBUTES[attribute]
+    others = {w for v, phrases in table.items() if v != value for p in phrases for w in p.split()}
+    return {w for p in table[value] for w in p.split()} - others
+
+
+def instrument_prompts(label: str) -> list[str]:
+    """Every way to say a class: an instrument (``"cello"``) or an attribute value and an instrument
+    (``"low cello"``, ``"soft snare drum"``), through the caption templates and synonyms."""
+    value, _, name = label.partition(" ")
+    words = {v: w for table in ATTRIBUTES.values() for v, w in table.items()}
+    if value not in words or name not in _BY_NAME:
+        value, name = "", label
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown instrument class {label!r}; instruments: {sorted(_BY_NAME)}")
+    adjectives = words[value] if value else ("",)
+    return [
+        _article(" ".join(t.format(adj=f"{adj} " if adj else "", noun=noun).split()))
+        for adj in adjectives
+        for noun in _BY_NAME[name].nouns
+        for t in TEMPLATES
+    ]
+
+
+def attribute_classes(attribute: str) -> list[str]:
+    """The classes of one attribute task: ``"low cello"``, ``"high cello"``, ... for each instrument
+    that has the attribute (pitch: the pitched ones), the bare name for the others."""
+    out = []
+    for inst in INSTRUMENTS:
+        if attribute == "pitch" and not inst.pitched:
+            out.append(inst.name)
+        else:
+            out += [f"{v} {inst.name}" for v in ATTRIBUTES[attribute]]
+    return out
+
+
+def _attributes(inst: Instrument, rng: np.random.Generator) -> dict[str, str]:
+    attrs = {"dynamics": str(rng.choice(list(ATTRIBUTES["dynamics"])))}
+    if inst.pitched:
+        attrs["pitch"] = str(rng.choice(list(ATTRIBUTES["pitch"])))
+    attrs["articulation"] = str(rng.choice(list(_DRUM_ARTICULATION if inst.drums else _ARTICULATION)))
+    return attrs
+
+
+def caption(inst: Instrument, attrs: Mapping[str, str], rng: np.random.Generator, keep: float = 0.7) -> str:
+    """One caption: each attribute said with probability ``keep`` (the same for every instrument and
+    value), dynamics before pitch, the articulation as a phrase about the note."""
+    adj = [str(rng.choice(ATTRIBUTES[a][attrs[a]])) for a in ("dynamics", "pitch") if a in attrs and rng.random() < keep]
+    adj_text = "".join(w + " " for w in adj)
+    noun = str(rng.choice(inst.nouns))
+    table = _DRUM_ARTICULATION if inst.drums else _ARTICULATION
+    if "articulation" in attrs and rng.random() < keep:
+        if rng.random() < 0.5:  # the attributes on the note: "a cello playing a soft low note"
+            phrase = str(rng.choice(table[attrs["articulation"]])).format(adj=adj_text)
+            text = str(rng.choice(_PLAYED)).format(noun=noun, phrase=phrase)
+        else:  # on the instrument: "a soft low cello playing a short note"
+            phrase = str(rng.choice(table[attrs["articulation"]])).format(adj="")
+            text = str(rng.choice(_PLAYED[:1])).format(noun=adj_text + noun, phrase=phrase)
+    else:
+        text = str(rng.choice(TEMPLATES)).format(adj=adj_text, noun=noun)
+    return _article(" ".join(text.split()))
+
+
+def soundfont_path() -> Path:
+    """The General MIDI soundfont shipped by the ``pretty-midi`` package (found without importing it)."""
+    spec = importlib.util.find_spec("pretty_midi")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the real-instrument corpus needs the soundfont of the 'pretty-midi' package: pip install pretty-midi")
+    path = Path(next(iter(spec.submodule_search_locations))) / "TimGM6mb.sf2"
+    if not path.is_file():
+        raise FileNotFoundError(f"the soundfont {path} is missing from the installed pretty-midi package; reinstall it")
+    return path
+
+
+class _Renderer:
+    """Renders note events with a fresh tinysoundfont synthesizer per clip (the soundfont's bytes
+    are read once), so that a clip's samples never depend on what was rendered before it."""
+
+    def __init__(self, sample_rate: int) -> None:
+        try:
+            import tinysoundfont
+        except ImportError:  # pragma: no cover - a declared dependency
+            raise ModuleNotFoundError(
+                "the real-instrument corpus needs 'tinysoundfont': pip install --no-deps tinysoundfont "
+                "(its pyaudio dependency is only for playback)"
+            ) from None
+        self.rate = sample_rate
+        self._synth = tinysoundfont.Synth
+        self._soundfont = soundfont_path().read_bytes()
+
+    def render(self, inst: Instrument, events: Sequence[tuple[float, float, int, int]], seconds: float) -> np.ndarray:
+        """``events``: (onset s, duration s, key, velocity), sorted by onset, not overlapping."""
+        synth = self._synth(samplerate=self.rate)
+        sfid = synth.sfload(self._soundfont)
+        channel = 9 if inst.drums else 0
+        synth.program_select(channel, sfid, 128 if inst.drums else 0, 0 if inst.drums else inst.program, is_drums=inst.drums)
+
+        def block(n: int) -> np.ndarray:
+            if n <= 0:
+                return np.zeros(0, np.float32)
+            return np.frombuffer(synth.generate(n), dtype=np.float32).reshape(-1, 2).mean(axis=1)
+
+        total = int(round(seconds * self.rate))
+        out, pos = [], 0
+        for onset, duration, key, velocity in events:
+            start, stop = int(round(onset * self.rate)), int(round((onset + duration) * self.rate))
+            out.append(block(start - pos))
+            synth.noteon(channel, key, velocity)
+            out.append(block(stop - start))
+            synth.noteoff(channel, key)
+            pos = stop
+        out.append(block(total - pos))
+        return np.concatenate(out)[:total]
+
+
+@lru_cache(maxsize=4)
+def _renderer(sample_rate: int) -> _Renderer:
+    return _Renderer(sample_rate)
+
+
+def _rms_db(x: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-12))
+
+
+@lru_cache(maxsize=4)
+def _playable_keys(sample_rate: int) -> dict[tuple[str, str], tuple[int, ...]]:
+    """The keys of each register that sound (a soundfont's sample zones can leave gaps)."""
+    out = {}
+    for inst in INSTRUMENTS:
+        if inst.pitched:
+            for register, (lo, hi) in (("low", inst.low), ("high", inst.high)):
+                keys = tuple(k for k in range(lo, hi + 1) if _rms_db(_renderer(sample_rate).render(inst, [(0.0, 0.2, k, 90)], 0.25)) > -60)
+                if not keys:  # pragma: no cover - depends on the soundfont
+                    raise RuntimeError(f"no key of the {register} register of {inst.name} sounds in {soundfont_path()}")
+                out[(inst.name, register)] = keys
+    return out
+
+
+@lru_cache(maxsize=4)
+def _calibration(sample_rate: int) -> dict[str, float]:
+    """Per-instrument gain that brings a medium-velocity note to -26 dBFS RMS, so that
+    loudness is said by the dynamics, not by which sample set an instrument has."""
+    gains = {}
+    for inst in INSTRUMENTS:
+        if inst.drums:
+            levels = [_rms_db(_renderer(sample_rate).render(inst, [(0.0, 0.4, inst.program, 90)], 1.2))]
+        else:
+            keys = _playable_keys(sample_rate)
+            levels = [_rms_db(_renderer(sample_rate).render(inst, [(0.0, 1.0, keys[(inst.name, r)][0], 90)], 1.2)) for r in ("low", "high")]
+        gains[inst.name] = 10 ** ((-26 - float(np.mean(levels))) / 20)
+    return gains
+
+
+#: Bumped whenever :func:`render_note` changes what it renders (part of the disk-cache key).
+_RENDER_VERSION = 2
+
+
+def render_note(clip: Clip, sample_rate: int = 16000, seconds: float = 2.0) -> np.ndarray:
+    """The waveform of a clip of the instrument corpus (float32, mono)."""
+    inst = _BY_NAME[clip.family]
+    a = clip.attributes
+    rng = np.random.default_rng(clip.seed)
+    if inst.drums:
+        key = inst.program
+    else:
+        keys = _playable_keys(sample_rate)[(inst.name, a["pitch"])]
+        key = keys[int(rng.integers(len(keys)))]
+    soft = a["dynamics"] == "soft"
+    onset = float(rng.uniform(0.02, 0.15))
+    events: list[tuple[float, float, int, int]] = []
+    if a["articulation"] == "repeated":
+        gap = float(rng.uniform(0.3, 0.42))
+        for k in range(int(rng.integers(3, 6))):
+            t = onset + k * gap
+            if t + 0.1 < seconds:
+                events.append((t, float(rng.uniform(0.1, 0.18)), key, int(rng.integers(28, 46) if soft else rng.integers(100, 128))))
+    else:
+        duration = float(rng.uniform(0.12, 0.28) if a["articulation"] == "short" else rng.uniform(1.2, 1.7))
+        events.append((onset, duration, key, int(rng.integers(28, 46) if soft else rng.integers(100, 128))))
+    x = _renderer(sample_rate).render(inst, events, seconds).astype(np.float64)
+    gain_db = float(rng.uniform(-2, 2)) + (-10.0 if soft else 0.0)
+    x *= _calibration(sample_rate)[inst.name] * 10 ** (gain_db / 20)
+    x += rng.standard_normal(len(x)) * 10 ** (-72 / 20)  # a faint noise floor
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+@dataclass
+class InstrumentCorpus(CaptionedCorpus):
+    """Clips of real sampled instruments with captions; waveforms rendered on demand (or read from
+    the disk cache given to :func:`make_instrument_corpus`)."""
+
+    cache: np.ndarray | None = field(default=None, repr=False)  # rendered waveforms, one row per clip
+    _rows: np.ndarray | None = field(default=None, repr=False)  # this corpus's rows of ``cache``
+
+    def waveform(self, i: int) -> np.ndarray:
+        if self.cache is not None and self._rows is not None:
+            return np.asarray(self.cache[self._rows[i]], dtype=np.float32) / 32767.0
+        return render_note(self.clips[i], self.sample_rate, self.seconds)
+
+    def subset(self, idx: Sequence[int]) -> InstrumentCorpus:
+        rows = None if self._rows is None else self._rows[np.asarray(idx, dtype=int)]
+        return replace(self, clips=[self.clips[i] for i in idx], _rows=rows)
+
+    def recaptioned(self, clips: list[Clip]) -> InstrumentCorpus:
+        return replace(self, clips=clips)
+
+    def without_words(self, held_out: Sequence[tuple[str, str]], seed: int = 0, keep: float = 0.7) -> InstrumentCorpus:
+        """A copy whose captions never say a held-out (instrument, attribute value) pair: a clip of
+        such a combination is described without that attribute (its audio stays)."""
+        rng = np.random.default_rng(seed)
+        held = set(held_out)
+        clips = []
+        for c in self.clips:
+            said = {k: v for k, v in c.attributes.items() if (c.family, v) not in held}
+            if len(said) < len(c.attributes):
+                c = replace(c, captions=[caption(_BY_NAME[c.family], said, rng, keep) for _ in c.captions])
+            clips.append(c)
+        return self.recaptioned(clips)
+
+
+def _cache_file(cache_dir: str | os.PathLike, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:16]
+    return Path(cache_dir).expanduser() / f"instruments-{digest}.npy"
+
+
+def make_instrument_corpus(
+    n_clips: int,
+    seed: int = 0,
+    instruments: Sequence[str] | None = None,
+    captions_per_clip: int = 3,
+    sample_rate: int = 16000,
+    seconds: float = 2.0,
+    keep: float = 0.7,
+    cache_dir: str | os.PathLike | None = None,
+) -> InstrumentCorpus:
+    """``n_clips`` clips spread evenly over ``instruments`` (default all of :data:`INSTRUMENTS`),
+    deterministic in ``seed``. With ``cache_dir``, the rendered waveforms are kept there as one
+    16-bit array per corpus and memory-mapped on the next call with the same arguments."""
+    names = list(instruments) if instruments is not None else [i.name for i in INSTRUMENTS]
+    unknown = [n for n in names if n not in _BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown instruments {unknown}; choose from {sorted(_BY_NAME)}")
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i in range(n_clips):
+        inst = _BY_NAME[names[i % len(names)]]
+        attrs = _attributes(inst, rng)
+        caps = [caption(inst, attrs, rng, keep) for _ in range(captions_per_clip)]
+        clips.append(Clip(inst.name, attrs, caps, int(rng.integers(2**31))))
+    clips = [clips[i] for i in rng.permutation(n_clips)]
+    corpus = InstrumentCorpus(clips, sample_rate, seconds)
+    if cache_dir is None:
+        return corpus
+    key = {
+        "clips": hashlib.sha256(repr([(c.family, sorted(c.attributes.items()), c.seed) for c in clips]).encode()).hexdigest(),
+        "instruments": repr(INSTRUMENTS),  # registers, programs: what the samples are rendered from
+        "soundfont": soundfont_path().stat().st_size,
+        "rate": sample_rate,
+        "seconds": seconds,
+        "renderer": _RENDER_VERSION,
+    }
+    path = _cache_file(cache_dir, key)
+    if not path.is_file():
+        from ..fileio import write_atomic
+
+        waves = np.stack([np.round(np.clip(corpus.waveform(i), -1, 1) * 32767).astype(np.int16) for i in range(len(corpus))])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: np.save(open(tmp, "wb"), waves))
+    return replace(corpus, cache=np.load(path, mmap_mode="r"), _rows=np.arange(n_clips))
