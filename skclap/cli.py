@@ -110,6 +110,7 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
         n_clips=args.clips,
         steps=args.steps,
         batch_size=args.batch_size,
+        group_size=args.group_size or None,
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
     )
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clips", type=int, default=3000)
     demo.add_argument("--steps", type=int, default=600)
     demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--group-size", type=int, default=4, help="clips of one instrument together in each batch (hard negatives); 0: off")
     demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
     demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")
     demo.add_argument("--no-progress", action="store_true")

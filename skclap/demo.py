@@ -68,7 +68,7 @@ class DemoConfig:
     batch_size: int = 64
     lr: float = 1e-3
     seconds: float = 2.0
-    group_size: int | None = None  # hard negatives: runs of this many clips of one instrument in each batch
+    group_size: int | None = 4  # hard negatives: runs of this many clips of one instrument in each batch
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
     seed: int = 0
     probe_folds: int = 5

@@ -112,8 +112,11 @@ def test_seeds_report_gives_mean_std_and_every_seed(tmp_path, monkeypatch):
 def test_small_demo_learns_and_writes_its_report(tmp_path):
     cfg = DemoConfig(preset="tiny", n_clips=1400, n_zero_shot=150, n_eval=150, steps=300, batch_size=32, seconds=1.0, progress=False)
     m = run_demo(tmp_path, cfg, log=lambda *a: None)
-    assert m["generalized_zero_shot"] >= 4 * m["generalized_zero_shot_chance"]
-    assert m["linear_probe_accuracy_mean"] >= 6 * m["linear_probe_chance"]
+    # Measured here at this size: generalized 15.0 % (chance 3.1 %), binding 86 %, probe 39 % (chance
+    # 5.9 %), t2a R@10 44 %; float rounding on another CPU moves these by a few clips, hence the margins.
+    assert m["generalized_zero_shot"] >= 3 * m["generalized_zero_shot_chance"]
+    assert m["attribute_binding"] >= 0.65  # chance 0.5: the held-out words are bound
+    assert m["linear_probe_accuracy_mean"] >= 4 * m["linear_probe_chance"]
     assert m["val_t2a_R@10"] >= 3 * 10 / 150
     for name in ("report.md", "loss.png", "confusion.png", "embeddings.png", "metrics.json", "model/model.safetensors"):
         assert (tmp_path / name).is_file(), name

@@ -118,3 +118,31 @@ def test_contrastive_loss_prefers_aligned_pairs():
     assert aligned < 0.05 < math.log(8) < shuffled
     with pytest.raises(ValueError, match="pair up"):
         contrastive_loss(a, a[:4], torch.tensor(1.0))
+
+
+def test_mel_position_channel(tmp_path):
+    from skclap.models.cnn14 import Cnn14
+
+    plain, coord = (
+        Cnn14(n_mels=16, channels=(4, 4, 8, 8, 8, 8), out_dim=8),
+        Cnn14(n_mels=16, channels=(4, 4, 8, 8, 8, 8), out_dim=8, freq_position=True),
+    )
+    assert plain.conv_block1.conv1.in_channels == 1 and coord.conv_block1.conv1.in_channels == 2
+    x = torch.randn(2, 1, 20, 16)
+    with_pos = coord.with_position(x)
+    assert with_pos.shape == (2, 2, 20, 16) and torch.equal(with_pos[:, :1], x)
+    assert with_pos[0, 1, 0, 0] == -1 and with_pos[0, 1, 7, -1] == 1 and torch.equal(with_pos[0, 1, 0], with_pos[1, 1, 19])
+    assert "freq_ramp" not in coord.state_dict()  # derived, not a weight
+    # the released architecture stays as it was; the demo's small preset carries the channel
+    assert not PRESETS["msclap-2022"].audio_freq_position and PRESETS["small"].audio_freq_position
+    model = CLAPModel.from_preset("small", seed=0).eval()
+    wave = torch.randn(1, model.config.window_samples) * 0.1
+    with torch.inference_mode():
+        before = model.encode_audio(wave)
+        model.audio_encoder.backbone.conv_block1.conv1.weight[:, 1].zero_()  # cut the position channel
+        assert (model.encode_audio(wave) - before).abs().max() > 1e-3
+    model.save_pretrained(tmp_path / "m")
+    again = CLAPModel.from_pretrained(tmp_path / "m").eval()
+    assert again.config.audio_freq_position
+    with torch.inference_mode():
+        torch.testing.assert_close(again.encode_audio(wave), model.encode_audio(wave))

@@ -1,11 +1,21 @@
-"""Data sets: a synthetic captioned corpus made offline, and loaders for downstream datasets'
-standard local layouts."""
+"""Data sets made offline — real sampled instruments rendered from a General MIDI soundfont (the
+demo's corpus) and synthetic sounds (the unit tests' fast fixture) — and loaders for downstream
+datasets' standard local layouts."""
 
+from .corpus import CaptionedCorpus, Clip
 from .downstream import LOADERS, DatasetNotFoundError, LabelledAudio, load_downstream
+from .instruments import INSTRUMENTS, InstrumentCorpus, attribute_classes, instrument_prompts, make_instrument_corpus
 from .synthetic import FAMILIES, SyntheticCorpus, attribute_words, class_prompts, make_corpus, pitched_labels, render
 
 __all__ = [
     "FAMILIES",
+    "INSTRUMENTS",
+    "CaptionedCorpus",
+    "Clip",
+    "InstrumentCorpus",
+    "attribute_classes",
+    "instrument_prompts",
+    "make_instrument_corpus",
     "LOADERS",
     "DatasetNotFoundError",
     "LabelledAudio",

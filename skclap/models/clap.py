@@ -87,6 +87,7 @@ class CLAPConfig:
     audio_channels: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
     audio_dim: int = 2048
     audio_classes: int = 527
+    audio_freq_position: bool = False  # CNN14 with a mel-position input channel (pitch-aware; not in releases)
     htsat: dict[str, Any] = field(default_factory=dict)
     # text encoder
     text_config: dict[str, Any] = field(default_factory=lambda: dict(BERT_BASE_UNCASED))
@@ -247,7 +248,12 @@ _PRESETS: dict[str, CLAPConfig] = {
         audio_channels=(16, 32, 64, 128, 256, 256),
         audio_dim=256,
         audio_classes=0,
-        text_config=_tiny_text(hidden=128, layers=2, heads=4, max_len=64),
+        audio_freq_position=True,  # binds pitch words: plain CNN14 is nearly transposition-invariant
+        # No transformer layer: word + position embeddings, mean-pooled. Trained from scratch on a few
+        # thousand captions, attention layers bind a word to the words it was seen with; without them
+        # a prompt is the sum of its words, so "high" learnt on other instruments composes with
+        # "flute" (held-out attribute binding 87 % vs 65 % with two layers, demo seed 0).
+        text_config=_tiny_text(hidden=128, layers=0, heads=4, max_len=64),
         text_pooling="mean",
         text_max_length=48,
         tokenizer=BASIC,
@@ -296,7 +302,7 @@ class AudioEncoder(nn.Module):
             if self.backbone.hidden_size != cfg.audio_dim:
                 raise ValueError(f"audio_dim {cfg.audio_dim} does not match the HTS-AT's width {self.backbone.hidden_size}")
         else:
-            self.backbone = Cnn14(cfg.n_mels, cfg.audio_channels, cfg.audio_dim, cfg.audio_classes)
+            self.backbone = Cnn14(cfg.n_mels, cfg.audio_channels, cfg.audio_dim, cfg.audio_classes, cfg.audio_freq_position)
         self.projection = Projection(cfg.audio_dim, cfg.proj_dim, cfg.proj_dropout)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

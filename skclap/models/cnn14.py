@@ -35,6 +35,11 @@ class Cnn14(nn.Module):
     ``bn0`` normalises each mel bin; six conv blocks (2x2 average pooling after the first five);
     mean over frequency, then max + mean over time; ``fc1`` with ReLU. ``n_classes > 0`` keeps the
     AudioSet tagging head of the released weights (``fc_audioset``), unused by the embeddings.
+
+    Convolutions and the mean over frequency make CNN14 nearly invariant to transposition, so it
+    hardly tells a high note from a low one. ``freq_position=True`` (not in the released model) adds
+    a second input channel holding each mel bin's position (-1 at the lowest, 1 at the highest), as
+    in CoordConv (Liu et al., 2018), so that the first convolution can respond to absolute pitch.
     """
 
     def __init__(
@@ -43,12 +48,15 @@ class Cnn14(nn.Module):
         channels: Sequence[int] = (64, 128, 256, 512, 1024, 2048),
         out_dim: int = 2048,
         n_classes: int = 0,
+        freq_position: bool = False,
     ) -> None:
         super().__init__()
+        self.freq_position = freq_position
+        self.register_buffer("freq_ramp", torch.linspace(-1.0, 1.0, n_mels).view(1, 1, 1, n_mels), persistent=False)
         if len(channels) != 6:
             raise ValueError(f"CNN14 has six conv blocks; got channels={tuple(channels)}")
         self.bn0 = nn.BatchNorm2d(n_mels)
-        ins = (1, *channels[:-1])
+        ins = (2 if freq_position else 1, *channels[:-1])
         for i, (cin, cout) in enumerate(zip(ins, channels), start=1):
             self.add_module(f"conv_block{i}", ConvBlock(cin, cout))
         self.fc1 = nn.Linear(channels[-1], out_dim, bias=True)
@@ -70,8 +78,15 @@ class Cnn14(nn.Module):
     def blocks(self) -> list[ConvBlock]:
         return [getattr(self, f"conv_block{i}") for i in range(1, 7)]
 
+    def with_position(self, x: torch.Tensor) -> torch.Tensor:
+        """Append the mel-position channel when ``freq_position`` is on."""
+        if not self.freq_position:
+            return x
+        ramp = self.freq_ramp.to(x.dtype).expand(x.shape[0], 1, x.shape[2], x.shape[3])
+        return torch.cat([x, ramp], dim=1)
+
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        x = self.bn0(logmel.transpose(1, 3)).transpose(1, 3)
+        x = self.with_position(self.bn0(logmel.transpose(1, 3)).transpose(1, 3))
         for i, block in enumerate(self.blocks):
             x = block(x, pool=(2, 2) if i < 5 else (1, 1))
             x = F.dropout(x, p=0.2, training=self.training)

@@ -83,6 +83,7 @@ class FusedAudioEncoder(nn.Module):
         self.frontend = cast(LogMel, encoder.frontend)  # shared, not copied
         self.projection = cast(nn.Module, encoder.projection)
         self.fc1 = backbone.fc1
+        self.with_position = backbone.with_position
         bn0 = backbone.bn0
         assert bn0.running_mean is not None and bn0.running_var is not None
         scale = (bn0.weight / torch.sqrt(bn0.running_var + bn0.eps)).detach()
@@ -102,7 +103,7 @@ class FusedAudioEncoder(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32
             x = self.frontend(wave)  # (batch, 1, frames, mels)
-        x = torch.addcmul(self.mel_shift, x, self.mel_scale).contiguous(memory_format=torch.channels_last)
+        x = self.with_position(torch.addcmul(self.mel_shift, x, self.mel_scale)).contiguous(memory_format=torch.channels_last)
         for i in range(6):
             x = F.relu_(self.convs[2 * i](x))
             x = F.relu_(self.convs[2 * i + 1](x))
