@@ -42,6 +42,8 @@ class Cnn14(nn.Module):
     in CoordConv (Liu et al., 2018), so that the first convolution can respond to absolute pitch.
     """
 
+    freq_ramp: torch.Tensor
+
     def __init__(
         self,
         n_mels: int = 64,
