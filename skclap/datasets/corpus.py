@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CaptionedCorpus", "Clip"]
+__all__ = ["CaptionedCorpus", "Clip", "draw_clips"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,28 @@ class Clip:
         """Family with one attribute's value, e.g. ``"soft cello"`` (without it: the family)."""
         value = self.attributes.get(attribute)
         return f"{value} {self.family}" if value else self.family
+
+
+def draw_clips(
+    n_clips: int,
+    names: Sequence[str],
+    known: Collection[str],
+    seed: int,
+    describe: Callable[[str, np.random.Generator], tuple[dict[str, str], list[str]]],
+    kind: str = "sound families",
+) -> list[Clip]:
+    """``n_clips`` clips spread evenly over ``names``, in a random order, deterministic in ``seed``;
+    ``describe(name, rng)`` draws a clip's attributes and captions."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown}; choose from {sorted(known)}")
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i in range(n_clips):
+        name = names[i % len(names)]
+        attributes, captions = describe(name, rng)
+        clips.append(Clip(name, attributes, captions, int(rng.integers(2**31))))
+    return [clips[i] for i in rng.permutation(n_clips)]
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .corpus import CaptionedCorpus, Clip
+from .corpus import CaptionedCorpus, Clip, draw_clips
 
 __all__ = [
     "ATTRIBUTES",
@@ -340,17 +340,12 @@ def make_instrument_corpus(
     deterministic in ``seed``. With ``cache_dir``, the rendered waveforms are kept there as one
     16-bit array per corpus and memory-mapped on the next call with the same arguments."""
     names = list(instruments) if instruments is not None else [i.name for i in INSTRUMENTS]
-    unknown = [n for n in names if n not in _BY_NAME]
-    if unknown:
-        raise ValueError(f"unknown instruments {unknown}; choose from {sorted(_BY_NAME)}")
-    rng = np.random.default_rng(seed)
-    clips = []
-    for i in range(n_clips):
-        inst = _BY_NAME[names[i % len(names)]]
-        attrs = _attributes(inst, rng)
-        caps = [caption(inst, attrs, rng, keep) for _ in range(captions_per_clip)]
-        clips.append(Clip(inst.name, attrs, caps, int(rng.integers(2**31))))
-    clips = [clips[i] for i in rng.permutation(n_clips)]
+
+    def describe(name: str, rng: np.random.Generator) -> tuple[dict[str, str], list[str]]:
+        attrs = _attributes(_BY_NAME[name], rng)
+        return attrs, [caption(_BY_NAME[name], attrs, rng, keep) for _ in range(captions_per_clip)]
+
+    clips = draw_clips(n_clips, names, _BY_NAME, seed, describe, kind="instruments")
     corpus = InstrumentCorpus(clips, sample_rate, seconds)
     if cache_dir is None:
         return corpus

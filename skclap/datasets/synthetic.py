@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .corpus import CaptionedCorpus, Clip
+from .corpus import CaptionedCorpus, Clip, draw_clips
 
 __all__ = ["FAMILIES", "Clip", "SyntheticCorpus", "attribute_words", "class_prompts", "make_corpus", "pitched_labels", "render"]
 
@@ -260,14 +260,9 @@ def make_corpus(
 ) -> SyntheticCorpus:
     """``n_clips`` clips spread evenly over ``families`` (default all), deterministic in ``seed``."""
     names = list(families) if families is not None else [f.name for f in FAMILIES]
-    unknown = [n for n in names if n not in _BY_NAME]
-    if unknown:
-        raise ValueError(f"unknown sound families {unknown}; choose from {[f.name for f in FAMILIES]}")
-    rng = np.random.default_rng(seed)
-    clips = []
-    for i in range(n_clips):
-        fam = _BY_NAME[names[i % len(names)]]
-        attrs = _attributes(fam, rng)
-        clips.append(Clip(fam.name, attrs, _captions(fam, attrs, rng, captions_per_clip), int(rng.integers(2**31))))
-    order = rng.permutation(n_clips)
-    return SyntheticCorpus([clips[i] for i in order], sample_rate, seconds)
+
+    def describe(name: str, rng: np.random.Generator) -> tuple[dict[str, str], list[str]]:
+        attrs = _attributes(_BY_NAME[name], rng)
+        return attrs, _captions(_BY_NAME[name], attrs, rng, captions_per_clip)
+
+    return SyntheticCorpus(draw_clips(n_clips, names, _BY_NAME, seed, describe), sample_rate, seconds)
