@@ -124,3 +124,14 @@ def test_small_demo_learns_and_writes_its_report(tmp_path):
     assert [tuple(h) for h in saved["held_out"]] == list(HELD_OUT)
     report = (tmp_path / "report.md").read_text()
     assert f"{m['generalized_zero_shot']:.1%}" in report and "| high | pitch |" in report
+
+
+def test_cli_seeds_are_parsed_and_checked(monkeypatch):
+    from skclap import cli
+
+    got = {}
+    monkeypatch.setattr(demo_mod, "run_demo_seeds", lambda out, seeds, cfg: got.update(out=out, seeds=seeds, cfg=cfg))
+    assert cli.main(["demo", "--seeds", "0,1,2", "--out", "rep", "--steps", "5", "--group-size", "0", "--no-progress"]) == 0
+    assert got["seeds"] == [0, 1, 2] and got["out"] == "rep" and got["cfg"].steps == 5 and got["cfg"].group_size is None
+    with pytest.raises(SystemExit, match="whole numbers"):
+        cli.main(["demo", "--seeds", "zero"])
