@@ -50,12 +50,9 @@ _ATTRIBUTE_OF = {value: attribute for attribute, table in ATTRIBUTES.items() for
 TASKS = tuple(ATTRIBUTES)  # "pitch", "dynamics"
 
 
-def held_out_label(instrument: str, value: str) -> str:
-    return f"{value} {instrument}"
-
-
-def held_out_labels(task: str) -> list[str]:
-    return [held_out_label(i, v) for i, v in HELD_OUT if _ATTRIBUTE_OF[v] == task]
+def held_out_labels(task: str, held_out: Sequence[tuple[str, str]] = HELD_OUT) -> list[str]:
+    """The classes of ``task`` that ``held_out`` keeps out of the training captions."""
+    return [f"{v} {i}" for i, v in held_out if _ATTRIBUTE_OF[v] == task]
 
 
 @dataclass
@@ -109,7 +106,7 @@ def _task_items(clips, task: str, held: set[tuple[str, str]]) -> tuple[np.ndarra
         value = c.attributes.get(task)
         if value is not None and (c.family, value) in held:
             idx.append(i)
-            labels.append(held_out_label(c.family, value))
+            labels.append(c.attribute_label(task))
     return np.asarray(idx, dtype=int), np.asarray(labels)
 
 
@@ -125,7 +122,7 @@ def evaluate_zero_shot(scores: dict[str, np.ndarray], zs, evaluation, eval_score
         idx, truth = _task_items(zs.clips, task, held)
         s = scores[task][idx]
         general = classes[s.argmax(axis=1)] == truth
-        unseen_cols = [column[c] for c in held_out_labels(task)]
+        unseen_cols = [column[c] for c in held_out_labels(task, held_out)]
         unseen = classes[np.asarray(unseen_cols)[s[:, unseen_cols].argmax(axis=1)]] == truth
         binding = _binding(s, [zs.clips[i] for i in idx], task, column, classes) == truth
         out["tasks"][task] = {

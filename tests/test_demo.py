@@ -135,3 +135,16 @@ def test_cli_seeds_are_parsed_and_checked(monkeypatch):
     assert got["seeds"] == [0, 1, 2] and got["out"] == "rep" and got["cfg"].steps == 5 and got["cfg"].group_size is None
     with pytest.raises(SystemExit, match="whole numbers"):
         cli.main(["demo", "--seeds", "zero"])
+
+
+def test_zero_shot_measures_follow_the_given_held_out_set(split):
+    """A protocol other than HELD_OUT: the unseen-classes-only candidates are its own classes."""
+    _, zs, evaluation = split
+    held = (("violin", "high"), ("harp", "soft"))
+    clips = [c for c in zs.clips + evaluation.clips if any(_has(c, i, v) for i, v in held)]
+    sub = type(zs)(clips, zs.sample_rate, zs.seconds)
+    right = lambda c, task: c.attribute_label(task)  # noqa: E731
+    m = evaluate_zero_shot(_scores(clips, right), sub, evaluation, _scores(evaluation.clips, right), held)
+    assert m["n_items"] == len(clips) > 0
+    assert m["unseen_only"] == m["generalized"] == 1.0
+    assert m["chance_unseen_only"] == 1.0  # one held-out class per attribute

@@ -269,6 +269,10 @@ def render_note(clip: Clip, sample_rate: int = 16000, seconds: float = 2.0) -> n
         keys = _playable_keys(sample_rate)[(inst.name, a["pitch"])]
         key = keys[int(rng.integers(len(keys)))]
     soft = a["dynamics"] == "soft"
+
+    def velocity() -> int:
+        return int(rng.integers(28, 46) if soft else rng.integers(100, 128))
+
     onset = float(rng.uniform(0.02, 0.15))
     events: list[tuple[float, float, int, int]] = []
     if a["articulation"] == "repeated":
@@ -276,10 +280,10 @@ def render_note(clip: Clip, sample_rate: int = 16000, seconds: float = 2.0) -> n
         for k in range(int(rng.integers(3, 6))):
             t = onset + k * gap
             if t + 0.1 < seconds:
-                events.append((t, float(rng.uniform(0.1, 0.18)), key, int(rng.integers(28, 46) if soft else rng.integers(100, 128))))
+                events.append((t, float(rng.uniform(0.1, 0.18)), key, velocity()))
     else:
         duration = float(rng.uniform(0.12, 0.28) if a["articulation"] == "short" else rng.uniform(1.2, 1.7))
-        events.append((onset, duration, key, int(rng.integers(28, 46) if soft else rng.integers(100, 128))))
+        events.append((onset, duration, key, velocity()))
     x = _renderer(sample_rate).render(inst, events, seconds).astype(np.float64)
     gain_db = float(rng.uniform(-2, 2)) + (-10.0 if soft else 0.0)
     x *= _calibration(sample_rate)[inst.name] * 10 ** (gain_db / 20)
@@ -304,9 +308,6 @@ class InstrumentCorpus(CaptionedCorpus):
         rows = None if self._rows is None else self._rows[np.asarray(idx, dtype=int)]
         return replace(self, clips=[self.clips[i] for i in idx], _rows=rows)
 
-    def recaptioned(self, clips: list[Clip]) -> InstrumentCorpus:
-        return replace(self, clips=clips)
-
     def without_words(self, held_out: Sequence[tuple[str, str]], seed: int = 0, keep: float = 0.7) -> InstrumentCorpus:
         """A copy whose captions never say a held-out (instrument, attribute value) pair: a clip of
         such a combination is described without that attribute (its audio stays)."""
@@ -318,7 +319,7 @@ class InstrumentCorpus(CaptionedCorpus):
             if len(said) < len(c.attributes):
                 c = replace(c, captions=[caption(_BY_NAME[c.family], said, rng, keep) for _ in c.captions])
             clips.append(c)
-        return self.recaptioned(clips)
+        return replace(self, clips=clips)
 
 
 def _cache_file(cache_dir: str | os.PathLike, key: dict[str, Any]) -> Path:
@@ -363,5 +364,10 @@ def make_instrument_corpus(
 
         waves = np.stack([np.round(np.clip(corpus.waveform(i), -1, 1) * 32767).astype(np.int16) for i in range(len(corpus))])
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: np.save(open(tmp, "wb"), waves))
+
+        def save(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to the temporary name
+                np.save(f, waves)
+
+        write_atomic(path, save)
     return replace(corpus, cache=np.load(path, mmap_mode="r"), _rows=np.arange(n_clips))

@@ -190,10 +190,9 @@ class Trainer:
         if self.head is not None:
             self.head.to(device)
         data = self._dataset(train, item_rate)
-        if groups is not None:
-            if len(groups) != len(data):
-                raise ValueError(f"{len(data)} training items but {len(groups)} groups")
-            data.groups = list(groups)
+        if groups is not None and len(groups) != len(data):
+            raise ValueError(f"{len(data)} training items but {len(groups)} groups")
+        groups = data.groups if groups is None else list(groups)
         val_data = None if val is None else (list(val[0]), caption_lists(val[1]))
 
         steps_per_epoch = EpochBatchSampler.batches_per_epoch(len(data), c.batch_size)
@@ -214,7 +213,7 @@ class Trainer:
         try:
             while self.step < total:
                 sampler = EpochBatchSampler(
-                    len(data), c.batch_size, c.seed, self.epoch, self.batch_in_epoch, info.rank, info.world_size, data.groups, c.group_size
+                    len(data), c.batch_size, c.seed, self.epoch, self.batch_in_epoch, info.rank, info.world_size, groups, c.group_size
                 )
                 loader = DataLoader(
                     data,
