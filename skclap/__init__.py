@@ -3,7 +3,7 @@
 from .audio import AudioError
 from .checkpoints import import_laion, import_msclap, load_model
 from .embed import embed_collection
-from .estimators import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
+from .estimators import CLAPEmbedder, CLAPFewShotClassifier, CLAPLinearProbe, CLAPPromptTuner, CLAPZeroShotClassifier
 from .exceptions import CheckpointError
 from .loss import contrastive_loss
 from .models import PRESETS, CLAPConfig, CLAPModel
@@ -15,7 +15,9 @@ from .version import __version__ as __version__
 __all__ = [
     "__version__",
     "CLAPEmbedder",
+    "CLAPFewShotClassifier",
     "CLAPLinearProbe",
+    "CLAPPromptTuner",
     "CLAPZeroShotClassifier",
     "PRESETS",
     "PRETRAINED",

@@ -119,10 +119,16 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import MODES, evaluate, results_markdown
+    from .evaluation import DEFAULT_MODES, evaluate, results_markdown
 
     tasks = "all" if "all" in args.task else args.task
-    modes = MODES if args.mode == "both" else (args.mode,)
+    modes = DEFAULT_MODES if args.mode == "both" else (args.mode,)
+    try:
+        shots = [int(k) for k in args.shots.split(",")]
+    except ValueError:
+        raise SystemExit(f"--shots takes comma-separated positive integers, e.g. 1,2,4,8,16; got {args.shots!r}") from None
+    if not shots or min(shots) < 1 or args.draws < 1:
+        raise SystemExit(f"--shots needs positive integers and --draws at least 1; got {args.shots!r}, {args.draws}")
     table = evaluate(
         tasks,
         args.data_dir,
@@ -130,6 +136,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         modes=modes,
         out_dir=args.out,
         cache=args.cache_dir or True,
+        shots=shots,
+        draws=args.draws,
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.no_progress,
@@ -227,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--task", action="append", required=True, help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS")
     ev.add_argument("--data-dir", required=True, help="the dataset's folder, or a root holding each dataset in its standard folder name")
     ev.add_argument("--model", default="msclap-2022", help="registered name or checkpoint directory")
-    ev.add_argument("--mode", choices=["zeroshot", "probe", "both"], default="both")
+    ev.add_argument("--mode", choices=["zeroshot", "probe", "both", "fewshot"], default="both", help="both: zeroshot and probe")
+    ev.add_argument("--shots", default="1,2,4,8,16", help="fewshot: labelled clips per class drawn from each training fold")
+    ev.add_argument("--draws", type=int, default=5, help="fewshot: draws of the shots per fold (mean ± std over them)")
     ev.add_argument("--out", default="skclap-eval", help="folder for results.csv and results.md")
     ev.add_argument("--cache-dir", help="keep audio embeddings on disk here (default: in memory)")
     add_runtime_arguments(ev, precision=False)

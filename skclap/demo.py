@@ -61,10 +61,10 @@ class DemoConfig:
     n_clips: int = 3000  # rendered; the zero-shot and evaluation clips are split off
     n_zero_shot: int = 300  # new clips of held-out combinations, classified zero-shot
     n_eval: int = 300  # clips of seen combinations for the probe, retrieval and seen-word accuracy
-    steps: int = 600
+    steps: int = 1500
     batch_size: int = 64
     lr: float = 1e-3
-    seconds: float = 2.0
+    seconds: float = 1.0
     group_size: int | None = 4  # hard negatives: runs of this many clips of one instrument in each batch
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
     seed: int = 0

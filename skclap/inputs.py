@@ -133,3 +133,27 @@ def as_texts(X: Any, what: str = "X") -> list[str]:
         if not isinstance(t, str):
             raise ValueError(f"{what}: text item {i} must be a string; got {type(t).__name__}: {t!r}")
     return texts
+
+
+def class_codes(y: Any, labels: Any, estimator: str) -> tuple[np.ndarray, np.ndarray]:
+    """Single-label targets as ``(classes, index of each clip's class)``. The classes are ``labels``
+    in order when given (every label in ``y`` must be one of them), else the sorted values of ``y``."""
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+
+    y_arr = np.asarray(y)
+    if y_arr.ndim != 1 or is_label_lists(y):
+        raise ValueError(f"{estimator} takes one label per clip (1-D y); got {type_of_target(y_arr, input_name='y')} targets")
+    check_classification_targets(y_arr)
+    if labels is None:
+        classes, codes = np.unique(y_arr, return_inverse=True)
+        return classes, codes
+    classes = np.asarray(list(labels), dtype=object if any(isinstance(v, str) for v in labels) else None)
+    if len(classes) == 0:
+        raise ValueError("labels is empty; give at least one class name")
+    index = {c: i for i, c in enumerate(classes.tolist())}
+    if len(index) != len(classes):
+        raise ValueError(f"labels has duplicates: {list(labels)}")
+    unknown = sorted({v for v in y_arr.tolist() if v not in index}, key=repr)
+    if unknown:
+        raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
+    return classes, np.asarray([index[v] for v in y_arr.tolist()], dtype=np.int64)

@@ -1,9 +1,9 @@
-"""scikit-learn's estimator contract (parametrize_with_checks) on all three estimators."""
+"""scikit-learn's estimator contract (parametrize_with_checks) on every estimator."""
 
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skclap import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
+from skclap import CLAPEmbedder, CLAPFewShotClassifier, CLAPLinearProbe, CLAPPromptTuner, CLAPZeroShotClassifier
 
 from .conftest import LAION_DIR, TINY_DIR
 
@@ -14,6 +14,8 @@ ESTIMATORS = [
     CLAPEmbedder(**KW),
     CLAPZeroShotClassifier(**KW),
     CLAPLinearProbe(**KW),
+    CLAPPromptTuner(steps=10, **KW),
+    CLAPFewShotClassifier(alphas=(0.1, 10.0), **KW),
     CLAPEmbedder(**LAION),
     CLAPZeroShotClassifier(**LAION),
     CLAPLinearProbe(**LAION),
@@ -42,7 +44,7 @@ def expected_failures(estimator):
             "A zero-shot classifier does not learn from X: its classes come from prompts, so it "
             "cannot fit the training data of an arbitrary toy problem. " + NO_AUDIO_IN_TOY_DATA
         )
-    if isinstance(estimator, CLAPLinearProbe):
+    if isinstance(estimator, (CLAPLinearProbe, CLAPPromptTuner, CLAPFewShotClassifier)):
         failures["check_classifiers_train"] = NO_AUDIO_IN_TOY_DATA
     return failures
 

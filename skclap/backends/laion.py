@@ -170,11 +170,22 @@ class LaionCLAP(nn.Module):
         emb = self.clap.audio_projection(out.pooler_output)
         return F.normalize(emb, dim=-1) if normalize else emb
 
-    def encode_text(self, text: list[str] | dict[str, torch.Tensor], normalize: bool = False) -> torch.Tensor:
+    def encode_text(
+        self, text: list[str] | dict[str, torch.Tensor], normalize: bool = False, inputs_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
         tokens = text if isinstance(text, dict) else self.tokenize(text)
-        out = self.clap.text_model(**tokens)
+        if inputs_embeds is not None:
+            # RoBERTa numbers the positions of embeddings as it numbers non-pad tokens (right padding)
+            tokens = {k: v for k, v in tokens.items() if k != "input_ids"}
+            out = self.clap.text_model(**tokens, inputs_embeds=inputs_embeds)
+        else:
+            out = self.clap.text_model(**tokens)
         emb = self.clap.text_projection(out.pooler_output)
         return F.normalize(emb, dim=-1) if normalize else emb
+
+    def text_input_embeddings(self) -> nn.Embedding:
+        """RoBERTa's word-embedding table (what ``inputs_embeds`` of :meth:`encode_text` replaces)."""
+        return self.clap.text_model.get_input_embeddings()
 
     def similarity(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         """``logit_scale * cos(audio_i, text_j)``, shape ``(n_audio, n_text)``."""

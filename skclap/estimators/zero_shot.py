@@ -11,12 +11,12 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted
 
 from ..metrics import mean_average_precision
 from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets, is_label_lists
+from ._scoring import ClassVectorScores
 
-__all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES", "TEMPLATE_POOL"]
+__all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES", "TEMPLATE_POOL", "label_wordings"]
 
 #: The prompt of the paper.
 DEFAULT_TEMPLATES = ("this is a sound of {}.",)
@@ -42,13 +42,17 @@ TEMPLATE_POOL = (
 )
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def label_wordings(label: Any, label_prompts: Mapping[Any, Any] | None) -> list[str]:
+    """The texts that stand for a label in prompts: ``label_prompts[label]`` (a string or a list of
+    strings) or the label itself with ``_`` read as a space."""
+    texts = (label_prompts or {}).get(label, str(label).replace("_", " "))
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError(f"label_prompts[{label!r}] must be a non-empty string or list of strings")
+    return texts
 
 
-class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
+class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBase):
     """Zero-shot audio classification: the class whose prompt embedding is most similar wins.
 
     Each class name is written into every template (``"this is a sound of {}."``), the prompts are
@@ -151,12 +155,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
         return templates
 
     def _texts_for(self, label: Any) -> list[str]:
-        mapping = self.label_prompts or {}
-        texts = mapping.get(label, str(label).replace("_", " "))
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ValueError(f"label_prompts[{label!r}] must be a non-empty string or list of strings")
-        return texts
+        return label_wordings(label, self.label_prompts)
 
     def _resolve_targets(self, y: Any) -> tuple[np.ndarray, bool]:
         labels = None if self.labels is None else list(self.labels)
@@ -283,23 +282,6 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
         return [pool[t] for t in select(everything)]
 
     # ---------------------------------------------------------------------------- inference
-    def _cosine(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "class_embeddings_")
-        return self._embed_audio(X, normalize=True) @ self.class_embeddings_.T
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Cosine similarity of each clip to each class's prompts, ``(n, n_classes)``
-        (for two single-label classes, the difference of the two, as scikit-learn expects)."""
-        cos = self._cosine(X)
-        if not self.multilabel_ and len(self.classes_) == 2:
-            return cos[:, 1] - cos[:, 0]
-        return cos
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Softmax over classes of ``logit_scale * cosine``, the paper's zero-shot probabilities."""
-        cos = self._cosine(X)
-        return _softmax(self.logit_scale_ * cos)
-
     def predict(self, X: Any) -> np.ndarray:
         proba = self.predict_proba(X)
         if self.multilabel_:
@@ -311,7 +293,7 @@ class CLAPZeroShotClassifier(ClassifierMixin, CLAPEstimatorBase):
         """Accuracy; for multi-label targets the mean average precision over classes with positives."""
         if not getattr(self, "multilabel_", False):
             return super().score(X, y, sample_weight=sample_weight)
-        return mean_average_precision(self._indicator(y), self._cosine(X), sample_weight=sample_weight)
+        return mean_average_precision(self._indicator(y), self._scores(X), sample_weight=sample_weight)
 
     def _indicator(self, y: Any) -> np.ndarray:
         if is_label_lists(y):

@@ -1,6 +1,7 @@
 """Downstream evaluation: the paper's task registry and a runner for zero-shot and probe tables."""
 
 from .runner import (
+    DEFAULT_MODES,
     MODES,
     evaluate,
     evaluate_task,
@@ -9,4 +10,15 @@ from .runner import (
 )
 from .tasks import DOMAINS, TASKS, Task, get_task
 
-__all__ = ["DOMAINS", "MODES", "TASKS", "Task", "evaluate", "evaluate_task", "get_task", "mean_average_precision", "results_markdown"]
+__all__ = [
+    "DEFAULT_MODES",
+    "DOMAINS",
+    "MODES",
+    "TASKS",
+    "Task",
+    "evaluate",
+    "evaluate_task",
+    "get_task",
+    "mean_average_precision",
+    "results_markdown",
+]

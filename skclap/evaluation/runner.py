@@ -23,9 +23,12 @@ from ..estimators import CLAPLinearProbe, CLAPZeroShotClassifier
 from ..metrics import mean_average_precision
 from .tasks import TASKS, Task, get_task
 
-__all__ = ["MODES", "evaluate", "evaluate_task", "mean_average_precision", "results_markdown"]
+__all__ = ["DEFAULT_MODES", "MODES", "evaluate", "evaluate_task", "mean_average_precision", "results_markdown"]
 
-MODES = ("zeroshot", "probe")
+MODES = ("zeroshot", "probe", "fewshot")
+
+#: The modes run when none is named (few-shot fits many models per fold: it is asked for by name).
+DEFAULT_MODES = ("zeroshot", "probe")
 
 
 def _zero_shot_scores(task: Task, data: LabelledAudio, common: dict[str, Any]) -> list[float]:
@@ -64,12 +67,43 @@ def _probe_scores(data: LabelledAudio, common: dict[str, Any], estimator: Any) -
     return out
 
 
+def _few_shot_rows(task: Task, data: LabelledAudio, common: dict[str, Any], shots: Sequence[int], draws: int) -> list[dict[str, Any]]:
+    """Accuracy against shots per class (:func:`~skclap.evaluation.fewshot.shot_curve`) in every fold:
+    the shots are drawn from the fold's training clips, the fold's test clips score them."""
+    from .fewshot import shot_curve, summarize_curve
+
+    if data.multilabel:
+        raise ValueError(f"{data.name}: the few-shot mode takes single-label tasks; {task.name} is multi-label")
+    curves = []
+    for fold, (train, test) in enumerate(data.folds()):
+        curve = shot_curve(
+            [data.paths[i] for i in train],
+            [data.labels[i] for i in train],
+            [data.paths[i] for i in test],
+            [data.labels[i] for i in test],
+            common,
+            shots=shots,
+            draws=draws,
+            seed=fold,
+            label_prompts=task.prompts(data.classes),
+            templates=list(task.templates),
+        )
+        curves.append(curve)
+    summary = summarize_curve(pd.concat(curves, ignore_index=True))
+    return [
+        {"mode": "fewshot", "method": r.method, "shots": int(r.shots), "mean": float(r.mean), "std": float(r.std), "folds": int(r.draws)}
+        for r in summary.itertuples()
+    ]
+
+
 def evaluate_task(
     task: str | Task,
     data_dir: str | Path,
     model: Any = "msclap-2022",
-    modes: Sequence[str] = MODES,
+    modes: Sequence[str] = DEFAULT_MODES,
     *,
+    shots: Sequence[int] = (1, 2, 4, 8, 16),
+    draws: int = 5,
     estimator: Any = None,
     cache: Any = True,
     batch_size: int = 32,
@@ -80,7 +114,9 @@ def evaluate_task(
     """Run one task in the given modes; one result row per mode (mean and std across folds).
 
     ``estimator`` is the probe's head (default: standardised logistic regression). ``cache`` as in
-    the estimators (``True``: in memory; a directory: on disk, kept across runs).
+    the estimators (``True``: in memory; a directory: on disk, kept across runs). The ``"fewshot"``
+    mode gives one row per method and shot count (mean ± std over folds x ``draws`` draws of
+    ``shots`` clips per class from each training fold).
     """
     task = get_task(task)
     unknown = [m for m in modes if m not in MODES]
@@ -90,20 +126,26 @@ def evaluate_task(
     common = dict(model=resolve_model(model, device), batch_size=batch_size, device=device, cache=get_cache(cache), progress=progress)
     rows = []
     for mode in modes:
+        base = {
+            "task": task.name,
+            "title": task.title,
+            "domain": task.domain,
+            "metric": task.metric,
+            "clips": len(data),
+            "classes": len(data.classes),
+        }
+        if mode == "fewshot":
+            rows += [{**base, **r} for r in _few_shot_rows(task, data, common, shots, draws)]
+            continue
         scores = _zero_shot_scores(task, data, common) if mode == "zeroshot" else _probe_scores(data, common, estimator)
         rows.append(
             {
-                "task": task.name,
-                "title": task.title,
-                "domain": task.domain,
-                "metric": task.metric,
+                **base,
                 "mode": mode,
                 "mean": float(np.mean(scores)),
                 "std": float(np.std(scores)),
                 "folds": len(scores),
                 "fold_scores": [round(s, 6) for s in scores],
-                "clips": len(data),
-                "classes": len(data.classes),
                 "paper": task.paper_zero_shot if mode == "zeroshot" else None,
             }
         )
@@ -114,7 +156,7 @@ def evaluate(
     tasks: Iterable[str | Task] | str,
     data_dir: str | Path,
     model: Any = "msclap-2022",
-    modes: Sequence[str] = MODES,
+    modes: Sequence[str] = DEFAULT_MODES,
     out_dir: str | Path | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
@@ -141,6 +183,10 @@ def results_markdown(table: pd.DataFrame, model_name: str = "model") -> str:
     and the paper's reported zero-shot figures beside them."""
     if table.empty:
         raise ValueError("no results to tabulate")
+    few = table[table["mode"] == "fewshot"] if "mode" in table else table.iloc[:0]
+    table = table[table["mode"] != "fewshot"]
+    if table.empty:
+        return _few_shot_markdown(few, model_name)
     order = [t for t in TASKS if t in set(table["task"])] + sorted(set(table["task"]) - set(TASKS))
     first = table.drop_duplicates("task").set_index("task")
     lines = ["| | " + " | ".join(first.loc[t, "title"] for t in order) + " |", "|---" * (len(order) + 1) + "|"]
@@ -153,4 +199,26 @@ def results_markdown(table: pd.DataFrame, model_name: str = "model") -> str:
         lines.append(f"| {model_name} {names[mode]} | " + " | ".join(cells) + " |")
     paper = [TASKS[t].paper_zero_shot if t in TASKS else None for t in order]
     lines.append("| CLAP zero-shot, reported by the paper | " + " | ".join("–" if p is None else f"{p:.4f}" for p in paper) + " |")
-    return "\n".join(lines) + "\n\nMean ± standard deviation across the task's test folds.\n"
+    text = "\n".join(lines) + "\n\nMean ± standard deviation across the task's test folds.\n"
+    return text + ("\n" + _few_shot_markdown(few, model_name) if not few.empty else "")
+
+
+def _few_shot_markdown(few: pd.DataFrame, model_name: str) -> str:
+    """One table per task: a row per shot count, a column per method (zero-shot: shots 0)."""
+    out = []
+    for _, sub in few.groupby("task", sort=False):
+        methods = list(dict.fromkeys(m for m in sub["method"] if m != "zero-shot"))
+        zs = sub[sub["method"] == "zero-shot"]
+        head = f"{model_name}, {sub['title'].iloc[0]} ({sub['metric'].iloc[0]}, chance {1 / sub['classes'].iloc[0]:.1%})"
+        if not zs.empty:
+            head += f"; zero-shot {zs['mean'].iloc[0]:.4f} ± {zs['std'].iloc[0]:.4f}"
+        lines = [head, "", "| shots per class | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        for k in sorted(set(sub["shots"]) - {0}):
+            row = sub[sub["shots"] == k].set_index("method")
+            lines.append(
+                f"| {k} | "
+                + " | ".join(f"{row.loc[m, 'mean']:.4f} ± {row.loc[m, 'std']:.4f}" if m in row.index else "–" for m in methods)
+                + " |"
+            )
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n\nMean ± standard deviation over folds x draws of the shots.\n"

@@ -319,8 +319,10 @@ class TextEncoder(nn.Module):
         self.backbone = TextBackbone(cfg.text_config, cfg.text_pooling)
         self.projection = Projection(self.backbone.hidden_size, cfg.proj_dim, cfg.proj_dropout)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.backbone(input_ids, attention_mask, **extra))
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None, **extra: torch.Tensor
+    ) -> torch.Tensor:
+        return self.projection(self.backbone(input_ids, attention_mask, inputs_embeds, **extra))
 
 
 #: Anything with CLAPModel's surface (config, encode_audio, encode_text, tokenize, logit_scale,
@@ -438,11 +440,18 @@ class CLAPModel(nn.Module):
         emb = self.audio_encoder(wave.to(self.device, self.logit_scale.dtype))
         return F.normalize(emb, dim=-1) if normalize else emb
 
-    def encode_text(self, text: list[str] | dict[str, torch.Tensor], normalize: bool = False) -> torch.Tensor:
-        """Texts (or their tokens from :meth:`tokenize`) -> ``(batch, proj_dim)``."""
+    def encode_text(
+        self, text: list[str] | dict[str, torch.Tensor], normalize: bool = False, inputs_embeds: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Texts (or their tokens from :meth:`tokenize`) -> ``(batch, proj_dim)``. ``inputs_embeds``
+        ``(batch, tokens, hidden)`` replaces the tokens' word embeddings (see :meth:`text_input_embeddings`)."""
         tokens = text if isinstance(text, dict) else self.tokenize(text)
-        emb = self.text_encoder(**tokens)
+        emb = self.text_encoder(**tokens, inputs_embeds=inputs_embeds)
         return F.normalize(emb, dim=-1) if normalize else emb
+
+    def text_input_embeddings(self) -> nn.Embedding:
+        """The text tower's word-embedding table (what ``inputs_embeds`` of :meth:`encode_text` replaces)."""
+        return self.text_encoder.backbone.model.get_input_embeddings()
 
     def forward(self, audio: torch.Tensor, text: list[str] | dict[str, torch.Tensor]) -> CLAPOutput:
         """Normalised audio and text embeddings and the (exponentiated) logit scale."""

@@ -46,8 +46,15 @@ class TextBackbone(nn.Module):
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None, **extra: torch.Tensor
+    ) -> torch.Tensor:
+        """``inputs_embeds`` (batch, tokens, hidden), when given, replaces the word embeddings of
+        ``input_ids`` (prompt learning); the ids still decide the pooled position."""
+        if inputs_embeds is None:
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
+        else:
+            hidden = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **extra)[0]
         if self.pooling == "cls":
             return hidden[:, 0, :]
         if self.pooling == "last":
