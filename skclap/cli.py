@@ -105,11 +105,9 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
         raise SystemExit(f"--seeds takes whole numbers separated by commas, e.g. 0,1,2; got {args.seeds!r}") from None
     if not seeds:
         raise SystemExit("--seeds is empty; give at least one seed, e.g. 0")
+    given = {"preset": args.preset, "n_clips": args.clips, "steps": args.steps, "seconds": args.seconds, "batch_size": args.batch_size}
     cfg = DemoConfig(
-        preset=args.preset,
-        n_clips=args.clips,
-        steps=args.steps,
-        batch_size=args.batch_size,
+        **{k: v for k, v in given.items() if v is not None},  # the rest: DemoConfig's defaults
         group_size=args.group_size or None,
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
@@ -222,10 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
     demo = sub.add_parser("demo", help="offline demo: train a small CLAP on real sampled instruments, zero-shot transfer, probe, retrieval")
     demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
-    demo.add_argument("--preset", default="small")
-    demo.add_argument("--clips", type=int, default=3000)
-    demo.add_argument("--steps", type=int, default=600)
-    demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--preset", help="architecture (default: small)")
+    demo.add_argument("--clips", type=int, help="rendered clips (default: 3000)")
+    demo.add_argument("--steps", type=int, help="training steps (default: 1500)")
+    demo.add_argument("--seconds", type=float, help="clip length (default: 1.0)")
+    demo.add_argument("--batch-size", type=int, help="contrastive batch (default: 64)")
     demo.add_argument("--group-size", type=int, default=4, help="clips of one instrument together in each batch (hard negatives); 0: off")
     demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
     demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")

@@ -135,6 +135,10 @@ def test_cli_seeds_are_parsed_and_checked(monkeypatch):
     assert got["seeds"] == [0, 1, 2] and got["out"] == "rep" and got["cfg"].steps == 5 and got["cfg"].group_size is None
     with pytest.raises(SystemExit, match="whole numbers"):
         cli.main(["demo", "--seeds", "zero"])
+    # without options the command runs DemoConfig's defaults (the configuration the docs report)
+    assert cli.main(["demo", "--no-progress"]) == 0
+    assert got["cfg"] == DemoConfig(progress=False)
+    assert cli.main(["demo", "--seconds", "2", "--no-progress"]) == 0 and got["cfg"].seconds == 2.0
 
 
 def test_zero_shot_measures_follow_the_given_held_out_set(split):

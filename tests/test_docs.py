@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: README, then the guide in the site's order: later blocks may use names defined by earlier ones.
 PAGES = [ROOT / "README.md"] + [
     ROOT / "docs" / f"{p}.md"
-    for p in ("index", "demo", "estimators", "checkpoints", "training", "collections", "evaluation", "speed", "model")
+    for p in ("index", "demo", "estimators", "fewshot", "checkpoints", "training", "collections", "evaluation", "speed", "model")
 ]
 
 
