@@ -242,3 +242,12 @@ def test_cli_evaluate_fewshot_mode(tmp_path, tiny_model_dir, capsys):
     bad = [a if a != "1,2" else "one" for a in args]
     with pytest.raises(SystemExit, match="--shots"):
         cli(bad)
+
+
+def test_few_shot_prior_can_choose_its_templates_on_the_clips():
+    from skclap.estimators.zero_shot import TEMPLATE_POOL
+
+    X, y = _clips(3, seed=2)
+    few = CLAPFewShotClassifier(templates="auto", alpha=1.0, space="cosine", **KW).fit(X, y)
+    assert few.zero_shot_.templates_ and set(few.zero_shot_.templates_) <= set(TEMPLATE_POOL)
+    assert set(few.zero_shot_.template_scores_) == set(TEMPLATE_POOL)

@@ -213,7 +213,10 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
             progress=self.progress,
         )
         prior._model = self._clap()  # one model for both
-        prior.fit(items, np.asarray(classes)[codes]) if self.templates == "auto" else prior.fit()
+        if self.templates == "auto":  # templates chosen on the clips
+            prior.fit(items, np.asarray(classes)[codes])
+        else:
+            prior.fit()
         audio = self._embed_audio(items, normalize=True)
         scale = prior.logit_scale_
         anchor = prior.class_embeddings_
