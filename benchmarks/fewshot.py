@@ -38,7 +38,7 @@ def main() -> None:
 
     import torch
 
-    from skclap import CLAPZeroShotClassifier, load_model
+    from skclap import load_model
     from skclap.datasets.instruments import attribute_classes, instrument_prompts, make_instrument_corpus
     from skclap.demo import DemoConfig, run_demo
     from skclap.evaluation.fewshot import shot_curve, summarize_curve
@@ -93,7 +93,7 @@ def main() -> None:
 
     curve = pd.concat(curves, ignore_index=True)
     curve.to_csv(out / "curve.csv", index=False)
-    gain = _template_gain(waves, tasks["instrument"], common, args.draws, CLAPZeroShotClassifier)
+    gain = _template_gain(waves, tasks["instrument"], common, args.draws)
     text = "\n\n".join(rows) + "\n\n" + gain
     (out / "summary.md").write_text(text + "\n")
     print(text)
@@ -129,9 +129,11 @@ def _table(task: str, summary, chance: float, shots: list[int]) -> str:
     return "\n".join(lines)
 
 
-def _template_gain(waves, labels: np.ndarray, common: dict, draws: int, zero_shot) -> str:
+def _template_gain(waves, labels: np.ndarray, common: dict, draws: int) -> str:
     """Templates chosen on labelled clips of half of the instruments, scored zero-shot on the other
     half's clips among that half's classes, against the paper's template alone."""
+    from skclap import CLAPZeroShotClassifier
+
     classes = np.unique(labels)
     base, chosen, picked = [], [], []
     for draw in range(draws):
@@ -140,11 +142,11 @@ def _template_gain(waves, labels: np.ndarray, common: dict, draws: int, zero_sho
         seen, held = order[: len(order) // 2], order[len(order) // 2 :]
         fit_idx = np.flatnonzero(np.isin(labels, seen))
         test_idx = np.flatnonzero(np.isin(labels, held))
-        auto = zero_shot(labels=list(seen), templates="auto", **common).fit([waves[i] for i in fit_idx], labels[fit_idx])
+        auto = CLAPZeroShotClassifier(labels=list(seen), templates="auto", **common).fit([waves[i] for i in fit_idx], labels[fit_idx])
         picked.append(auto.templates_)
         X, y = [waves[i] for i in test_idx], labels[test_idx]
-        base.append(zero_shot(labels=list(held), **common).fit().score(X, y))
-        chosen.append(zero_shot(labels=list(held), templates=auto.templates_, **common).fit().score(X, y))
+        base.append(CLAPZeroShotClassifier(labels=list(held), **common).fit().score(X, y))
+        chosen.append(CLAPZeroShotClassifier(labels=list(held), templates=auto.templates_, **common).fit().score(X, y))
     gain = np.array(chosen) - np.array(base)
     return (
         f"**template selection on held-out classes** (templates chosen from the pool on the clips of 8 or 9 "

@@ -135,25 +135,41 @@ def as_texts(X: Any, what: str = "X") -> list[str]:
     return texts
 
 
+def check_labels(labels: Any) -> list | None:
+    """``labels`` (the classes an estimator is told, in order) as a list: non-empty and without
+    duplicates (equal values, or values that print alike); None passes through."""
+    if labels is None:
+        return None
+    labels = list(labels)
+    if not labels:
+        raise ValueError("labels is empty; give at least one class name")
+    if len(set(map(repr, labels))) != len(labels) or len(set(labels)) != len(labels):
+        raise ValueError(f"labels has duplicates: {labels}")
+    return labels
+
+
+def check_known_labels(values: Any, labels: list) -> None:
+    """Every label of ``y`` (``values``) must be one of ``labels``."""
+    known = set(labels)
+    unknown = sorted({v for v in values if v not in known}, key=repr)
+    if unknown:
+        raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
+
+
 def class_codes(y: Any, labels: Any, estimator: str) -> tuple[np.ndarray, np.ndarray]:
     """Single-label targets as ``(classes, index of each clip's class)``. The classes are ``labels``
     in order when given (every label in ``y`` must be one of them), else the sorted values of ``y``."""
-    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.multiclass import check_classification_targets
 
     y_arr = np.asarray(y)
     if y_arr.ndim != 1 or is_label_lists(y):
         raise ValueError(f"{estimator} takes one label per clip (1-D y); got {type_of_target(y_arr, input_name='y')} targets")
     check_classification_targets(y_arr)
-    if labels is None:
+    names = check_labels(labels)
+    if names is None:
         classes, codes = np.unique(y_arr, return_inverse=True)
         return classes, codes
-    classes = np.asarray(list(labels), dtype=object if any(isinstance(v, str) for v in labels) else None)
-    if len(classes) == 0:
-        raise ValueError("labels is empty; give at least one class name")
-    index = {c: i for i, c in enumerate(classes.tolist())}
-    if len(index) != len(classes):
-        raise ValueError(f"labels has duplicates: {list(labels)}")
-    unknown = sorted({v for v in y_arr.tolist() if v not in index}, key=repr)
-    if unknown:
-        raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
+    check_known_labels(y_arr.tolist(), names)
+    index = {c: i for i, c in enumerate(names)}
+    classes = np.asarray(names, dtype=object if any(isinstance(v, str) for v in names) else None)
     return classes, np.asarray([index[v] for v in y_arr.tolist()], dtype=np.int64)

@@ -73,7 +73,7 @@ class ContextPrompts:
         table = model.text_input_embeddings()
         with torch.no_grad():
             init = table(torch.tensor(want, device=table.weight.device)).float().cpu()
-        return cls({k: v for k, v in tokens.items()}, slot.to(model.device), owner.to(model.device), init)
+        return cls(tokens, slot.to(model.device), owner.to(model.device), init)
 
     def embed(self, model: ClapLike, context: torch.Tensor) -> torch.Tensor:
         """Normalised class embeddings ``(n_classes, dim)`` with these context vectors

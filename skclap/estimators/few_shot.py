@@ -199,18 +199,9 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
         items = as_items(X)
         y = check_targets(y, len(items), type(self).__name__)
         classes, codes = class_codes(y, self.labels, type(self).__name__)
+        shared = {name: getattr(self, name) for name in CLAPEstimatorBase._parameter_constraints}  # model, cache, device...
         prior = CLAPZeroShotClassifier(
-            model=self.model,
-            labels=list(classes),
-            templates=self.templates,
-            label_prompts=self.label_prompts,
-            multilabel=False,
-            sample_rate=self.sample_rate,
-            batch_size=self.batch_size,
-            device=self.device,
-            precision=self.precision,
-            cache=self.cache,
-            progress=self.progress,
+            labels=list(classes), templates=self.templates, label_prompts=self.label_prompts, multilabel=False, **shared
         )
         prior._model = self._clap()  # one model for both
         if self.templates == "auto":  # templates chosen on the clips

@@ -12,6 +12,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
+from ..inputs import check_known_labels, check_labels
 from ..metrics import mean_average_precision
 from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets, is_label_lists
 from ._scoring import ClassVectorScores
@@ -158,12 +159,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         return label_wordings(label, self.label_prompts)
 
     def _resolve_targets(self, y: Any) -> tuple[np.ndarray, bool]:
-        labels = None if self.labels is None else list(self.labels)
-        if labels is not None:
-            if len(labels) == 0:
-                raise ValueError("labels is empty; give at least one class name")
-            if len(set(map(repr, labels))) != len(labels):
-                raise ValueError(f"labels has duplicates: {labels}")
+        labels = check_labels(self.labels)
         if y is None:
             if labels is None:
                 raise ValueError(
@@ -176,10 +172,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
                 raise ValueError("y is a list of label lists, but multilabel=False")
             if labels is None:
                 return MultiLabelBinarizer().fit(y).classes_, True
-            known = set(labels)
-            unknown = sorted({v for row in y for v in row if v not in known}, key=repr)
-            if unknown:
-                raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
+            check_known_labels((v for row in y for v in row), labels)
             return np.asarray(labels), True
 
         y_arr = np.asarray(y)
@@ -198,10 +191,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
             raise ValueError("multilabel=True needs y as an indicator matrix or a list of label lists")
         if labels is None:
             return np.unique(y_arr), False
-        known = set(labels)
-        unknown = sorted({v for v in y_arr.tolist() if v not in known}, key=repr)
-        if unknown:
-            raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
+        check_known_labels(y_arr.tolist(), labels)
         return np.asarray(labels, dtype=y_arr.dtype if y_arr.dtype != object else object), False
 
     @_fit_context(prefer_skip_nested_validation=True)
