@@ -24,7 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from .datasets.instruments import ATTRIBUTES, InstrumentCorpus, attribute_classes, instrument_prompts, make_instrument_corpus, value_words
+from .datasets.instruments import (
+    ATTRIBUTES,
+    InstrumentCorpus,
+    attribute_classes,
+    class_parts,
+    instrument_prompts,
+    make_instrument_corpus,
+    value_prompts,
+    value_words,
+)
 
 __all__ = ["HELD_OUT", "DemoConfig", "evaluate_zero_shot", "run_demo", "run_demo_seeds", "split_corpus", "zero_shot_classifiers"]
 
@@ -65,13 +74,29 @@ class DemoConfig:
     batch_size: int = 64
     lr: float = 1e-3
     seconds: float = 1.0
-    group_size: int | None = 4  # hard negatives: runs of this many clips of one instrument in each batch
+    group_size: int | None = 4  # hard negatives: runs of this many clips of one group in each batch
+    group_by: str = "instrument"  # the groups: "instrument" or "attributes" (the same pitch and dynamics)
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
     seed: int = 0
     probe_folds: int = 5
     progress: bool = True
     cache_dir: str | None = None  # rendered waveforms kept here (default: not kept)
     held_out: tuple[tuple[str, str], ...] = field(default=HELD_OUT)
+
+
+def _groups(corpus: InstrumentCorpus, by: str, seed: int = 0) -> list[str]:
+    """Each clip's hard-negative group: its instrument, its attribute values (whatever the caption
+    says), or "both": one or the other, by a fixed coin per clip."""
+    instrument = corpus.labels
+    attributes = [" ".join(c.attributes.get(a, "-") for a in ATTRIBUTES) for c in corpus.clips]
+    if by == "instrument":
+        return instrument
+    if by == "attributes":
+        return attributes
+    if by == "both":
+        coin = np.random.default_rng(seed).random(len(corpus)) < 0.5
+        return [f"instrument {i}" if c else f"attributes {a}" for c, i, a in zip(coin, instrument, attributes)]
+    raise ValueError(f"group_by must be 'instrument', 'attributes' or 'both'; got {by!r}")
 
 
 def _is_held(clip, held: set[tuple[str, str]]) -> bool:
@@ -170,16 +195,25 @@ def _binding(s: np.ndarray, clips, task: str, column: dict[str, int], classes: n
     return np.asarray(out)
 
 
-def zero_shot_classifiers(**params: Any) -> dict[str, Any]:
-    """One fitted zero-shot classifier per attribute task, over all of its classes, each class
-    prompted with every caption template and synonym (:func:`instrument_prompts`)."""
+def zero_shot_classifiers(parts: bool = False, **params: Any) -> dict[str, Any]:
+    """One fitted zero-shot classifier per attribute task, over all of its classes.
+
+    Class prompts (``parts=False``): each class said whole ("a low cello") with every caption
+    template and synonym (:func:`instrument_prompts`). Part prompts (``parts=True``): the attribute
+    value ("a low note", :func:`value_prompts`) and the instrument ("a cello") prompted apart, a class
+    scoring the product of the two zero-shot probabilities (``label_parts``)."""
     from .estimators import CLAPZeroShotClassifier
 
     out = {}
     for task in TASKS:
         labels = attribute_classes(task)
-        prompts = {c: instrument_prompts(c) for c in labels}
-        out[task] = CLAPZeroShotClassifier(labels=labels, templates="{}", label_prompts=prompts, **params).fit()
+        if not parts:
+            prompts = {c: instrument_prompts(c) for c in labels}
+            out[task] = CLAPZeroShotClassifier(labels=labels, templates="{}", label_prompts=prompts, **params).fit()
+            continue
+        split = {c: class_parts(c) for c in labels}
+        prompts = {v: value_prompts(v) for v in ATTRIBUTES[task]} | {i: instrument_prompts(i) for _, i in split.values()}
+        out[task] = CLAPZeroShotClassifier(labels=labels, templates="{}", label_prompts=prompts, label_parts=split, **params).fit()
     return out
 
 
@@ -210,7 +244,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     )
 
     log(f"[2/4] training a '{cfg.preset}' CLAP for {cfg.steps} steps of {cfg.batch_size} pairs")
-    model = CLAPModel.from_preset(cfg.preset, seed=cfg.seed)
+    model = CLAPModel.from_preset(cfg.preset, seed=cfg.seed, clip_seconds=cfg.seconds)  # one window per clip
     train_cfg = TrainConfig(
         batch_size=cfg.batch_size,
         max_steps=cfg.steps,
@@ -223,17 +257,20 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     )
     trainer = Trainer(model, train_cfg, out / "model")
     t_train = time.perf_counter()
-    trainer.fit((train_waves, train.captions), item_rate=rate, groups=train.labels)
+    trainer.fit((train_waves, train.captions), item_rate=rate, groups=_groups(train, cfg.group_by, cfg.seed))
     train_seconds = time.perf_counter() - t_train
     model.eval()
 
     log("[3/4] evaluating")
     common: dict[str, Any] = dict(model=model, sample_rate=rate, progress=cfg.progress, device=str(model.device))
     zs_waves, eval_waves = zs.waveforms(), evaluation.waveforms()
-    classifiers = zero_shot_classifiers(**common)
-    scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers.items()}
-    eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers.items()}
-    zero_shot = evaluate_zero_shot(scores, zs, evaluation, eval_scores, cfg.held_out)
+    results, classifiers = {}, {}
+    for parts in (True, False):  # part prompts (the headline), class prompts
+        classifiers[parts] = zero_shot_classifiers(parts=parts, **common)
+        scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers[parts].items()}
+        eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers[parts].items()}
+        results[parts] = evaluate_zero_shot(scores, zs, evaluation, eval_scores, cfg.held_out)
+    zero_shot, whole = results[True], results[False]
 
     instruments = np.array(evaluation.labels)
     probe_scores = cross_val_score(
@@ -247,6 +284,9 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
         "attribute_binding_chance": 0.5,
         "unseen_classes_only": zero_shot["unseen_only"],
         "unseen_classes_only_chance": zero_shot["chance_unseen_only"],
+        "generalized_zero_shot_class_prompts": whole["generalized"],
+        "attribute_binding_class_prompts": whole["binding"],
+        "unseen_classes_only_class_prompts": whole["unseen_only"],
         "zero_shot_items": zero_shot["n_items"],
         "tasks": {t: {k: v for k, v in r.items() if k not in ("true", "pred")} for t, r in zero_shot["tasks"].items()},
         "per_value": zero_shot["per_value"],
@@ -261,7 +301,9 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     log("[4/4] writing the report")
     pitch = zero_shot["tasks"]["pitch"]
     audio_emb = CLAPEmbedder(**common).fit_transform([zs_waves[i] for i in _task_items(zs.clips, "pitch", set(cfg.held_out))[0]])
-    _plots(out, trainer.history, cfg.batch_size, np.asarray(pitch["true"]), np.asarray(pitch["pred"]), audio_emb, classifiers["pitch"])
+    _plots(
+        out, trainer.history, cfg.batch_size, np.asarray(pitch["true"]), np.asarray(pitch["pred"]), audio_emb, classifiers[False]["pitch"]
+    )
     metrics["total_seconds"] = time.perf_counter() - t_start
     (out / "metrics.json").write_text(json.dumps({"config": asdict(cfg), "held_out": [list(h) for h in cfg.held_out], **metrics}, indent=2))
     (out / "report.md").write_text(_report(cfg, metrics))
@@ -301,7 +343,9 @@ def run_demo_seeds(out_dir: str | Path, seeds: Sequence[int], config: DemoConfig
 
 _SUMMARY = {
     "generalized_zero_shot": "generalized_zero_shot_chance",
+    "generalized_zero_shot_class_prompts": "generalized_zero_shot_chance",
     "attribute_binding": "attribute_binding_chance",
+    "attribute_binding_class_prompts": "attribute_binding_chance",
     "unseen_classes_only": "unseen_classes_only_chance",
     "linear_probe_accuracy_mean": "linear_probe_chance",
     "val_t2a_R@10": None,
@@ -312,6 +356,14 @@ _SUMMARY = {
 def _over_seeds(values: list[float]) -> dict[str, Any]:
     v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "values": v.tolist()}
+
+
+#: How the zero-shot classifiers prompt a class ("high flute").
+SCORERS = {
+    "": "part prompts: the attribute (*a high note*) and the instrument (*a flute*) prompted apart, a class scored by the "
+    "product of their two zero-shot probabilities",
+    "_class_prompts": "class prompts: the whole class said at once (*a high flute*, *the sound of a shrill flute*, ...)",
+}
 
 
 def _protocol_rows(cfg: DemoConfig, m: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -349,27 +401,29 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
         f"seed {cfg.seed}, in {m['train_seconds']:.0f} s on this machine ({m['train_pairs_per_second']:.0f} pairs/s).",
         "",
         f"Held out from the training captions: {held}. Their sounds are in the training audio, described without the "
-        "held-out word; each word is learnt on other instruments. Zero-shot classification of new clips uses prompts only.",
+        "held-out word; each word is learnt on other instruments. Zero-shot classification of new clips uses prompts only, "
+        "in two ways: " + "; ".join(f"**{text.split(':')[0]}**:{text.split(':', 1)[1]}" for text in SCORERS.values()) + ".",
         "",
-        "| measure | protocol | value | chance |",
-        "|---|---|---|---|",
+        "| measure | protocol | part prompts | class prompts | chance |",
+        "|---|---|---|---|---|",
     ]
     for key, protocol, chance in _protocol_rows(cfg, m):
-        lines.append(f"| {key.replace('_', ' ')} | {protocol} | {m[key]:.1%} | {chance} |")
+        whole = m.get(f"{key}_class_prompts")
+        lines.append(f"| {key.replace('_', ' ')} | {protocol} | {m[key]:.1%} | {'' if whole is None else f'{whole:.1%}'} | {chance} |")
     lines += [
         f"| linear probe | logistic regression on frozen audio embeddings, 17 instruments, {cfg.probe_folds}-fold CV over "
         f"{cfg.n_eval} clips of seen combinations | {m['linear_probe_accuracy_mean']:.1%} ± {m['linear_probe_accuracy_std']:.1%} "
-        f"| {m['linear_probe_chance']:.1%} |",
+        f"| | {m['linear_probe_chance']:.1%} |",
         f"| text→audio R@1 / R@10 | each caption of {cfg.n_eval} unseen clips retrieves its clip | "
-        f"{m['val_t2a_R@1']:.1%} / {m['val_t2a_R@10']:.1%} | {1 / cfg.n_eval:.1%} / {10 / cfg.n_eval:.1%} |",
-        f"| audio→text R@1 / R@10 | each clip retrieves one of its captions | {m['val_a2t_R@1']:.1%} / {m['val_a2t_R@10']:.1%} | |",
+        f"{m['val_t2a_R@1']:.1%} / {m['val_t2a_R@10']:.1%} | | {1 / cfg.n_eval:.1%} / {10 / cfg.n_eval:.1%} |",
+        f"| audio→text R@1 / R@10 | each clip retrieves one of its captions | {m['val_a2t_R@1']:.1%} / {m['val_a2t_R@10']:.1%} | | |",
         "",
         "Retrieval captions are often near-duplicates (same instrument and attributes), which bounds R@1.",
         "",
         "## Which words the model binds",
         "",
-        "Two-way decision between an instrument's two classes of one attribute (chance 50%): on held-out combinations "
-        "(the word never said with that instrument) and on seen combinations (clips not trained on).",
+        "Two-way decision between an instrument's two classes of one attribute (chance 50%, part prompts): on held-out "
+        "combinations (the word never said with that instrument) and on seen combinations (clips not trained on).",
         "",
         "| word | attribute | held-out combinations | clips | seen combinations | clips |",
         "|---|---|---|---|---|---|",
@@ -399,6 +453,9 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
 def _seeds_report(cfg: DemoConfig, seeds: Sequence[int], runs: dict[int, dict[str, Any]], summary: dict[str, Any]) -> str:
     first = runs[seeds[0]]
     protocols = {key: (protocol, chance) for key, protocol, chance in _protocol_rows(cfg, first)}
+    for key, (protocol, chance) in list(protocols.items()):
+        protocols[f"{key}_class_prompts"] = (protocol.replace(" (headline)", "") + ", class prompts", chance)
+        protocols[key] = (protocol + ", part prompts", chance)
     protocols["linear_probe_accuracy_mean"] = ("linear probe, 17 instruments, 5-fold CV", f"{first['linear_probe_chance']:.1%}")
     protocols["val_t2a_R@10"] = (f"text→audio R@10 over {cfg.n_eval} unseen clips", f"{10 / cfg.n_eval:.1%}")
     protocols["val_a2t_R@10"] = (f"audio→text R@10 over {cfg.n_eval} unseen clips", "")
@@ -406,7 +463,8 @@ def _seeds_report(cfg: DemoConfig, seeds: Sequence[int], runs: dict[int, dict[st
         "# skclap demo report, over seeds",
         "",
         f"The demo (`{cfg.preset}` preset, {cfg.steps} steps of {cfg.batch_size} pairs) run once per seed {list(seeds)}: "
-        "the corpus, the split and the initialisation follow the seed. Each run's report is in `seed-K/`.",
+        "the corpus, the split and the initialisation follow the seed. Each run's report is in `seed-K/`. "
+        + " ".join(f"{text[0].upper()}{text[1:]}." for text in SCORERS.values()),
         "",
         "| measure | protocol | mean ± std | min | per seed | chance |",
         "|---|---|---|---|---|---|",

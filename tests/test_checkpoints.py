@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import pickle
 
@@ -220,6 +221,14 @@ def test_presets_are_copied_on_every_read():
     cfg.proj_dim = 3
     assert PRESETS["tiny"].text_config["hidden_size"] == 32 and PRESETS["tiny"].proj_dim == 64
     assert CLAPModel.from_preset("tiny").config.proj_dim == 64
+
+
+def test_from_preset_replaces_config_fields():
+    model = CLAPModel.from_preset("small", seed=0, clip_seconds=1.0)
+    assert model.config.clip_seconds == 1.0 and PRESETS["small"].clip_seconds == 2.0
+    assert model.config == dataclasses.replace(PRESETS["small"], clip_seconds=1.0)
+    with pytest.raises(TypeError, match="no_such_field"):
+        CLAPModel.from_preset("tiny", no_such_field=1)
 
 
 def test_preset_prefix_gives_random_weights(tiny_model):

@@ -190,6 +190,86 @@ def test_zero_shot_matches_manual_prompt_ensembling(tiny_model_dir, tiny_model):
     np.testing.assert_array_equal(clf.predict(X), np.array(["dog_bark", "rain", "siren"])[cos.argmax(1)])
 
 
+PARTS = {
+    "high flute": ("high", "flute"),
+    "low flute": ("low", "flute"),
+    "high cello": ("high", "cello"),
+    "low cello": ("low", "cello"),
+    "snare drum": (None, "snare drum"),
+}
+
+
+def test_zero_shot_label_parts_multiply_the_parts_probabilities(tiny_model_dir, tiny_model):
+    """A class made of parts scores the product of one zero-shot classifier per position (pitch,
+    instrument), each over its own parts; a missing part is uniform. Checked against a direct
+    computation from the model's embeddings."""
+    templates = ["this is a sound of {}.", "a {} sound"]
+    prompts = {"high": ["high", "high pitched"], "snare drum": "snare"}
+    clf = CLAPZeroShotClassifier(
+        model=tiny_model_dir, labels=list(PARTS), label_parts=PARTS, templates=templates, label_prompts=prompts, **KW
+    )
+    clf.fit()
+    assert [list(p) for p in clf.parts_] == [["high", "low"], ["flute", "cello", "snare drum"]]
+    assert clf.part_index_.tolist() == [[0, 0], [1, 0], [0, 1], [1, 1], [-1, 2]]
+    assert clf.prompts_[4] == ["this is a sound of snare.", "a snare sound"]
+    X = np.stack([sine(f, 1.0, 16000) for f in (200, 1000, 4000, 300, 2500)])
+
+    def part_vectors(words):
+        out = []
+        for w in words:
+            texts = prompts.get(w, w)
+            texts = [texts] if isinstance(texts, str) else texts
+            t = tiny_model.encode_text([tpl.format(x) for x in texts for tpl in templates], normalize=True).numpy().mean(0)
+            out.append(t / np.linalg.norm(t))
+        return np.stack(out)
+
+    with torch.inference_mode():
+        audio = tiny_model.encode_audio(torch.from_numpy(X), normalize=True).numpy().astype(np.float64)
+        pitch, instrument = part_vectors(["high", "low"]), part_vectors(["flute", "cello", "snare drum"])
+        scale = float(tiny_model.logit_scale.exp())
+
+    def probs(vectors):
+        z = scale * audio @ vectors.T
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    p_pitch, p_inst = probs(pitch), probs(instrument)
+    product = np.stack(
+        [
+            p_pitch[:, 0] * p_inst[:, 0],
+            p_pitch[:, 1] * p_inst[:, 0],
+            p_pitch[:, 0] * p_inst[:, 1],
+            p_pitch[:, 1] * p_inst[:, 1],
+            0.5 * p_inst[:, 2],
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(clf.predict_proba(X), product / product.sum(1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(clf.decision_function(X), np.log(product) / scale, atol=1e-5)
+    np.testing.assert_array_equal(clf.predict(X), np.array(list(PARTS))[product.argmax(1)])
+    # refitted without parts, it is the plain classifier again
+    plain = clf.set_params(label_parts=None).fit()
+    assert not hasattr(plain, "part_embeddings_") and plain.prompts_[0] == ["this is a sound of high flute.", "a high flute sound"]
+
+
+def test_zero_shot_label_parts_errors_name_the_label(tiny_model_dir):
+    labels = list(PARTS)
+
+    def fit(parts, **kw):
+        return CLAPZeroShotClassifier(model=tiny_model_dir, labels=labels, label_parts=parts, **{**KW, **kw}).fit()
+
+    with pytest.raises(ValueError, match="no entry for the label 'snare drum'"):
+        fit({k: v for k, v in PARTS.items() if k != "snare drum"})
+    with pytest.raises(ValueError, match=r"label_parts\['snare drum'\] has 1 parts but .* has 2; write None"):
+        fit({**PARTS, "snare drum": ("snare drum",)})
+    with pytest.raises(ValueError, match="names no part"):
+        fit({**PARTS, "snare drum": (None, None)})
+    with pytest.raises(ValueError, match="'high flute' and 'low flute' have the same parts"):
+        fit({**PARTS, "low flute": ("high", "flute")})
+    with pytest.raises(ValueError, match="templates='auto'"):
+        fit(PARTS, templates="auto")
+
+
 def test_zero_shot_classes_from_y_and_errors(tiny_model_dir):
     X = np.zeros((4, 100))
     clf = CLAPZeroShotClassifier(model=tiny_model_dir, **KW).fit(X, ["rain", "dog", "rain", "cat"])

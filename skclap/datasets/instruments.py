@@ -29,10 +29,12 @@ __all__ = [
     "Instrument",
     "InstrumentCorpus",
     "attribute_classes",
+    "class_parts",
     "instrument_prompts",
     "make_instrument_corpus",
     "render_note",
     "soundfont_path",
+    "value_prompts",
     "value_words",
 ]
 
@@ -107,16 +109,34 @@ def value_words(attribute: str, value: str) -> set[str]:
     return {w for p in table[value] for w in p.split()} - others
 
 
+_VALUE_WORDS = {v: w for table in ATTRIBUTES.values() for v, w in table.items()}
+#: Prompt shapes for an attribute value on its own ("a high note"), as captions say it of a note.
+VALUE_TEMPLATES = ("a {w} note", "{w} notes", "a {w} sound", "{w}")
+
+
+def class_parts(label: str) -> tuple[str | None, str]:
+    """A class's attribute value (None for a bare instrument) and instrument: ``"low cello"`` ->
+    ``("low", "cello")``, ``"snare drum"`` -> ``(None, "snare drum")``."""
+    value, _, name = label.partition(" ")
+    if value in _VALUE_WORDS and name in _BY_NAME:
+        return value, name
+    if label in _BY_NAME:
+        return None, label
+    raise ValueError(f"unknown instrument class {label!r}; instruments: {sorted(_BY_NAME)}")
+
+
+def value_prompts(value: str) -> list[str]:
+    """Every way to say an attribute value alone (``"a high note"``, ``"shrill notes"``, ...)."""
+    if value not in _VALUE_WORDS:
+        raise ValueError(f"unknown attribute value {value!r}; values: {sorted(_VALUE_WORDS)}")
+    return [t.format(w=w) for w in _VALUE_WORDS[value] for t in VALUE_TEMPLATES]
+
+
 def instrument_prompts(label: str) -> list[str]:
     """Every way to say a class: an instrument (``"cello"``) or an attribute value and an instrument
     (``"low cello"``, ``"soft snare drum"``), through the caption templates and synonyms."""
-    value, _, name = label.partition(" ")
-    words = {v: w for table in ATTRIBUTES.values() for v, w in table.items()}
-    if value not in words or name not in _BY_NAME:
-        value, name = "", label
-    if name not in _BY_NAME:
-        raise ValueError(f"unknown instrument class {label!r}; instruments: {sorted(_BY_NAME)}")
-    adjectives = words[value] if value else ("",)
+    value, name = class_parts(label)
+    adjectives = _VALUE_WORDS[value] if value else ("",)
     return [
         _article(" ".join(t.format(adj=f"{adj} " if adj else "", noun=noun).split()))
         for adj in adjectives

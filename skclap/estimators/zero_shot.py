@@ -15,9 +15,9 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from ..inputs import check_known_labels, check_labels
 from ..metrics import mean_average_precision
 from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets, is_label_lists
-from ._scoring import ClassVectorScores
+from ._scoring import ClassVectorScores, log_softmax
 
-__all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES", "TEMPLATE_POOL", "label_wordings"]
+__all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES", "TEMPLATE_POOL", "check_label_parts", "label_wordings"]
 
 #: The prompt of the paper.
 DEFAULT_TEMPLATES = ("this is a sound of {}.",)
@@ -41,6 +41,31 @@ TEMPLATE_POOL = (
     "a close-up recording of {}.",
     "a short recording of {}.",
 )
+
+
+def check_label_parts(labels: Sequence[Any], label_parts: Mapping[Any, Any]) -> list[tuple[Any, ...]]:
+    """Each label's parts from ``label_parts``, checked: every label has an entry, all entries have
+    one length, every entry names a part, and no two labels have the same parts."""
+    out: list[tuple[Any, ...]] = []
+    for label in labels:
+        if label not in label_parts:
+            raise ValueError(f"label_parts has no entry for the label {label!r}; give its parts, e.g. ('high', 'flute')")
+        value = label_parts[label]
+        parts = (value,) if isinstance(value, str) else tuple(value)
+        if not any(p is not None for p in parts):
+            raise ValueError(f"label_parts[{label!r}] names no part: {value!r}")
+        if out and len(parts) != len(out[0]):
+            raise ValueError(
+                f"label_parts[{label!r}] has {len(parts)} parts but label_parts[{labels[0]!r}] has {len(out[0])}; "
+                "write None for a missing part"
+            )
+        out.append(parts)
+    seen: dict[tuple[Any, ...], Any] = {}
+    for label, parts in zip(labels, out):
+        if parts in seen:
+            raise ValueError(f"labels {seen[parts]!r} and {label!r} have the same parts {parts}; they could not be told apart")
+        seen[parts] = label
+    return out
 
 
 def label_wordings(label: Any, label_prompts: Mapping[Any, Any] | None) -> list[str]:
@@ -72,6 +97,14 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
     label_prompts : mapping, optional
         Text to put in the templates for a label (a string or a list of strings, averaged), e.g.
         ``{"dog_bark": "dog barking"}``. Other labels are used as written, ``_`` read as a space.
+        With ``label_parts`` its keys may also be parts.
+    label_parts : mapping, optional
+        Classes made of parts, e.g. ``{"high flute": ("high", "flute"), "low flute": ("low", "flute"),
+        "snare drum": (None, "snare drum")}``: the k-th parts of all labels compete with each other
+        (here a pitch and an instrument). Each part is prompted like a label, and a class scores the
+        sum of its parts' log-probabilities (the product of one zero-shot classifier per part; a
+        missing part counts as uniform). A combination never described together is then recognised
+        from its words' separate meanings. Every label needs an entry, all of one length.
     multilabel : {"auto", True, False}, default="auto"
         Tag sets (FSD50K style): ``y`` as a binary indicator matrix or a list of label lists.
         ``predict`` then returns an indicator matrix and ``score`` the mean average precision.
@@ -84,8 +117,11 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    prompts_ : list of list of str — the prompts of each class.
+    prompts_ : list of list of str — the prompts of each class (with ``label_parts``: of its parts).
     class_embeddings_ : ndarray of shape (n_classes, dim) — their normalised mean embeddings.
+    parts_ : list of ndarray — with ``label_parts``: the parts that compete in each position.
+    part_embeddings_ : list of ndarray — with ``label_parts``: their normalised prompt embeddings.
+    part_index_ : ndarray of shape (n_classes, n_positions) — each class's part in each position (-1: none).
     multilabel_ : bool
     logit_scale_ : float — the model's temperature, used by ``predict_proba``.
     templates_ : list of str — the templates used (the chosen ones with ``templates="auto"``).
@@ -113,6 +149,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         labels: Sequence[Any] | None = None,
         templates: str | Sequence[str] | None = None,
         label_prompts: Mapping[Any, Any] | None = None,
+        label_parts: Mapping[Any, Any] | None = None,
         multilabel: Any = "auto",
         threshold: float | None = None,
         sample_rate: int | None = None,
@@ -126,6 +163,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         self.labels = labels
         self.templates = templates
         self.label_prompts = label_prompts
+        self.label_parts = label_parts
         self.multilabel = multilabel
         self.threshold = threshold
         self.sample_rate = sample_rate
@@ -140,6 +178,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         "labels": ["array-like", None],
         "templates": [StrOptions({"auto"}), str, "array-like", None],
         "label_prompts": [Mapping, None],
+        "label_parts": [Mapping, None],
         "multilabel": [StrOptions({"auto"}), "boolean"],
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
     }
@@ -204,16 +243,43 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
             as_items(X)
         classes, multilabel = self._resolve_targets(y)
         templates = self._templates()
+        for name in ("parts_", "part_embeddings_", "part_index_"):  # from an earlier fit
+            self.__dict__.pop(name, None)
+        if self.label_parts is not None:
+            if self.templates == "auto":
+                raise ValueError("templates='auto' chooses prompts for whole labels; with label_parts give the templates")
+            return self._fit_parts(classes, multilabel, templates)
         if self.templates == "auto" and X is not None and y is not None:
             templates = self._select_templates(X, y, classes, multilabel)
         prompts = [[t.format(text) for text in self._texts_for(c) for t in templates] for c in classes]
-        flat = [p for group in prompts for p in group]
-        emb = self._embed_text(flat, normalize=True)
-        bounds = np.cumsum([0] + [len(g) for g in prompts])
-        self.class_embeddings_ = _normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
+        self.class_embeddings_ = self._prompt_embeddings(prompts)
         self.templates_ = list(templates)
         self.classes_ = classes
         self.prompts_ = prompts
+        self.multilabel_ = multilabel
+        self.logit_scale_ = self._logit_scale()
+        return self
+
+    def _prompt_embeddings(self, prompts: list[list[str]]) -> np.ndarray:
+        """The normalised mean embedding of each group of prompts."""
+        emb = self._embed_text([p for group in prompts for p in group], normalize=True)
+        bounds = np.cumsum([0] + [len(g) for g in prompts])
+        return _normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
+
+    def _fit_parts(self, classes: np.ndarray, multilabel: bool, templates: list[str]) -> CLAPZeroShotClassifier:
+        parts = check_label_parts(classes.tolist(), self.label_parts or {})
+        slots = [list(dict.fromkeys(p[k] for p in parts if p[k] is not None)) for k in range(len(parts[0]))]
+        index = np.asarray([[slots[k].index(p[k]) if p[k] is not None else -1 for k in range(len(slots))] for p in parts])
+        prompts = [[[t.format(text) for text in self._texts_for(part) for t in templates] for part in slot] for slot in slots]
+        self.part_embeddings_ = [self._prompt_embeddings(group) for group in prompts]
+        self.parts_ = [np.asarray(slot, dtype=object) for slot in slots]
+        self.part_index_ = index
+        self.class_embeddings_ = _normalize(
+            np.stack([np.mean([self.part_embeddings_[k][j] for k, j in enumerate(row) if j >= 0], axis=0) for row in index])
+        )
+        self.templates_ = list(templates)
+        self.classes_ = classes
+        self.prompts_ = [[p for k, j in enumerate(row) if j >= 0 for p in prompts[k][j]] for row in index]
         self.multilabel_ = multilabel
         self.logit_scale_ = self._logit_scale()
         return self
@@ -272,6 +338,19 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         return [pool[t] for t in select(everything)]
 
     # ---------------------------------------------------------------------------- inference
+    def _scores(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "part_embeddings_"):
+            return super()._scores(X)
+        # the sum of the parts' log-probabilities, divided by the temperature: predict_proba's
+        # softmax of logit_scale_ times these is then the normalised product of the parts' probabilities
+        audio = self._embed_audio(X, normalize=True).astype(np.float64)
+        total = np.zeros((len(audio), len(self.classes_)))
+        for k, emb in enumerate(self.part_embeddings_):
+            logp = log_softmax(self.logit_scale_ * audio @ emb.T.astype(np.float64))
+            col = self.part_index_[:, k]
+            total += np.where(col >= 0, logp[:, np.maximum(col, 0)], -np.log(len(emb)))
+        return total / self.logit_scale_
+
     def predict(self, X: Any) -> np.ndarray:
         proba = self.predict_proba(X)
         if self.multilabel_:

@@ -358,9 +358,10 @@ class CLAPModel(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_preset(cls, name: str, seed: int | None = 0, tokenizer: Any = None) -> CLAPModel:
-        """A randomly initialised model of a named architecture (see :data:`PRESETS`)."""
-        config = preset_config(name)
+    def from_preset(cls, name: str, seed: int | None = 0, tokenizer: Any = None, **overrides: Any) -> CLAPModel:
+        """A randomly initialised model of a named architecture (see :data:`PRESETS`); keyword
+        arguments replace fields of its :class:`CLAPConfig` (e.g. ``clip_seconds=1.0``)."""
+        config = dataclasses.replace(preset_config(name), **overrides) if overrides else preset_config(name)
         if seed is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
