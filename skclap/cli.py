@@ -218,14 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="list architectures and checkpoints, run an offline self-check")
     info.add_argument("--preset", default="tiny")
     info.set_defaults(func=_cmd_info)
+    from .demo import DemoConfig
+
+    d = DemoConfig()
     demo = sub.add_parser("demo", help="offline demo: train a small CLAP on real sampled instruments, zero-shot transfer, probe, retrieval")
     demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
-    demo.add_argument("--preset", help="architecture (default: small)")
-    demo.add_argument("--clips", type=int, help="rendered clips (default: 3000)")
-    demo.add_argument("--steps", type=int, help="training steps (default: 1500)")
-    demo.add_argument("--seconds", type=float, help="clip length (default: 1.0)")
-    demo.add_argument("--batch-size", type=int, help="contrastive batch (default: 64)")
-    demo.add_argument("--group-size", type=int, default=4, help="clips of one instrument together in each batch (hard negatives); 0: off")
+    demo.add_argument("--preset", help=f"architecture (default: {d.preset})")
+    demo.add_argument("--clips", type=int, help=f"rendered clips (default: {d.n_clips})")
+    demo.add_argument("--steps", type=int, help=f"training steps (default: {d.steps})")
+    demo.add_argument("--seconds", type=float, help=f"clip length (default: {d.seconds:g})")
+    demo.add_argument("--batch-size", type=int, help=f"contrastive batch (default: {d.batch_size})")
+    demo.add_argument(
+        "--group-size", type=int, default=d.group_size, help="clips of one instrument together in each batch (hard negatives); 0: off"
+    )
     demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
     demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")
     demo.add_argument("--no-progress", action="store_true")

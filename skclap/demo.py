@@ -70,7 +70,7 @@ class DemoConfig:
     n_clips: int = 3000  # rendered; the zero-shot and evaluation clips are split off
     n_zero_shot: int = 300  # new clips of held-out combinations, classified zero-shot
     n_eval: int = 300  # clips of seen combinations for the probe, retrieval and seen-word accuracy
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
     seconds: float = 1.0

@@ -132,6 +132,21 @@ def test_small_demo_learns_and_writes_its_report(tmp_path):
     assert f"{m['generalized_zero_shot_class_prompts']:.1%}" in report and "| part prompts | class prompts |" in report
 
 
+def test_hard_negative_groups():
+    from skclap.demo import _groups
+
+    corpus = make_instrument_corpus(40, seed=0, seconds=0.25)
+    assert _groups(corpus, "instrument") == corpus.labels
+    by_attr = _groups(corpus, "attributes")
+    for c, g in zip(corpus.clips, by_attr):  # pitch then dynamics; drums have no pitch
+        assert g == f"{c.attributes.get('pitch', '-')} {c.attributes['dynamics']}"
+    both = _groups(corpus, "both", seed=3)
+    assert both == _groups(corpus, "both", seed=3) and 10 < sum(g.startswith("instrument ") for g in both) < 30
+    assert {g.split(" ", 1)[1] for g in both} <= set(corpus.labels) | set(by_attr)
+    with pytest.raises(ValueError, match="group_by"):
+        _groups(corpus, "family")
+
+
 def test_demo_model_window_is_the_clip_length(monkeypatch, tmp_path):
     """The model sees each clip once: its window is the clips' length (a longer one would tile them)."""
     from skclap.models.clap import CLAPModel

@@ -19,7 +19,15 @@ from .conftest import sine
 SHARED = {"model": 3, "sample_rate": 0, "batch_size": 0, "device": 3, "precision": "int8", "cache": 3.5, "progress": "no"}
 BAD = {
     CLAPEmbedder: {**SHARED, "modality": "video", "normalize": "yes"},
-    CLAPZeroShotClassifier: {**SHARED, "labels": 3, "templates": 3, "label_prompts": ["dog"], "label_parts": ["dog"], "multilabel": "maybe", "threshold": 1.5},
+    CLAPZeroShotClassifier: {
+        **SHARED,
+        "labels": 3,
+        "templates": 3,
+        "label_prompts": ["dog"],
+        "label_parts": ["dog"],
+        "multilabel": "maybe",
+        "threshold": 1.5,
+    },
     CLAPLinearProbe: {**SHARED, "estimator": object(), "finetune": "yes", "finetune_params": [1]},
 }
 X = [sine(440, 1.0, 16000), sine(880, 1.0, 16000), sine(220, 1.0, 16000), sine(1760, 1.0, 16000)]

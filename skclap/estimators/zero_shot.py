@@ -118,7 +118,8 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
     ----------
     classes_ : ndarray of shape (n_classes,)
     prompts_ : list of list of str — the prompts of each class (with ``label_parts``: of its parts).
-    class_embeddings_ : ndarray of shape (n_classes, dim) — their normalised mean embeddings.
+    class_embeddings_ : ndarray of shape (n_classes, dim) — their normalised mean embeddings (with
+        ``label_parts``: the mean of its parts' embeddings, for maps; the scores come from the parts).
     parts_ : list of ndarray — with ``label_parts``: the parts that compete in each position.
     part_embeddings_ : list of ndarray — with ``label_parts``: their normalised prompt embeddings.
     part_index_ : ndarray of shape (n_classes, n_positions) — each class's part in each position (-1: none).
