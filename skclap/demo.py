@@ -5,8 +5,10 @@
 2. Hold out twelve instrument x attribute combinations ("high flute", "soft flute", "low cello", ...)
    from the training *captions*: their clips are heard in training, described without that word, so
    the words of these classes never appear together. Each word is learnt on other instruments.
-3. Train a CLAP (``small`` preset) contrastively.
-4. Report, each with its chance level: **generalised zero-shot** (new clips of the held-out
+3. Train a CLAP (``small`` preset, one window per clip) contrastively.
+4. Report, each with its chance level and for two ways of prompting a class (its attribute and its
+   instrument prompted apart, their zero-shot probabilities multiplied: the headline; the whole
+   class said at once): **generalised zero-shot** (new clips of the held-out
    combinations among *all* classes of their attribute task: the headline), attribute binding (the
    same clips between their own instrument's two classes: only the attribute word separates them),
    the usual unseen-classes-only figure, a per-attribute table, a linear probe and caption retrieval,
@@ -75,7 +77,7 @@ class DemoConfig:
     lr: float = 1e-3
     seconds: float = 1.0
     group_size: int | None = 4  # hard negatives: runs of this many clips of one group in each batch
-    group_by: str = "instrument"  # the groups: "instrument" or "attributes" (the same pitch and dynamics)
+    group_by: str = "instrument"  # the groups: "instrument", "attributes" (same pitch and dynamics) or "both"
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
     seed: int = 0
     probe_folds: int = 5
@@ -308,7 +310,8 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     (out / "metrics.json").write_text(json.dumps({"config": asdict(cfg), "held_out": [list(h) for h in cfg.held_out], **metrics}, indent=2))
     (out / "report.md").write_text(_report(cfg, metrics))
     log(
-        f"generalized zero-shot on held-out combinations: {metrics['generalized_zero_shot']:.1%} "
+        f"generalized zero-shot on held-out combinations: {metrics['generalized_zero_shot']:.1%} with part prompts, "
+        f"{metrics['generalized_zero_shot_class_prompts']:.1%} with class prompts "
         f"(chance {metrics['generalized_zero_shot_chance']:.1%}); attribute binding {metrics['attribute_binding']:.1%} (chance 50%); "
         f"linear probe {probe_scores.mean():.1%}; text->audio R@10 {retrieval['val_t2a_R@10']:.1%}. "
         f"Report: {out / 'report.md'} ({metrics['total_seconds']:.0f} s)"
