@@ -229,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, help=f"clip length (default: {d.seconds:g})")
     demo.add_argument("--batch-size", type=int, help=f"contrastive batch (default: {d.batch_size})")
     demo.add_argument(
-        "--group-size", type=int, default=d.group_size, help="clips of one instrument together in each batch (hard negatives); 0: off"
+        "--group-size",
+        type=int,
+        default=d.group_size,
+        help="runs of this many clips of one group (instrument or attributes) in each batch: hard negatives; 0: off",
     )
     demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
     demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")

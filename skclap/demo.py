@@ -77,7 +77,7 @@ class DemoConfig:
     lr: float = 1e-3
     seconds: float = 1.0
     group_size: int | None = 4  # hard negatives: runs of this many clips of one group in each batch
-    group_by: str = "instrument"  # the groups: "instrument", "attributes" (same pitch and dynamics) or "both"
+    group_by: str = "both"  # the groups: "instrument", "attributes" (same pitch and dynamics) or "both"
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
     seed: int = 0
     probe_folds: int = 5
