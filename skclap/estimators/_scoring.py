@@ -5,20 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.special import softmax
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["ClassVectorScores", "log_softmax", "softmax"]
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+__all__ = ["ClassVectorScores"]
 
 
 class ClassVectorScores:
@@ -53,7 +43,7 @@ class ClassVectorScores:
     def predict_proba(self, X: Any) -> np.ndarray:
         """Softmax over classes of ``logit_scale_`` times the scores (CLAP's zero-shot probabilities)."""
         scores = self._scores(X)
-        return softmax(self.logit_scale_ * scores)
+        return softmax(self.logit_scale_ * scores, axis=1)
 
     def predict(self, X: Any) -> np.ndarray:
         best = self.predict_proba(X).argmax(axis=1)

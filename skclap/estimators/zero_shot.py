@@ -7,6 +7,7 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
+from scipy.special import log_softmax
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -15,7 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from ..inputs import check_known_labels, check_labels
 from ..metrics import mean_average_precision
 from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets, is_label_lists
-from ._scoring import ClassVectorScores, log_softmax
+from ._scoring import ClassVectorScores
 
 __all__ = ["CLAPZeroShotClassifier", "DEFAULT_TEMPLATES", "TEMPLATE_POOL", "check_label_parts", "label_wordings"]
 
@@ -249,11 +250,12 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         if self.label_parts is not None:
             if self.templates == "auto":
                 raise ValueError("templates='auto' chooses prompts for whole labels; with label_parts give the templates")
-            return self._fit_parts(classes, multilabel, templates)
-        if self.templates == "auto" and X is not None and y is not None:
-            templates = self._select_templates(X, y, classes, multilabel)
-        prompts = [[t.format(text) for text in self._texts_for(c) for t in templates] for c in classes]
-        self.class_embeddings_ = self._prompt_embeddings(prompts)
+            self.class_embeddings_, prompts = self._fit_parts(classes, templates)
+        else:
+            if self.templates == "auto" and X is not None and y is not None:
+                templates = self._select_templates(X, y, classes, multilabel)
+            prompts = [[t.format(text) for text in self._texts_for(c) for t in templates] for c in classes]
+            self.class_embeddings_ = self._prompt_embeddings(prompts)
         self.templates_ = list(templates)
         self.classes_ = classes
         self.prompts_ = prompts
@@ -267,7 +269,9 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         bounds = np.cumsum([0] + [len(g) for g in prompts])
         return _normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
 
-    def _fit_parts(self, classes: np.ndarray, multilabel: bool, templates: list[str]) -> CLAPZeroShotClassifier:
+    def _fit_parts(self, classes: np.ndarray, templates: list[str]) -> tuple[np.ndarray, list[list[str]]]:
+        """Embed the parts' prompts (``parts_``, ``part_embeddings_``, ``part_index_``); returns each
+        class's mean part embedding and its parts' prompts."""
         parts = check_label_parts(classes.tolist(), self.label_parts or {})
         slots = [list(dict.fromkeys(p[k] for p in parts if p[k] is not None)) for k in range(len(parts[0]))]
         index = np.asarray([[slots[k].index(p[k]) if p[k] is not None else -1 for k in range(len(slots))] for p in parts])
@@ -275,15 +279,8 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         self.part_embeddings_ = [self._prompt_embeddings(group) for group in prompts]
         self.parts_ = [np.asarray(slot, dtype=object) for slot in slots]
         self.part_index_ = index
-        self.class_embeddings_ = _normalize(
-            np.stack([np.mean([self.part_embeddings_[k][j] for k, j in enumerate(row) if j >= 0], axis=0) for row in index])
-        )
-        self.templates_ = list(templates)
-        self.classes_ = classes
-        self.prompts_ = [[p for k, j in enumerate(row) if j >= 0 for p in prompts[k][j]] for row in index]
-        self.multilabel_ = multilabel
-        self.logit_scale_ = self._logit_scale()
-        return self
+        means = _normalize(np.stack([np.mean([self.part_embeddings_[k][j] for k, j in enumerate(row) if j >= 0], axis=0) for row in index]))
+        return means, [[p for k, j in enumerate(row) if j >= 0 for p in prompts[k][j]] for row in index]
 
     def _select_templates(self, X: Any, y: Any, classes: np.ndarray, multilabel: bool) -> list[str]:
         """``templates="auto"`` with labelled clips: greedy forward selection from :data:`TEMPLATE_POOL`
@@ -347,7 +344,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         audio = self._embed_audio(X, normalize=True).astype(np.float64)
         total = np.zeros((len(audio), len(self.classes_)))
         for k, emb in enumerate(self.part_embeddings_):
-            logp = log_softmax(self.logit_scale_ * audio @ emb.T.astype(np.float64))
+            logp = log_softmax(self.logit_scale_ * audio @ emb.T.astype(np.float64), axis=1)
             col = self.part_index_[:, k]
             total += np.where(col >= 0, logp[:, np.maximum(col, 0)], -np.log(len(emb)))
         return total / self.logit_scale_
