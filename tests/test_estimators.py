@@ -252,6 +252,54 @@ def test_zero_shot_label_parts_multiply_the_parts_probabilities(tiny_model_dir, 
     assert not hasattr(plain, "part_embeddings_") and plain.prompts_[0] == ["this is a sound of high flute.", "a high flute sound"]
 
 
+def test_zero_shot_relative_parts_judge_the_word_against_the_noun(tiny_model_dir, tiny_model):
+    """With ``relative_to``, a class's pitch is scored by the audio's similarity to "high" / "low"
+    minus its own instrument prompt's similarity to them, softmaxed per instrument; the instrument
+    part, and the uniform missing part, are as before. Checked against a direct computation."""
+    templates = ["this is a sound of {}."]
+    clf = CLAPZeroShotClassifier(model=tiny_model_dir, labels=list(PARTS), label_parts=PARTS, templates=templates, relative_to=1, **KW)
+    clf.fit()
+    X = np.stack([sine(f, 1.0, 16000) for f in (200, 1000, 4000, 300, 2500)])
+    with torch.inference_mode():
+        audio = tiny_model.encode_audio(torch.from_numpy(X), normalize=True).numpy().astype(np.float64)
+        text = tiny_model.encode_text([templates[0].format(w) for w in ("high", "low", "flute", "cello", "snare drum")], normalize=True)
+        text = text.numpy().astype(np.float64)
+        scale = float(tiny_model.logit_scale.exp())
+    pitch, instrument = text[:2], text[2:]
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    p_inst = softmax(scale * audio @ instrument.T)
+    # pitch relative to each instrument: the instrument prompt's own similarity to the pitch words is taken off
+    p_pitch = {k: softmax(scale * (audio @ pitch.T - instrument[k] @ pitch.T)) for k in range(2)}
+    product = np.stack(
+        [
+            p_pitch[0][:, 0] * p_inst[:, 0],
+            p_pitch[0][:, 1] * p_inst[:, 0],
+            p_pitch[1][:, 0] * p_inst[:, 1],
+            p_pitch[1][:, 1] * p_inst[:, 1],
+            0.5 * p_inst[:, 2],
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(clf.predict_proba(X), product / product.sum(1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(clf.decision_function(X), np.log(product) / scale, atol=1e-5)
+    np.testing.assert_allclose(clf.part_offsets_[0][2], instrument[1] @ pitch.T, atol=1e-6)  # "high cello": cello's offsets
+    assert not clf.part_offsets_[1].any()
+    absolute = clone(clf).set_params(relative_to=None).fit()
+    assert not hasattr(absolute, "part_offsets_")
+    assert np.abs(absolute.decision_function(X) - clf.decision_function(X)).max() > 1e-4  # the offsets matter
+    # the noun position must exist, and every class must have a noun to be judged against
+    with pytest.raises(ValueError, match="relative_to=2 but the labels have 2 parts"):
+        clone(clf).set_params(relative_to=2).fit()
+    with pytest.raises(ValueError, match="relative_to=0: the label 'snare drum' has no part in that position"):
+        clone(clf).set_params(relative_to=0).fit()
+    with pytest.raises(ValueError, match="give label_parts too"):
+        clone(clf).set_params(label_parts=None).fit()
+
+
 def test_zero_shot_label_parts_errors_name_the_label(tiny_model_dir):
     labels = list(PARTS)
 

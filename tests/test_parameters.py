@@ -25,6 +25,7 @@ BAD = {
         "templates": 3,
         "label_prompts": ["dog"],
         "label_parts": ["dog"],
+        "relative_to": -1,
         "multilabel": "maybe",
         "threshold": 1.5,
     },

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -106,6 +106,13 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         sum of its parts' log-probabilities (the product of one zero-shot classifier per part; a
         missing part counts as uniform). A combination never described together is then recognised
         from its words' separate meanings. Every label needs an entry, all of one length.
+    relative_to : int, optional
+        With ``label_parts``: the position of the part (the noun, e.g. the instrument) that the
+        other parts (gradable words such as *high* or *loud*) are judged relative to. A high cello
+        note is lower than a low flute note: the words mean "higher than usual for this noun". A
+        class's score for its part ``"high"`` is then the audio's similarity to the prompts of
+        ``"high"`` minus that of the prompts of its noun (``"a cello"``, where a typical cello lies),
+        each compared with the other values (``"low"``) likewise. Default: every part judged absolutely.
     multilabel : {"auto", True, False}, default="auto"
         Tag sets (FSD50K style): ``y`` as a binary indicator matrix or a list of label lists.
         ``predict`` then returns an indicator matrix and ``score`` the mean average precision.
@@ -124,6 +131,8 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
     parts_ : list of ndarray — with ``label_parts``: the parts that compete in each position.
     part_embeddings_ : list of ndarray — with ``label_parts``: their normalised prompt embeddings.
     part_index_ : ndarray of shape (n_classes, n_positions) — each class's part in each position (-1: none).
+    part_offsets_ : list of ndarray — with ``relative_to``: for each position, the similarity of
+        every class's noun to each competing part (n_classes x n_parts; zeros for the noun's own position).
     multilabel_ : bool
     logit_scale_ : float — the model's temperature, used by ``predict_proba``.
     templates_ : list of str — the templates used (the chosen ones with ``templates="auto"``).
@@ -152,6 +161,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         templates: str | Sequence[str] | None = None,
         label_prompts: Mapping[Any, Any] | None = None,
         label_parts: Mapping[Any, Any] | None = None,
+        relative_to: int | None = None,
         multilabel: Any = "auto",
         threshold: float | None = None,
         sample_rate: int | None = None,
@@ -166,6 +176,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         self.templates = templates
         self.label_prompts = label_prompts
         self.label_parts = label_parts
+        self.relative_to = relative_to
         self.multilabel = multilabel
         self.threshold = threshold
         self.sample_rate = sample_rate
@@ -181,6 +192,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         "templates": [StrOptions({"auto"}), str, "array-like", None],
         "label_prompts": [Mapping, None],
         "label_parts": [Mapping, None],
+        "relative_to": [Interval(Integral, 0, None, closed="left"), None],
         "multilabel": [StrOptions({"auto"}), "boolean"],
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
     }
@@ -245,8 +257,10 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
             as_items(X)
         classes, multilabel = self._resolve_targets(y)
         templates = self._templates()
-        for name in ("parts_", "part_embeddings_", "part_index_"):  # from an earlier fit
+        for name in ("parts_", "part_embeddings_", "part_index_", "part_offsets_"):  # from an earlier fit
             self.__dict__.pop(name, None)
+        if self.relative_to is not None and self.label_parts is None:
+            raise ValueError("relative_to names a position of label_parts; give label_parts too")
         if self.label_parts is not None:
             if self.templates == "auto":
                 raise ValueError("templates='auto' chooses prompts for whole labels; with label_parts give the templates")
@@ -279,6 +293,15 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         self.part_embeddings_ = [self._prompt_embeddings(group) for group in prompts]
         self.parts_ = [np.asarray(slot, dtype=object) for slot in slots]
         self.part_index_ = index
+        r = self.relative_to
+        if r is not None:
+            if r >= len(slots):
+                raise ValueError(f"relative_to={r} but the labels have {len(slots)} parts (positions 0 to {len(slots) - 1})")
+            missing = [c for c, row in zip(classes.tolist(), index) if row[r] < 0]
+            if missing:
+                raise ValueError(f"relative_to={r}: the label {missing[0]!r} has no part in that position to be judged against")
+            noun = self.part_embeddings_[r][index[:, r]]
+            self.part_offsets_ = [np.zeros((len(index), len(e))) if k == r else noun @ e.T for k, e in enumerate(self.part_embeddings_)]
         means = _normalize(np.stack([np.mean([self.part_embeddings_[k][j] for k, j in enumerate(row) if j >= 0], axis=0) for row in index]))
         return means, [[p for k, j in enumerate(row) if j >= 0 for p in prompts[k][j]] for row in index]
 
@@ -343,10 +366,19 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         # softmax of logit_scale_ times these is then the normalised product of the parts' probabilities
         audio = self._embed_audio(X, normalize=True).astype(np.float64)
         total = np.zeros((len(audio), len(self.classes_)))
+        offsets = getattr(self, "part_offsets_", None)
         for k, emb in enumerate(self.part_embeddings_):
-            logp = log_softmax(self.logit_scale_ * audio @ emb.T.astype(np.float64), axis=1)
+            cos = audio @ emb.T.astype(np.float64)
             col = self.part_index_[:, k]
-            total += np.where(col >= 0, logp[:, np.maximum(col, 0)], -np.log(len(emb)))
+            if offsets is None:
+                logp = log_softmax(self.logit_scale_ * cos, axis=1)[:, np.maximum(col, 0)]
+            else:  # each class's parts compete after its noun's similarity is taken off (one pass per noun)
+                logp = np.empty((len(audio), len(col)))
+                rows, which = np.unique(offsets[k], axis=0, return_inverse=True)
+                for u, offset in enumerate(rows):
+                    members = np.flatnonzero(which.ravel() == u)
+                    logp[:, members] = log_softmax(self.logit_scale_ * (cos - offset), axis=1)[:, np.maximum(col[members], 0)]
+            total += np.where(col >= 0, logp, -np.log(len(emb)))
         return total / self.logit_scale_
 
     def predict(self, X: Any) -> np.ndarray:
