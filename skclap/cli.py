@@ -55,6 +55,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["adamw", "adam"], default="adamw")
     p.add_argument("--freeze-text", action="store_true", help="freeze the text transformer")
     p.add_argument("--freeze-audio", action="store_true", help="freeze the CNN14 audio backbone")
+    p.add_argument("--cpu-bf16", action="store_true", help="bfloat16 autocast on a CPU that computes bf16 natively (else float32)")
     p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
     p.add_argument("--eval-every", type=int, help="steps between validations (also at every epoch end)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
@@ -78,6 +79,7 @@ def run_train(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         freeze_text=args.freeze_text,
         freeze_audio=args.freeze_audio,
+        cpu_bf16=args.cpu_bf16,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         num_workers=args.num_workers,

@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 
 from skclap import CLAPEmbedder, CLAPModel
 from skclap.datasets import make_corpus
+from skclap.devices import cpu_has_native_bf16
 from skclap.training import TrainConfig, Trainer, contrastive_backward, read_manifest, retrieval_metrics
 from skclap.training.distributed import DistInfo, average_gradients
 from skclap.training.trainer import warmup_cosine
@@ -156,6 +157,29 @@ def test_resume_after_a_crash_ends_with_identical_weights(tmp_path):
     reloaded = CLAPModel.from_pretrained(str(tmp_path / "resumed"))
     assert all(torch.equal(reloaded.state_dict()[k], b[k]) for k in b)
     assert (tmp_path / "resumed" / "history.csv").read_text().count("\n") == 15
+
+
+def test_cpu_bf16_only_where_the_cpu_computes_bf16(tmp_path, monkeypatch):
+    """cpu_bf16 trains under bfloat16 autocast on a CPU with native bf16 (weights stay float32) and
+    falls back to float32 elsewhere: then the run is the plain float32 run, weight for weight."""
+    import skclap.training.trainer as trainer_module
+
+    plain = train_run(tmp_path / "fp32", 3)
+    assert plain.precision == "fp32"
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    fallback = train_run(tmp_path / "no-bf16", 3, cpu_bf16=True)
+    assert fallback.precision == "fp32"
+    a, b = plain.model.state_dict(), fallback.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    monkeypatch.undo()
+    if not cpu_has_native_bf16():  # emulated bf16 would take minutes
+        pytest.skip("this CPU has no native bf16: only the fall-back is checked")
+    bf16 = train_run(tmp_path / "bf16", 3, cpu_bf16=True)
+    assert bf16.precision == "bf16"
+    c = bf16.model.state_dict()
+    assert all(c[k].dtype == a[k].dtype for k in a)
+    assert any(not torch.allclose(a[k], c[k]) for k in a if a[k].is_floating_point())  # bf16 arithmetic was used
+    assert abs(bf16.history[0]["loss"] - plain.history[0]["loss"]) < 0.05  # the same objective, rounded
 
 
 def test_freezing_the_text_encoder_and_clamping_the_temperature(tmp_path):

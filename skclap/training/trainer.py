@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..checkpoints import load_model, save_model
-from ..devices import resolve_device
+from ..devices import cpu_has_native_bf16, resolve_device
 from ..fileio import write_atomic
 from ..inference import embed_audio, embed_text
 from ..metrics import retrieval_metrics
@@ -63,6 +63,7 @@ class TrainConfig:
     freeze_text: bool = False  # freeze the text transformer (the 2022 release did); projections train
     freeze_audio: bool = False  # freeze the audio tower (CNN14, HTS-AT); its projection trains
     amp: bool = True  # float16 autocast, on CUDA only
+    cpu_bf16: bool = False  # bfloat16 autocast on a CPU that computes bf16 natively (avx512_bf16, AMX); float32 on others
     num_workers: int = 0
     seed: int = 0
     checkpoint_every: int | None = None  # steps
@@ -116,6 +117,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.is_main = True
+        self.precision = "fp32"  # the arithmetic of the last fit: "fp32", "bf16" (CPU) or "fp16" (CUDA)
 
     # ------------------------------------------------------------------------------ set-up
     def _dataset(self, data: Any, item_rate: int | None) -> CaptionDataset:
@@ -205,6 +207,9 @@ class Trainer:
         use_amp = c.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
         autocast = partial(torch.autocast, "cuda", dtype=torch.float16) if use_amp else nullcontext
+        if c.cpu_bf16 and device.type == "cpu" and cpu_has_native_bf16():
+            autocast = partial(torch.autocast, "cpu", dtype=torch.bfloat16)
+        self.precision = "fp16" if use_amp else "bf16" if autocast is not nullcontext else "fp32"
         if not (resume and self._restore(optimizer, scheduler, scaler)):
             torch.manual_seed(c.seed)  # dropout; a resumed run restores the saved random state
 
