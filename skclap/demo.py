@@ -6,9 +6,10 @@
    from the training *captions*: their clips are heard in training, described without that word, so
    the words of these classes never appear together. Each word is learnt on other instruments.
 3. Train a CLAP (``small`` preset, one window per clip) contrastively.
-4. Report, each with its chance level and for two ways of prompting a class (its attribute and its
-   instrument prompted apart, their zero-shot probabilities multiplied: the headline; the whole
-   class said at once): **generalised zero-shot** (new clips of the held-out
+4. Report, each with its chance level and for three ways of prompting a class (its attribute and its
+   instrument prompted apart, their zero-shot probabilities multiplied: the headline; the same with
+   the attribute judged against the instrument's own prompt; the whole class said at once):
+   **generalised zero-shot** (new clips of the held-out
    combinations among *all* classes of their attribute task: the headline), attribute binding (the
    same clips between their own instrument's two classes: only the attribute word separates them),
    the usual unseen-classes-only figure, a per-attribute table, a linear probe and caption retrieval,
@@ -197,15 +198,18 @@ def _binding(s: np.ndarray, clips, task: str, column: dict[str, int], classes: n
     return np.asarray(out)
 
 
-def zero_shot_classifiers(parts: bool = False, **params: Any) -> dict[str, Any]:
+def zero_shot_classifiers(parts: bool = False, relative: bool = False, **params: Any) -> dict[str, Any]:
     """One fitted zero-shot classifier per attribute task, over all of its classes.
 
     Class prompts (``parts=False``): each class said whole ("a low cello") with every caption
     template and synonym (:func:`instrument_prompts`). Part prompts (``parts=True``): the attribute
     value ("a low note", :func:`value_prompts`) and the instrument ("a cello") prompted apart, a class
-    scoring the product of the two zero-shot probabilities (``label_parts``)."""
+    scoring the product of the two zero-shot probabilities (``label_parts``); with ``relative``, the
+    value is judged against the class's instrument prompt (``relative_to=1``)."""
     from .estimators import CLAPZeroShotClassifier
 
+    if relative and not parts:
+        raise ValueError("relative judges a class's attribute against its instrument: it needs parts=True")
     out = {}
     for task in TASKS:
         labels = attribute_classes(task)
@@ -215,7 +219,9 @@ def zero_shot_classifiers(parts: bool = False, **params: Any) -> dict[str, Any]:
             continue
         split = {c: class_parts(c) for c in labels}
         prompts = {v: value_prompts(v) for v in ATTRIBUTES[task]} | {i: instrument_prompts(i) for _, i in split.values()}
-        out[task] = CLAPZeroShotClassifier(labels=labels, templates="{}", label_prompts=prompts, label_parts=split, **params).fit()
+        out[task] = CLAPZeroShotClassifier(
+            labels=labels, templates="{}", label_prompts=prompts, label_parts=split, relative_to=1 if relative else None, **params
+        ).fit()
     return out
 
 
@@ -267,12 +273,12 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     common: dict[str, Any] = dict(model=model, sample_rate=rate, progress=cfg.progress, device=str(model.device))
     zs_waves, eval_waves = zs.waveforms(), evaluation.waveforms()
     results, classifiers = {}, {}
-    for parts in (True, False):  # part prompts (the headline), class prompts
-        classifiers[parts] = zero_shot_classifiers(parts=parts, **common)
-        scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers[parts].items()}
-        eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers[parts].items()}
-        results[parts] = evaluate_zero_shot(scores, zs, evaluation, eval_scores, cfg.held_out)
-    zero_shot, whole = results[True], results[False]
+    for suffix, kind in SCORER_KINDS.items():  # part prompts (the headline), relative to the instrument, class prompts
+        classifiers[suffix] = zero_shot_classifiers(**kind, **common)
+        scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers[suffix].items()}
+        eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers[suffix].items()}
+        results[suffix] = evaluate_zero_shot(scores, zs, evaluation, eval_scores, cfg.held_out)
+    zero_shot = results[""]
 
     instruments = np.array(evaluation.labels)
     probe_scores = cross_val_score(
@@ -286,12 +292,20 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
         "attribute_binding_chance": 0.5,
         "unseen_classes_only": zero_shot["unseen_only"],
         "unseen_classes_only_chance": zero_shot["chance_unseen_only"],
-        "generalized_zero_shot_class_prompts": whole["generalized"],
-        "attribute_binding_class_prompts": whole["binding"],
-        "unseen_classes_only_class_prompts": whole["unseen_only"],
+        **{
+            f"{measure}{suffix}": results[suffix][key]
+            for suffix in SCORER_KINDS
+            if suffix
+            for measure, key in (
+                ("generalized_zero_shot", "generalized"),
+                ("attribute_binding", "binding"),
+                ("unseen_classes_only", "unseen_only"),
+            )
+        },
         "zero_shot_items": zero_shot["n_items"],
         "tasks": {t: {k: v for k, v in r.items() if k not in ("true", "pred")} for t, r in zero_shot["tasks"].items()},
         "per_value": zero_shot["per_value"],
+        "per_value_relative": results["_relative"]["per_value"],
         "linear_probe_accuracy_mean": float(probe_scores.mean()),
         "linear_probe_accuracy_std": float(probe_scores.std()),
         "linear_probe_chance": 1 / len(set(instruments)),
@@ -304,13 +318,20 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     pitch = zero_shot["tasks"]["pitch"]
     audio_emb = CLAPEmbedder(**common).fit_transform([zs_waves[i] for i in _task_items(zs.clips, "pitch", set(cfg.held_out))[0]])
     _plots(
-        out, trainer.history, cfg.batch_size, np.asarray(pitch["true"]), np.asarray(pitch["pred"]), audio_emb, classifiers[False]["pitch"]
+        out,
+        trainer.history,
+        cfg.batch_size,
+        np.asarray(pitch["true"]),
+        np.asarray(pitch["pred"]),
+        audio_emb,
+        classifiers["_class_prompts"]["pitch"],
     )
     metrics["total_seconds"] = time.perf_counter() - t_start
     (out / "metrics.json").write_text(json.dumps({"config": asdict(cfg), "held_out": [list(h) for h in cfg.held_out], **metrics}, indent=2))
     (out / "report.md").write_text(_report(cfg, metrics))
     log(
         f"generalized zero-shot on held-out combinations: {metrics['generalized_zero_shot']:.1%} with part prompts, "
+        f"{metrics['generalized_zero_shot_relative']:.1%} judged relative to the instrument, "
         f"{metrics['generalized_zero_shot_class_prompts']:.1%} with class prompts "
         f"(chance {metrics['generalized_zero_shot_chance']:.1%}); attribute binding {metrics['attribute_binding']:.1%} (chance 50%); "
         f"linear probe {probe_scores.mean():.1%}; text->audio R@10 {retrieval['val_t2a_R@10']:.1%}. "
@@ -346,10 +367,13 @@ def run_demo_seeds(out_dir: str | Path, seeds: Sequence[int], config: DemoConfig
 
 _SUMMARY = {
     "generalized_zero_shot": "generalized_zero_shot_chance",
+    "generalized_zero_shot_relative": "generalized_zero_shot_chance",
     "generalized_zero_shot_class_prompts": "generalized_zero_shot_chance",
     "attribute_binding": "attribute_binding_chance",
+    "attribute_binding_relative": "attribute_binding_chance",
     "attribute_binding_class_prompts": "attribute_binding_chance",
     "unseen_classes_only": "unseen_classes_only_chance",
+    "unseen_classes_only_relative": "unseen_classes_only_chance",
     "linear_probe_accuracy_mean": "linear_probe_chance",
     "val_t2a_R@10": None,
     "val_a2t_R@10": None,
@@ -361,12 +385,15 @@ def _over_seeds(values: list[float]) -> dict[str, Any]:
     return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "values": v.tolist()}
 
 
-#: How the zero-shot classifiers prompt a class ("high flute").
+#: How the zero-shot classifiers prompt a class ("high flute"), by the suffix of their metrics.
 SCORERS = {
     "": "part prompts: the attribute (*a high note*) and the instrument (*a flute*) prompted apart, a class scored by the "
     "product of their two zero-shot probabilities",
+    "_relative": "relative to the instrument: part prompts, the attribute judged against the instrument's own prompt "
+    "(how much higher than *a flute* the clip sounds: `relative_to`)",
     "_class_prompts": "class prompts: the whole class said at once (*a high flute*, *the sound of a shrill flute*, ...)",
 }
+SCORER_KINDS = {"": {"parts": True}, "_relative": {"parts": True, "relative": True}, "_class_prompts": {"parts": False}}
 
 
 def _protocol_rows(cfg: DemoConfig, m: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -407,33 +434,36 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
         "held-out word; each word is learnt on other instruments. Zero-shot classification of new clips uses prompts only, "
         "in two ways: " + "; ".join(f"**{text.split(':')[0]}**:{text.split(':', 1)[1]}" for text in SCORERS.values()) + ".",
         "",
-        "| measure | protocol | part prompts | class prompts | chance |",
-        "|---|---|---|---|---|",
+        "| measure | protocol | part prompts | relative to the instrument | class prompts | chance |",
+        "|---|---|---|---|---|---|",
     ]
     for key, protocol, chance in _protocol_rows(cfg, m):
-        whole = m.get(f"{key}_class_prompts")
-        lines.append(f"| {key.replace('_', ' ')} | {protocol} | {m[key]:.1%} | {'' if whole is None else f'{whole:.1%}'} | {chance} |")
+        cells = " | ".join(f"{m[key + suffix]:.1%}" for suffix in SCORERS)
+        lines.append(f"| {key.replace('_', ' ')} | {protocol} | {cells} | {chance} |")
     lines += [
         f"| linear probe | logistic regression on frozen audio embeddings, 17 instruments, {cfg.probe_folds}-fold CV over "
         f"{cfg.n_eval} clips of seen combinations | {m['linear_probe_accuracy_mean']:.1%} ± {m['linear_probe_accuracy_std']:.1%} "
-        f"| | {m['linear_probe_chance']:.1%} |",
+        f"| | | {m['linear_probe_chance']:.1%} |",
         f"| text→audio R@1 / R@10 | each caption of {cfg.n_eval} unseen clips retrieves its clip | "
-        f"{m['val_t2a_R@1']:.1%} / {m['val_t2a_R@10']:.1%} | | {1 / cfg.n_eval:.1%} / {10 / cfg.n_eval:.1%} |",
-        f"| audio→text R@1 / R@10 | each clip retrieves one of its captions | {m['val_a2t_R@1']:.1%} / {m['val_a2t_R@10']:.1%} | | |",
+        f"{m['val_t2a_R@1']:.1%} / {m['val_t2a_R@10']:.1%} | | | {1 / cfg.n_eval:.1%} / {10 / cfg.n_eval:.1%} |",
+        f"| audio→text R@1 / R@10 | each clip retrieves one of its captions | {m['val_a2t_R@1']:.1%} / {m['val_a2t_R@10']:.1%} | | | |",
         "",
         "Retrieval captions are often near-duplicates (same instrument and attributes), which bounds R@1.",
         "",
         "## Which words the model binds",
         "",
-        "Two-way decision between an instrument's two classes of one attribute (chance 50%, part prompts): on held-out "
-        "combinations (the word never said with that instrument) and on seen combinations (clips not trained on).",
+        "Two-way decision between an instrument's two classes of one attribute (chance 50%; part prompts, and relative to "
+        "the instrument): on held-out combinations (the word never said with that instrument) and on seen combinations "
+        "(clips not trained on).",
         "",
-        "| word | attribute | held-out combinations | clips | seen combinations | clips |",
-        "|---|---|---|---|---|---|",
+        "| word | attribute | held-out combinations | relative | clips | seen combinations | relative | clips |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for value, r in m["per_value"].items():
+        q = m["per_value_relative"][value]
         lines.append(
-            f"| {value} | {r['attribute']} | {r['held_out_binding']:.1%} | {r['held_out_n']} | {r['seen_binding']:.1%} | {r['seen_n']} |"
+            f"| {value} | {r['attribute']} | {r['held_out_binding']:.1%} | {q['held_out_binding']:.1%} | {r['held_out_n']} "
+            f"| {r['seen_binding']:.1%} | {q['seen_binding']:.1%} | {r['seen_n']} |"
         )
     lines += [
         "",
@@ -457,6 +487,7 @@ def _seeds_report(cfg: DemoConfig, seeds: Sequence[int], runs: dict[int, dict[st
     first = runs[seeds[0]]
     protocols = {key: (protocol, chance) for key, protocol, chance in _protocol_rows(cfg, first)}
     for key, (protocol, chance) in list(protocols.items()):
+        protocols[f"{key}_relative"] = (protocol.replace(" (headline)", "") + ", relative to the instrument", chance)
         protocols[f"{key}_class_prompts"] = (protocol.replace(" (headline)", "") + ", class prompts", chance)
         protocols[key] = (protocol + ", part prompts", chance)
     protocols["linear_probe_accuracy_mean"] = ("linear probe, 17 instruments, 5-fold CV", f"{first['linear_probe_chance']:.1%}")
