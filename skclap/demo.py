@@ -432,7 +432,7 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
         "",
         f"Held out from the training captions: {held}. Their sounds are in the training audio, described without the "
         "held-out word; each word is learnt on other instruments. Zero-shot classification of new clips uses prompts only, "
-        "in two ways: " + "; ".join(f"**{text.split(':')[0]}**:{text.split(':', 1)[1]}" for text in SCORERS.values()) + ".",
+        f"in {len(SCORERS)} ways: " + "; ".join(f"**{text.split(':')[0]}**:{text.split(':', 1)[1]}" for text in SCORERS.values()) + ".",
         "",
         "| measure | protocol | part prompts | relative to the instrument | class prompts | chance |",
         "|---|---|---|---|---|---|",
