@@ -54,7 +54,7 @@ def main() -> None:
     emb = {}
     for precision in ("fp32", "bf16"):
         common = dict(model=model, sample_rate=rate, progress=False, device="cpu", precision=precision, cache=False)
-        classifiers = zero_shot_classifiers(**common)
+        classifiers = zero_shot_classifiers(parts=True, **common)
         scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers.items()}
         eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers.items()}
         zs_acc = evaluate_zero_shot(scores, zs, evaluation, eval_scores, cfg.held_out)["generalized"]
