@@ -162,11 +162,11 @@ def test_resume_after_a_crash_ends_with_identical_weights(tmp_path):
 def test_cpu_bf16_only_where_the_cpu_computes_bf16(tmp_path, monkeypatch):
     """cpu_bf16 trains under bfloat16 autocast on a CPU with native bf16 (weights stay float32) and
     falls back to float32 elsewhere: then the run is the plain float32 run, weight for weight."""
-    import skclap.training.trainer as trainer_module
+    import skclap.devices as devices_module
 
     plain = train_run(tmp_path / "fp32", 3)
     assert plain.precision == "fp32"
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(devices_module, "cpu_has_native_bf16", lambda: False)
     fallback = train_run(tmp_path / "no-bf16", 3, cpu_bf16=True)
     assert fallback.precision == "fp32"
     a, b = plain.model.state_dict(), fallback.model.state_dict()

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..checkpoints import load_model, save_model
-from ..devices import cpu_has_native_bf16, resolve_device
+from ..devices import autocast_dtype, resolve_device, resolve_precision
 from ..fileio import write_atomic
 from ..inference import embed_audio, embed_text
 from ..metrics import retrieval_metrics
@@ -204,12 +204,11 @@ class Trainer:
         params = self._trainable()
         optimizer = self._optimizer(params)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine, warmup=c.warmup_steps, total=total))
-        use_amp = c.amp and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda") if use_amp else None
-        autocast = partial(torch.autocast, "cuda", dtype=torch.float16) if use_amp else nullcontext
-        if c.cpu_bf16 and device.type == "cpu" and cpu_has_native_bf16():
-            autocast = partial(torch.autocast, "cpu", dtype=torch.bfloat16)
-        self.precision = "fp16" if use_amp else "bf16" if autocast is not nullcontext else "fp32"
+        fastest = resolve_precision("auto", device)  # fp16 on CUDA, bf16 on a CPU with native bf16, else fp32
+        self.precision = fastest if {"fp16": c.amp, "bf16": c.cpu_bf16}.get(fastest, True) else "fp32"
+        dtype = autocast_dtype(self.precision)
+        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        autocast = partial(torch.autocast, device.type, dtype=dtype) if dtype is not None else nullcontext
         if not (resume and self._restore(optimizer, scheduler, scaler)):
             torch.manual_seed(c.seed)  # dropout; a resumed run restores the saved random state
 
