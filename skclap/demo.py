@@ -273,7 +273,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     common: dict[str, Any] = dict(model=model, sample_rate=rate, progress=cfg.progress, device=str(model.device))
     zs_waves, eval_waves = zs.waveforms(), evaluation.waveforms()
     results, classifiers = {}, {}
-    for suffix, kind in SCORER_KINDS.items():  # part prompts (the headline), relative to the instrument, class prompts
+    for suffix, (kind, _) in SCORERS.items():  # part prompts (the headline), relative to the instrument, class prompts
         classifiers[suffix] = zero_shot_classifiers(**kind, **common)
         scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers[suffix].items()}
         eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers[suffix].items()}
@@ -294,7 +294,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
         "unseen_classes_only_chance": zero_shot["chance_unseen_only"],
         **{
             f"{measure}{suffix}": results[suffix][key]
-            for suffix in SCORER_KINDS
+            for suffix in SCORERS
             if suffix
             for measure, key in (
                 ("generalized_zero_shot", "generalized"),
@@ -385,15 +385,24 @@ def _over_seeds(values: list[float]) -> dict[str, Any]:
     return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "values": v.tolist()}
 
 
-#: How the zero-shot classifiers prompt a class ("high flute"), by the suffix of their metrics.
-SCORERS = {
-    "": "part prompts: the attribute (*a high note*) and the instrument (*a flute*) prompted apart, a class scored by the "
-    "product of their two zero-shot probabilities",
-    "_relative": "relative to the instrument: part prompts, the attribute judged against the instrument's own prompt "
-    "(how much higher than *a flute* the clip sounds: `relative_to`)",
-    "_class_prompts": "class prompts: the whole class said at once (*a high flute*, *the sound of a shrill flute*, ...)",
+#: How the zero-shot classifiers prompt a class ("high flute"), by the suffix of their metrics: the
+#: arguments of :func:`zero_shot_classifiers` and the report's description.
+SCORERS: dict[str, tuple[dict[str, bool], str]] = {
+    "": (
+        {"parts": True},
+        "part prompts: the attribute (*a high note*) and the instrument (*a flute*) prompted apart, a class scored by the "
+        "product of their two zero-shot probabilities",
+    ),
+    "_relative": (
+        {"parts": True, "relative": True},
+        "relative to the instrument: part prompts, the attribute judged against the instrument's own prompt "
+        "(how much higher than *a flute* the clip sounds: `relative_to`)",
+    ),
+    "_class_prompts": (
+        {"parts": False},
+        "class prompts: the whole class said at once (*a high flute*, *the sound of a shrill flute*, ...)",
+    ),
 }
-SCORER_KINDS = {"": {"parts": True}, "_relative": {"parts": True, "relative": True}, "_class_prompts": {"parts": False}}
 
 
 def _protocol_rows(cfg: DemoConfig, m: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -432,7 +441,7 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
         "",
         f"Held out from the training captions: {held}. Their sounds are in the training audio, described without the "
         "held-out word; each word is learnt on other instruments. Zero-shot classification of new clips uses prompts only, "
-        f"in {len(SCORERS)} ways: " + "; ".join(f"**{text.split(':')[0]}**:{text.split(':', 1)[1]}" for text in SCORERS.values()) + ".",
+        f"in {len(SCORERS)} ways: " + "; ".join(f"**{text.split(':')[0]}**:{text.split(':', 1)[1]}" for _, text in SCORERS.values()) + ".",
         "",
         "| measure | protocol | part prompts | relative to the instrument | class prompts | chance |",
         "|---|---|---|---|---|---|",
@@ -498,7 +507,7 @@ def _seeds_report(cfg: DemoConfig, seeds: Sequence[int], runs: dict[int, dict[st
         "",
         f"The demo (`{cfg.preset}` preset, {cfg.steps} steps of {cfg.batch_size} pairs) run once per seed {list(seeds)}: "
         "the corpus, the split and the initialisation follow the seed. Each run's report is in `seed-K/`. "
-        + " ".join(f"{text[0].upper()}{text[1:]}." for text in SCORERS.values()),
+        + " ".join(f"{text[0].upper()}{text[1:]}." for _, text in SCORERS.values()),
         "",
         "| measure | protocol | mean ± std | min | per seed | chance |",
         "|---|---|---|---|---|---|",
