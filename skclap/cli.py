@@ -67,6 +67,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from .training import train
+    from .training.distributed import close_distributed
 
     config = dict(
         batch_size=args.batch_size,
@@ -87,7 +88,14 @@ def run_train(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
     )
-    trainer = train(args.manifest, args.out, model=args.init or f"preset:{args.preset}", val_data=args.val, resume=args.resume, **config)
+    ok = False
+    try:
+        trainer = train(
+            args.manifest, args.out, model=args.init or f"preset:{args.preset}", val_data=args.val, resume=args.resume, **config
+        )
+        ok = True
+    finally:
+        close_distributed(ok)  # under torchrun: no rank leaves while rank 0 still writes the model
     last = trainer.history[-1] if trainer.history else {}
     if trainer.is_main:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("val_") and "R@" in k)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_gather_with_grad", "average_gradients", "init_distributed"]
+__all__ = ["DistInfo", "all_gather_with_grad", "average_gradients", "close_distributed", "init_distributed"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,17 @@ def init_distributed(device: str | torch.device | None = None) -> DistInfo:
         use_cuda = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def close_distributed(ok: bool = True) -> None:
+    """Leave the process group: after a run that ended well, wait for every rank (rank 0 may still be
+    writing the model) and then tear the group down, so that no rank exits while a peer still talks
+    to it. After an error, tear down without waiting: a peer may never arrive."""
+    if not dist.is_initialized():
+        return
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def all_gather_with_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
