@@ -119,6 +119,7 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     cfg = DemoConfig(
         **{k: v for k, v in given.items() if v is not None},  # the rest: DemoConfig's defaults
         group_size=args.group_size or None,
+        unsaid_weight=args.unsaid_weight,
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
     )
@@ -243,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=d.group_size,
         help="runs of this many clips of one group (instrument or attributes) in each batch: hard negatives; 0: off",
+    )
+    demo.add_argument(
+        "--unsaid-weight",
+        type=float,
+        default=d.unsaid_weight,
+        help="how far a caption that leaves pitch or dynamics unsaid is kept from deciding it, 0 to 1 (0: plain loss)",
     )
     demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
     demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")

@@ -80,6 +80,7 @@ class DemoConfig:
     group_size: int | None = 4  # hard negatives: runs of this many clips of one group in each batch
     group_by: str = "both"  # the groups: "instrument", "attributes" (same pitch and dynamics) or "both"
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
+    unsaid_weight: float = 0.5  # a caption that leaves pitch or dynamics unsaid decides it only so much (0: plain loss)
     seed: int = 0
     probe_folds: int = 5
     progress: bool = True
@@ -259,6 +260,8 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
         lr=cfg.lr,
         warmup_steps=50,
         group_size=cfg.group_size,
+        unsaid_attributes=ATTRIBUTES if cfg.unsaid_weight else None,
+        unsaid_weight=cfg.unsaid_weight,
         seed=cfg.seed,
         log_every=10,
         progress=cfg.progress,
@@ -429,6 +432,15 @@ def _protocol_rows(cfg: DemoConfig, m: dict[str, Any]) -> list[tuple[str, str, s
     ]
 
 
+def _unsaid_sentence(cfg: DemoConfig) -> str:
+    if not cfg.unsaid_weight:
+        return "."
+    return (
+        f"; a caption that leaves pitch or dynamics unsaid decides it with weight {1 - cfg.unsaid_weight:g} "
+        "(`TrainConfig.unsaid_attributes`)."
+    )
+
+
 def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
     held = ", ".join(f"*{v} {i}*" for i, v in cfg.held_out)
     lines = [
@@ -437,7 +449,8 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
         f"A `{cfg.preset}` CLAP trained from scratch for {cfg.steps} steps of {cfg.batch_size} pairs on "
         f"{cfg.n_clips} captioned clips of 17 real sampled instruments (General MIDI soundfont: piano, organ, guitar, harp, "
         f"violin, cello, trumpet, trombone, saxophone, clarinet, flute, marimba, synth and four drum-kit pieces), "
-        f"seed {cfg.seed}, in {m['train_seconds']:.0f} s on this machine ({m['train_pairs_per_second']:.0f} pairs/s).",
+        f"seed {cfg.seed}, in {m['train_seconds']:.0f} s on this machine ({m['train_pairs_per_second']:.0f} pairs/s)"
+        + _unsaid_sentence(cfg),
         "",
         f"Held out from the training captions: {held}. Their sounds are in the training audio, described without the "
         "held-out word; each word is learnt on other instruments. Zero-shot classification of new clips uses prompts only, "
@@ -505,7 +518,8 @@ def _seeds_report(cfg: DemoConfig, seeds: Sequence[int], runs: dict[int, dict[st
     lines = [
         "# skclap demo report, over seeds",
         "",
-        f"The demo (`{cfg.preset}` preset, {cfg.steps} steps of {cfg.batch_size} pairs) run once per seed {list(seeds)}: "
+        f"The demo (`{cfg.preset}` preset, {cfg.steps} steps of {cfg.batch_size} pairs{_unsaid_sentence(cfg)[:-1]}) "
+        f"run once per seed {list(seeds)}: "
         "the corpus, the split and the initialisation follow the seed. Each run's report is in `seed-K/`. "
         + " ".join(f"{text[0].upper()}{text[1:]}." for _, text in SCORERS.values()),
         "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["contrastive_loss", "contrastive_logits", "similarity_logits"]
+__all__ = ["contrastive_loss", "contrastive_logits", "similarity_logits", "symmetric_cross_entropy"]
 
 
 def similarity_logits(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -25,6 +25,10 @@ def contrastive_logits(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, lo
 
 def contrastive_loss(audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Mean of the text->audio (rows) and audio->text (columns) cross-entropies; pair i is the target."""
-    logits = contrastive_logits(audio_embeds, text_embeds, logit_scale)
+    return symmetric_cross_entropy(contrastive_logits(audio_embeds, text_embeds, logit_scale))
+
+
+def symmetric_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean of the row and column cross-entropies of a square logit matrix whose diagonal holds the pairs."""
     target = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

@@ -10,14 +10,16 @@ replayed by restoring the random state of the first pass).
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 
-from ..loss import contrastive_loss
+from ..loss import contrastive_loss, symmetric_cross_entropy
 from ..models.clap import ClapLike
 from .distributed import DistInfo, all_gather_with_grad
+from .unsaid import UnsaidBatch
 
 __all__ = ["contrastive_backward"]
 
@@ -60,12 +62,15 @@ def contrastive_backward(
     dist_info: DistInfo | None = None,
     autocast: Any = None,
     scaler: Any = None,
+    unsaid: UnsaidBatch | None = None,
 ) -> torch.Tensor:
     """Accumulate into ``.grad`` the gradient of the symmetric contrastive loss of this batch.
 
     ``waves``/``tokens`` are this rank's share of the global batch. With ``dist_info`` the loss is
     over the global batch (all ranks' embeddings); the gradient left on this rank is its share, so
-    that averaging gradients across ranks gives the single-process gradient. Returns the loss.
+    that averaging gradients across ranks gives the single-process gradient. With ``unsaid`` (this
+    rank's captions' said bits) the logits leave unsaid attributes partly out
+    (:mod:`skclap.training.unsaid`). Returns the loss.
     """
     info = dist_info or DistInfo()
     amp = autocast if autocast is not None else nullcontext
@@ -82,7 +87,10 @@ def contrastive_backward(
         logit_scale = model.logit_scale.exp()
         if w > 1:
             logit_scale = logit_scale / w + (logit_scale - logit_scale / w).detach()
-        return contrastive_loss(a_all, t_all, logit_scale), w
+        if unsaid is None:
+            return contrastive_loss(a_all, t_all, logit_scale), w
+        batch = dataclasses.replace(unsaid, said=all_gather_with_grad(unsaid.said.to(a.device), info))
+        return symmetric_cross_entropy(batch.logits(a_all, t_all, logit_scale)), w
 
     def backward(loss: torch.Tensor) -> None:
         (scaler.scale(loss) if scaler is not None else loss).backward()

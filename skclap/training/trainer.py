@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +39,7 @@ from ..registry import parse_spec
 from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
 from .distributed import DistInfo, average_gradients, init_distributed
 from .step import contrastive_backward
+from .unsaid import UnsaidAttributes
 
 __all__ = ["TrainConfig", "Trainer", "start_model", "train"]
 
@@ -64,6 +65,9 @@ class TrainConfig:
     freeze_audio: bool = False  # freeze the audio tower (CNN14, HTS-AT); its projection trains
     amp: bool = True  # float16 autocast, on CUDA only
     cpu_bf16: bool = False  # bfloat16 autocast on a CPU that computes bf16 natively (avx512_bf16, AMX); float32 on others
+    # captions that leave an attribute unsaid ({attribute: {value: phrases}}) don't fully decide it: see training/unsaid.py
+    unsaid_attributes: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+    unsaid_weight: float = 0.5
     num_workers: int = 0
     seed: int = 0
     checkpoint_every: int | None = None  # steps
@@ -80,6 +84,12 @@ class TrainConfig:
             raise ValueError("a contrastive batch needs at least 2 pairs")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError("micro_batch_size must be >= 1")
+        self.unsaid()  # validates the table and the weight
+
+    def unsaid(self) -> UnsaidAttributes | None:
+        if self.unsaid_attributes is None:
+            return None
+        return UnsaidAttributes(self.unsaid_attributes, self.unsaid_weight)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -160,7 +170,9 @@ class Trainer:
         model = self.model
         if self.head is None:
             tokens = model.tokenize(targets)
-            return contrastive_backward(model, waves, tokens, self.config.micro_batch_size, info, autocast, scaler)
+            attributes = self.config.unsaid()
+            unsaid = None if attributes is None else attributes.batch(model, targets)
+            return contrastive_backward(model, waves, tokens, self.config.micro_batch_size, info, autocast, scaler, unsaid)
         labels = torch.as_tensor([int(t) for t in targets], device=waves.device)
         with autocast():
             logits = self.head(model.encode_audio(waves))

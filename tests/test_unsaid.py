@@ -1,0 +1,227 @@
+"""Captions that leave an attribute unsaid (skclap.training.unsaid)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from skclap import CLAPModel
+from skclap.loss import contrastive_logits, contrastive_loss
+from skclap.training import TrainConfig, Trainer, contrastive_backward
+from skclap.training.distributed import DistInfo, average_gradients
+from skclap.training.unsaid import UnsaidAttributes, UnsaidBatch
+
+from .test_training import assert_same_grads, free_port, grads
+
+TABLE = {
+    "pitch": {"low": ("low", "low pitched", "deep"), "high": ("high", "high pitched", "shrill")},
+    "dynamics": {"soft": ("soft", "quiet"), "loud": ("loud", "forceful")},
+}
+CAPTIONS = [
+    "a low flute",  # pitch said
+    "a loud trumpet",  # dynamics said
+    "a deep and quiet cello",  # both
+    "a flute",  # neither
+    "a shrill whistle played loud",  # both
+    "an organ",  # neither
+    "a forceful drum",  # dynamics
+    "a high pitched bell",  # pitch
+]
+
+
+def direct_logits(a: np.ndarray, t: np.ndarray, said: list[int], dirs: list[np.ndarray], weight: float, scale: float):
+    """Pair by pair, in float64: the projector onto the complement of the unsaid directions' span
+    from a pseudo-inverse (no QR), applied to the normalised embeddings and renormalised."""
+    unit = lambda x: x / np.linalg.norm(x)  # noqa: E731
+    out = np.zeros((len(t), len(a)))
+    for i in range(len(a)):
+        unsaid = [k for k in range(len(dirs)) if not said[i] >> k & 1]
+        if unsaid:
+            d = np.concatenate([dirs[k] for k in unsaid])  # (r, dim)
+            proj = np.eye(a.shape[1]) - np.linalg.pinv(d) @ d
+        for j in range(len(t)):
+            plain = unit(t[j]) @ unit(a[i])
+            if not unsaid:
+                out[j, i] = scale * plain
+            else:
+                out[j, i] = scale * ((1 - weight) * plain + weight * unit(proj @ unit(t[j])) @ unit(proj @ unit(a[i])))
+    return out
+
+
+def random_batch(n=8, dim=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    t = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    dirs = (torch.randn(1, dim, generator=g, dtype=torch.float64), torch.randn(2, dim, generator=g, dtype=torch.float64))
+    return a, t, dirs
+
+
+# ------------------------------------------------------------------------------ which attributes a caption says
+def test_a_caption_says_an_attribute_only_with_a_word_of_one_value():
+    said = UnsaidAttributes(TABLE).said(CAPTIONS + ["a pitched percussion", "HIGH and Loud", "highway noise", "shrill, loud!"])
+    assert said.tolist() == [1, 2, 3, 0, 3, 0, 2, 1, 0, 3, 0, 3]  # "pitched" is in both values: it says nothing
+
+
+@pytest.mark.parametrize(
+    "table, weight, match",
+    [
+        (TABLE, 1.5, "weight must lie in"),
+        ({}, 0.5, "no attributes"),
+        ({"pitch": {"low": ("low",)}}, 0.5, "two or more values"),
+        ({"pitch": {"low": "low", "high": ("high",)}}, 0.5, "list of non-empty phrases"),
+        ({"pitch": {"low": ("low", " "), "high": ("high",)}}, 0.5, "list of non-empty phrases"),
+        ({"pitch": {"low": ("pitched",), "high": ("high pitched",)}}, 0.5, "shared with another value"),
+    ],
+)
+def test_bad_tables_are_refused_with_the_attribute_named(table, weight, match):
+    with pytest.raises(ValueError, match=match):
+        UnsaidAttributes(table, weight)
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(unsaid_attributes=table, unsaid_weight=weight)
+
+
+def test_a_caption_that_is_not_a_string_is_named():
+    with pytest.raises(TypeError, match="caption 1 is a int"):
+        UnsaidAttributes(TABLE).said(["a flute", 3])
+
+
+# ------------------------------------------------------------------------------ the logits
+@pytest.mark.parametrize("weight", [0.3, 1.0])
+def test_logits_match_a_pair_by_pair_computation(weight):
+    a, t, dirs = random_batch()
+    said = [1, 2, 3, 0, 3, 0, 2, 1]
+    got = UnsaidBatch(torch.tensor(said), dirs, weight).logits(a, t, torch.tensor(7.0, dtype=torch.float64))
+    want = direct_logits(a.numpy(), t.numpy(), said, [d.numpy() for d in dirs], weight, 7.0)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-10)
+
+
+def test_without_unsaid_attributes_or_weight_the_logits_are_the_plain_ones():
+    a, t, dirs = random_batch()
+    scale = torch.tensor(3.0, dtype=torch.float64)
+    plain = contrastive_logits(a, t, scale)
+    every = torch.full((8,), 3)
+    torch.testing.assert_close(UnsaidBatch(every, dirs, 0.5).logits(a, t, scale), plain)
+    torch.testing.assert_close(UnsaidBatch(torch.zeros(8, dtype=torch.int64), dirs, 0.0).logits(a, t, scale), plain)
+
+
+def test_with_full_weight_an_unsaid_attribute_exerts_no_pull():
+    """Moving clip 3 (caption says nothing) along an attribute direction leaves its column as it
+    was; clip 2 (says both) sees the move; clip 0 (says pitch only) sees a pitch move only."""
+    a, t, dirs = random_batch()
+    b = UnsaidBatch(torch.tensor([1, 2, 3, 0, 3, 0, 2, 1]), dirs, 1.0)
+    scale = torch.tensor(1.0, dtype=torch.float64)
+    base = b.logits(a, t, scale)
+    for clip, direction, moves in [
+        (3, dirs[0][0], False),
+        (3, dirs[1][1], False),
+        (2, dirs[0][0], True),
+        (0, dirs[0][0], True),
+        (0, dirs[1][0], False),
+    ]:
+        moved = a.clone()
+        moved[clip] += 0.8 * direction
+        changed = (b.logits(moved, t, scale)[:, clip] - base[:, clip]).abs().max() > 1e-3
+        assert bool(changed) == moves, (clip, moves)
+
+
+def test_shapes_that_do_not_pair_up_are_refused():
+    a, t, dirs = random_batch()
+    with pytest.raises(ValueError, match="must pair up"):
+        UnsaidBatch(torch.zeros(7, dtype=torch.int64), dirs, 0.5).logits(a, t, torch.tensor(1.0))
+
+
+# ------------------------------------------------------------------------------ with a model
+def tiny_batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    model = CLAPModel.from_preset("tiny", seed=seed).to(torch.float64)
+    waves = (torch.randn(8, model.config.window_samples, generator=g) * 0.1).to(torch.float64)
+    return model, waves, model.tokenize(CAPTIONS)
+
+
+def test_directions_are_the_value_means_from_the_text_tower_without_dropout():
+    model, _, _ = tiny_batch()
+    model.train()
+    attrs = UnsaidAttributes(TABLE)
+    first, second = attrs.directions(model), attrs.directions(model)
+    assert model.training and model.text_encoder.training  # its mode given back
+    model.eval()
+    with torch.no_grad():
+        for k, values in enumerate(TABLE.values()):
+            means = [torch.nn.functional.normalize(model.encode_text(model.tokenize(list(p))), dim=-1).mean(0) for p in values.values()]
+            torch.testing.assert_close(first[k], (means[1] - means[0])[None].float(), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(first[k], second[k], rtol=0, atol=0)
+
+
+def test_the_step_uses_the_unsaid_logits_and_gradient_caching_keeps_them():
+    model, waves, tokens = tiny_batch()
+    model.eval()
+    unsaid = UnsaidAttributes(TABLE, 0.7).batch(model, CAPTIONS)
+    loss = contrastive_backward(model, waves, tokens, unsaid=unsaid)
+    full = grads(model)
+    with torch.no_grad():
+        a, t, scale = model.encode_audio(waves), model.encode_text(tokens), model.logit_scale.exp()
+    plain = contrastive_loss(a, t, scale)
+    assert abs(float(loss) - float(plain)) > 1e-4  # not the plain loss ...
+    logits = unsaid.logits(a, t, scale)
+    target = torch.arange(8)
+    want = 0.5 * (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.T, target))
+    assert float(loss) == pytest.approx(float(want), abs=1e-10)  # ... but that of the unsaid logits
+    model.zero_grad()
+    cached = contrastive_backward(model, waves, tokens, micro_batch=3, unsaid=unsaid)
+    assert float(cached) == pytest.approx(float(loss), abs=1e-10)
+    assert_same_grads(full, grads(model), atol=1e-8)
+
+
+def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model, waves, tokens = tiny_batch()
+        model.eval()
+        per = waves.shape[0] // world
+        sl = slice(rank * per, (rank + 1) * per)
+        info = DistInfo(rank, world)
+        unsaid = UnsaidAttributes(TABLE, 0.7).batch(model, CAPTIONS[sl])  # each rank knows its own captions only
+        loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, None, info, unsaid=unsaid)
+        average_gradients([p for p in model.parameters() if p.grad is not None], info)
+        if rank == 0:
+            torch.save({"loss": loss, "grads": grads(model)}, out)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_gather_the_said_bits_and_match_one_process(tmp_path):
+    out = str(tmp_path / "rank0.pt")
+    mp.spawn(_rank_worker, args=(2, free_port(), out), nprocs=2, join=True)
+    got = torch.load(out, weights_only=True)
+    model, waves, tokens = tiny_batch()
+    model.eval()
+    loss = contrastive_backward(model, waves, tokens, unsaid=UnsaidAttributes(TABLE, 0.7).batch(model, CAPTIONS))
+    assert float(got["loss"]) == pytest.approx(float(loss), abs=1e-8)
+    assert_same_grads(grads(model), got["grads"], atol=1e-8)
+
+
+def test_the_trainer_trains_with_unsaid_attributes(tmp_path):
+    """Weight 0 trains exactly like the plain loss; weight 0.5 trains differently."""
+    g = np.random.default_rng(0)
+    waves = [g.normal(0, 0.1, 16000).astype(np.float32) for _ in CAPTIONS * 2]
+
+    def run(**kw):
+        cfg = TrainConfig(batch_size=8, max_steps=3, lr=1e-3, warmup_steps=1, progress=False, **kw)
+        trainer = Trainer(CLAPModel.from_preset("tiny", seed=1, proj_dropout=0.0), cfg)
+        model = trainer.fit((waves, CAPTIONS * 2), item_rate=16000)
+        return trainer, {k: v.clone() for k, v in model.state_dict().items()}
+
+    _, plain = run()
+    _, zero = run(unsaid_attributes=TABLE, unsaid_weight=0.0)
+    trainer, half = run(unsaid_attributes=TABLE, unsaid_weight=0.5)
+    for k in plain:
+        torch.testing.assert_close(plain[k], zero[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert any(not torch.allclose(plain[k], half[k], atol=1e-6) for k in plain if plain[k].is_floating_point())
+    assert all(np.isfinite(r["loss"]) for r in trainer.history)
