@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -56,6 +58,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-text", action="store_true", help="freeze the text transformer")
     p.add_argument("--freeze-audio", action="store_true", help="freeze the CNN14 audio backbone")
     p.add_argument("--cpu-bf16", action="store_true", help="bfloat16 autocast on a CPU that computes bf16 natively (else float32)")
+    p.add_argument(
+        "--unsaid-attributes",
+        metavar="JSON",
+        help='attributes captions may leave unsaid, a JSON file {"pitch": {"low": ["low", "deep"], "high": ["high", "shrill"]}}: '
+        "a caption that says none of an attribute's words decides it only partly",
+    )
+    p.add_argument("--unsaid-weight", type=float, default=0.5, help="0: plain loss; 1: an unsaid attribute exerts no pull (default: 0.5)")
     p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
     p.add_argument("--eval-every", type=int, help="steps between validations (also at every epoch end)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
@@ -63,6 +72,26 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _read_attribute_table(path: str | None, weight: float) -> dict | None:
+    from .training.unsaid import UnsaidAttributes
+
+    if not 0.0 <= weight <= 1.0:
+        raise SystemExit(f"--unsaid-weight must lie in [0, 1]; got {weight}")
+    if path is None:
+        return None
+    try:
+        table = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--unsaid-attributes {path}: cannot read it as JSON ({e})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise SystemExit(f'--unsaid-attributes {path}: expected {{"attribute": {{"value": ["phrase", ...]}}}}; got {table!r:.200}')
+    try:
+        UnsaidAttributes(table, weight)
+    except ValueError as e:
+        raise SystemExit(f"--unsaid-attributes {path}: {e}") from None
+    return table
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -81,6 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
         freeze_text=args.freeze_text,
         freeze_audio=args.freeze_audio,
         cpu_bf16=args.cpu_bf16,
+        unsaid_attributes=_read_attribute_table(args.unsaid_attributes, args.unsaid_weight),
+        unsaid_weight=args.unsaid_weight,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         num_workers=args.num_workers,

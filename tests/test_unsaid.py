@@ -13,7 +13,7 @@ from skclap.training import TrainConfig, Trainer, contrastive_backward
 from skclap.training.distributed import DistInfo, average_gradients
 from skclap.training.unsaid import UnsaidAttributes, UnsaidBatch
 
-from .test_training import assert_same_grads, free_port, grads
+from .test_training import assert_same_grads, free_port, grads, write_manifest
 
 TABLE = {
     "pitch": {"low": ("low", "low pitched", "deep"), "high": ("high", "high pitched", "shrill")},
@@ -225,3 +225,28 @@ def test_the_trainer_trains_with_unsaid_attributes(tmp_path):
         torch.testing.assert_close(plain[k], zero[k], rtol=1e-5, atol=1e-6, msg=k)
     assert any(not torch.allclose(plain[k], half[k], atol=1e-6) for k in plain if plain[k].is_floating_point())
     assert all(np.isfinite(r["loss"]) for r in trainer.history)
+
+
+def test_the_cli_reads_the_table_from_json_and_names_what_is_wrong(tmp_path):
+    import json
+
+    from skclap.cli import main
+
+    manifest = write_manifest(tmp_path, 8)
+    table = tmp_path / "attributes.json"
+    table.write_text(json.dumps({"loudness": {"soft": ["soft", "quiet"], "loud": ["loud", "noisy"]}}))
+    common = [str(manifest), "--preset", "tiny", "--batch-size", "8", "--max-steps", "2", "--warmup-steps", "1", "--no-progress"]
+    main(["train", *common, "--out", str(tmp_path / "plain")])
+    main(["train", *common, "--out", str(tmp_path / "unsaid"), "--unsaid-attributes", str(table), "--unsaid-weight", "1"])
+    plain = CLAPModel.from_pretrained(str(tmp_path / "plain")).state_dict()
+    unsaid = CLAPModel.from_pretrained(str(tmp_path / "unsaid")).state_dict()
+    assert any(not torch.allclose(plain[k], unsaid[k]) for k in plain if plain[k].is_floating_point())
+
+    table.write_text(json.dumps({"loudness": {"soft": ["soft"]}}))
+    with pytest.raises(SystemExit, match=r"attributes.json: attribute 'loudness' needs two or more values"):
+        main(["train", *common, "--out", str(tmp_path / "x"), "--unsaid-attributes", str(table)])
+    table.write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot read it as JSON"):
+        main(["train", *common, "--out", str(tmp_path / "x"), "--unsaid-attributes", str(table)])
+    with pytest.raises(SystemExit, match=r"--unsaid-weight must lie in \[0, 1\]; got 2.0"):
+        main(["train", *common, "--out", str(tmp_path / "x"), "--unsaid-weight", "2"])
