@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--unsaid-weight",
         type=float,
         default=d.unsaid_weight,
-        help="how far a caption that leaves pitch or dynamics unsaid is kept from deciding it, 0 to 1 (0: plain loss)",
+        help=f"how far a caption that leaves pitch or dynamics unsaid is kept from deciding it, 0 to 1 (default: {d.unsaid_weight:g}, the plain loss)",
     )
     demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
     demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")

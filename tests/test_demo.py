@@ -15,6 +15,7 @@ from skclap.demo import (
     run_demo,
     run_demo_seeds,
     split_corpus,
+    train_config,
     zero_shot_classifiers,
 )
 
@@ -193,6 +194,18 @@ def test_cli_seeds_are_parsed_and_checked(monkeypatch):
     assert cli.main(["demo", "--no-progress"]) == 0
     assert got["cfg"] == DemoConfig(progress=False)
     assert cli.main(["demo", "--seconds", "2", "--no-progress"]) == 0 and got["cfg"].seconds == 2.0
+    assert cli.main(["demo", "--unsaid-weight", "0.3", "--no-progress"]) == 0 and got["cfg"].unsaid_weight == 0.3
+
+
+def test_unsaid_weight_trains_pitch_and_dynamics_as_unsaid_attributes():
+    plain = train_config(DemoConfig())
+    assert plain.unsaid() is None  # the default: the plain loss
+    unsaid = train_config(DemoConfig(unsaid_weight=0.3)).unsaid()
+    assert unsaid is not None and unsaid.weight == 0.3 and list(unsaid.table) == ["pitch", "dynamics"]
+    said = unsaid.said(["a shrill flute", "a loud cello", "a deep quiet piano", "a flute playing a long note"]).tolist()
+    assert said == [1, 2, 3, 0]
+    with pytest.raises(ValueError, match="weight must lie in"):
+        train_config(DemoConfig(unsaid_weight=2.0))
 
 
 def test_zero_shot_measures_follow_the_given_held_out_set(split):
