@@ -524,9 +524,9 @@ def _seeds_report(cfg: DemoConfig, seeds: Sequence[int], runs: dict[int, dict[st
     first = runs[seeds[0]]
     protocols = {key: (protocol, chance) for key, protocol, chance in _protocol_rows(cfg, first)}
     for key, (protocol, chance) in list(protocols.items()):
-        protocols[f"{key}_relative"] = (protocol.replace(" (headline)", "") + ", relative to the instrument", chance)
-        protocols[f"{key}_class_prompts"] = (protocol.replace(" (headline)", "") + ", class prompts", chance)
-        protocols[key] = (protocol + ", part prompts", chance)
+        for suffix, (_, text) in SCORERS.items():  # ", part prompts" (the headline), ", relative to the instrument", ...
+            said = protocol if not suffix else protocol.replace(" (headline)", "")
+            protocols[key + suffix] = (f"{said}, {text.split(':')[0]}", chance)
     protocols["linear_probe_accuracy_mean"] = ("linear probe, 17 instruments, 5-fold CV", f"{first['linear_probe_chance']:.1%}")
     protocols["val_t2a_R@10"] = (f"text→audio R@10 over {cfg.n_eval} unseen clips", f"{10 / cfg.n_eval:.1%}")
     protocols["val_a2t_R@10"] = (f"audio→text R@10 over {cfg.n_eval} unseen clips", "")

@@ -128,6 +128,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.is_main = True
         self.precision = "fp32"  # the arithmetic of the last fit: "fp32", "bf16" (CPU) or "fp16" (CUDA)
+        self._unsaid: UnsaidAttributes | None = None
 
     # ------------------------------------------------------------------------------ set-up
     def _dataset(self, data: Any, item_rate: int | None) -> CaptionDataset:
@@ -170,8 +171,7 @@ class Trainer:
         model = self.model
         if self.head is None:
             tokens = model.tokenize(targets)
-            attributes = self.config.unsaid()
-            unsaid = None if attributes is None else attributes.batch(model, targets)
+            unsaid = None if self._unsaid is None else self._unsaid.batch(model, targets)
             return contrastive_backward(model, waves, tokens, self.config.micro_batch_size, info, autocast, scaler, unsaid)
         labels = torch.as_tensor([int(t) for t in targets], device=waves.device)
         with autocast():
@@ -195,6 +195,7 @@ class Trainer:
         training item, e.g. its instrument) with ``TrainConfig.group_size`` puts items of one group
         together in each batch (hard negatives)."""
         c = self.config
+        self._unsaid = c.unsaid()  # the attribute table, read once per run
         info = init_distributed(c.device)
         self.is_main = info.is_main
         device = resolve_device(c.device)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -55,26 +56,24 @@ class UnsaidBatch:
             raise ValueError(
                 f"audio {tuple(audio_embeds.shape)}, text {tuple(text_embeds.shape)} and said {tuple(self.said.shape)} must pair up"
             )
-        plain = contrastive_logits(audio_embeds, text_embeds, logit_scale)
+        logits = contrastive_logits(audio_embeds, text_embeds, logit_scale)
+        if self.weight == 0:
+            return logits
         a = F.normalize(audio_embeds, dim=-1)
         t = F.normalize(text_embeds, dim=-1)
         every = (1 << len(self.directions)) - 1
         said = self.said.to(a.device)
-        columns = []
+        logits = logits.clone()
         for key in torch.unique(said).tolist():
-            cols = (said == key).nonzero().flatten()
-            unsaid = [k for k in range(len(self.directions)) if not key >> k & 1]
-            if key == every or self.weight == 0:
+            if key == every:
                 continue
-            basis, _ = torch.linalg.qr(torch.cat([self.directions[k] for k in unsaid]).to(a).T)  # (dim, r), orthonormal
+            cols = (said == key).nonzero().flatten()
+            unsaid = [d for k, d in enumerate(self.directions) if not key >> k & 1]
+            basis, _ = torch.linalg.qr(torch.cat(unsaid).to(a).T)  # (dim, r), orthonormal
             ap = F.normalize(a[cols] - a[cols] @ basis @ basis.T, dim=-1)
             tp = F.normalize(t - t @ basis @ basis.T, dim=-1)
-            columns.append((cols, (1 - self.weight) * plain[:, cols] + self.weight * logit_scale * (tp @ ap.T)))
-        if columns:
-            plain = plain.clone()
-            for cols, mixed in columns:
-                plain[:, cols] = mixed
-        return plain
+            logits[:, cols] = (1 - self.weight) * logits[:, cols] + self.weight * logit_scale * (tp @ ap.T)
+        return logits
 
 
 @dataclass(frozen=True)
@@ -111,9 +110,14 @@ class UnsaidAttributes:
         others = {w for v, phrases in values.items() if v != value for p in phrases for w in _words(p)}
         return {w for p in values[value] for w in _words(p)} - others
 
+    @cached_property
+    def _said_words(self) -> list[set[str]]:
+        """Per attribute, the words that say one of its values."""
+        return [set().union(*(self._value_words(attribute, v) for v in values)) for attribute, values in self.table.items()]
+
     def said(self, captions: Sequence[str]) -> torch.Tensor:
         """``(n,)`` int64 bit sets: bit k set when caption i says attribute k (in table order)."""
-        words = [set().union(*(self._value_words(attribute, v) for v in values)) for attribute, values in self.table.items()]
+        words = self._said_words
         out = []
         for i, caption in enumerate(captions):
             if not isinstance(caption, str):
