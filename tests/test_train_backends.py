@@ -4,22 +4,21 @@ data parallelism, exact resume, learning, supervised fine-tuning; and where a ru
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from skclap import CLAPLinearProbe, CLAPModel, load_model
 from skclap.backends import LaionCLAP
 from skclap.datasets import make_corpus
 from skclap.registry import PRETRAINED
 from skclap.training import TrainConfig, Trainer, contrastive_backward, train
-from skclap.training.distributed import DistInfo, average_gradients
 
 from .conftest import LAION_DIR
 from .test_checkpoints import msclap_state
-from .test_training import Killed, assert_same_grads, free_port, grads
+from .test_training import Killed, assert_same_grads, grads, two_rank_step
 
 BACKENDS = ["tiny", "tiny-htsat", pytest.param("laion", marks=pytest.mark.slow)]
 
@@ -56,31 +55,10 @@ def test_gradient_cache_equals_full_batch(backend):
     assert audio, "the audio tower gets gradients"
 
 
-def _rank_worker(rank: int, world: int, port: int, backend: str, out: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        model, waves, tokens = batch(backend)
-        per = waves.shape[0] // world
-        sl = slice(rank * per, (rank + 1) * per)
-        info = DistInfo(rank, world)
-        loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, 2, info)
-        average_gradients([p for p in model.parameters() if p.grad is not None], info)
-        if rank == 0:
-            torch.save({"loss": loss, "grads": grads(model)}, out)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tiny-htsat", "laion"])
 def test_two_processes_match_one_process(tmp_path, backend):
-    out = str(tmp_path / "rank0.pt")
-    mp.spawn(_rank_worker, args=(2, free_port(), backend, out), nprocs=2, join=True)
-    got = torch.load(out, weights_only=True)
+    got = two_rank_step(tmp_path, partial(batch, backend), micro=2)
     model, waves, tokens = batch(backend)
     loss = contrastive_backward(model, waves, tokens)
     assert float(got["loss"]) == pytest.approx(float(loss), abs=1e-5)

@@ -8,7 +8,9 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,12 +27,12 @@ from skclap.training.trainer import warmup_cosine
 CAPTIONS = [f"caption number {i} about a {w} sound" for i, w in enumerate("dog rain bell siren drum hiss click buzz".split())]
 
 
-def batch(n: int = 8, seed: int = 0, dtype=torch.float64):
+def batch(n: int = 8, seed: int = 0, dtype=torch.float64, captions: Sequence[str] = CAPTIONS):
     """A tiny model and a batch, in float64 so that equalities are exact up to 1e-5 with margin."""
     g = torch.Generator().manual_seed(seed)
     model = CLAPModel.from_preset("tiny", seed=seed).to(dtype)
     waves = (torch.randn(n, model.config.window_samples, generator=g) * 0.1).to(dtype)
-    return model, waves, model.tokenize(CAPTIONS[:n])
+    return model, waves, model.tokenize(list(captions[:n]))
 
 
 def grads(model: CLAPModel) -> dict[str, torch.Tensor]:
@@ -85,20 +87,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_worker(rank: int, world: int, port: int, micro: int | None, out: str) -> None:
+def _rank_worker(rank: int, world: int, port: int, make: Callable, micro: int | None, unsaid: Any, out: str) -> None:
+    """One of ``world`` gloo processes: its share of ``make()``'s batch (model in eval mode), with
+    ``unsaid`` = (UnsaidAttributes, captions) or None; rank 0 saves the loss and the gradients."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        model, waves, tokens = batch()
+        model, waves, tokens = make()
         model.eval()
         per = waves.shape[0] // world
         sl = slice(rank * per, (rank + 1) * per)
         info = DistInfo(rank, world)
-        loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, micro, info)
-        params = [p for p in model.parameters() if p.grad is not None]
-        average_gradients(params, info)
+        share = None if unsaid is None else unsaid[0].batch(model, unsaid[1][sl])  # each rank knows its own captions only
+        loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, micro, info, unsaid=share)
+        average_gradients([p for p in model.parameters() if p.grad is not None], info)
         if rank == 0:
             torch.save({"loss": loss, "grads": grads(model)}, out)
         dist.barrier()  # neither rank tears gloo down while the other still uses it
@@ -106,12 +110,17 @@ def _rank_worker(rank: int, world: int, port: int, micro: int | None, out: str) 
         dist.destroy_process_group()
 
 
+def two_rank_step(tmp_path: Path, make: Callable, micro: int | None = None, unsaid: Any = None) -> dict:
+    """Loss and gradients of rank 0 after one step on two gloo processes sharing ``make()``'s batch."""
+    out = str(tmp_path / "rank0.pt")
+    mp.spawn(_rank_worker, args=(2, free_port(), make, micro, unsaid, out), nprocs=2, join=True)
+    return torch.load(out, weights_only=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("micro", [None, 2])
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path, micro):
-    out = str(tmp_path / "rank0.pt")
-    mp.spawn(_rank_worker, args=(2, free_port(), micro, out), nprocs=2, join=True)
-    got = torch.load(out, weights_only=True)
+    got = two_rank_step(tmp_path, batch, micro)
     model, waves, tokens = batch()
     model.eval()
     loss = contrastive_backward(model, waves, tokens)

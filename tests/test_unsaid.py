@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from skclap import CLAPModel
 from skclap.loss import contrastive_logits, contrastive_loss
 from skclap.training import TrainConfig, Trainer, contrastive_backward
-from skclap.training.distributed import DistInfo, average_gradients
 from skclap.training.unsaid import UnsaidAttributes, UnsaidBatch
 
-from .test_training import assert_same_grads, free_port, grads, write_manifest
+from .test_training import assert_same_grads, batch, grads, two_rank_step, write_manifest
 
 TABLE = {
     "pitch": {"low": ("low", "low pitched", "deep"), "high": ("high", "high pitched", "shrill")},
@@ -133,11 +133,7 @@ def test_shapes_that_do_not_pair_up_are_refused():
 
 
 # ------------------------------------------------------------------------------ with a model
-def tiny_batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    model = CLAPModel.from_preset("tiny", seed=seed).to(torch.float64)
-    waves = (torch.randn(8, model.config.window_samples, generator=g) * 0.1).to(torch.float64)
-    return model, waves, model.tokenize(CAPTIONS)
+tiny_batch = partial(batch, captions=CAPTIONS)  # a tiny model and a batch of these captions
 
 
 def test_directions_are_the_value_means_from_the_text_tower_without_dropout():
@@ -174,32 +170,9 @@ def test_the_step_uses_the_unsaid_logits_and_gradient_caching_keeps_them():
     assert_same_grads(full, grads(model), atol=1e-8)
 
 
-def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        model, waves, tokens = tiny_batch()
-        model.eval()
-        per = waves.shape[0] // world
-        sl = slice(rank * per, (rank + 1) * per)
-        info = DistInfo(rank, world)
-        unsaid = UnsaidAttributes(TABLE, 0.7).batch(model, CAPTIONS[sl])  # each rank knows its own captions only
-        loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, None, info, unsaid=unsaid)
-        average_gradients([p for p in model.parameters() if p.grad is not None], info)
-        if rank == 0:
-            torch.save({"loss": loss, "grads": grads(model)}, out)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
 def test_two_processes_gather_the_said_bits_and_match_one_process(tmp_path):
-    out = str(tmp_path / "rank0.pt")
-    mp.spawn(_rank_worker, args=(2, free_port(), out), nprocs=2, join=True)
-    got = torch.load(out, weights_only=True)
+    got = two_rank_step(tmp_path, tiny_batch, unsaid=(UnsaidAttributes(TABLE, 0.7), CAPTIONS))
     model, waves, tokens = tiny_batch()
     model.eval()
     loss = contrastive_backward(model, waves, tokens, unsaid=UnsaidAttributes(TABLE, 0.7).batch(model, CAPTIONS))
