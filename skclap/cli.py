@@ -65,6 +65,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "a caption that says none of an attribute's words decides it only partly",
     )
     p.add_argument("--unsaid-weight", type=float, default=0.5, help="0: plain loss; 1: an unsaid attribute exerts no pull (default: 0.5)")
+    p.add_argument(
+        "--unsaid-mode",
+        choices=["project", "complete"],
+        default="project",
+        help="project: remove the unsaid attributes' text directions from such pairs; "
+        "complete: score such a caption by its best completion with each value (default: project)",
+    )
     p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
     p.add_argument("--eval-every", type=int, help="steps between validations (also at every epoch end)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
@@ -112,6 +119,7 @@ def run_train(args: argparse.Namespace) -> int:
         cpu_bf16=args.cpu_bf16,
         unsaid_attributes=_read_attribute_table(args.unsaid_attributes, args.unsaid_weight),
         unsaid_weight=args.unsaid_weight,
+        unsaid_mode=args.unsaid_mode,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         num_workers=args.num_workers,
@@ -151,6 +159,7 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
         **{k: v for k, v in given.items() if v is not None},  # the rest: DemoConfig's defaults
         group_size=args.group_size or None,
         unsaid_weight=args.unsaid_weight,
+        unsaid_mode=args.unsaid_mode,
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
     )
@@ -281,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=d.unsaid_weight,
         help=f"how far a caption that leaves pitch or dynamics unsaid is kept from deciding it, 0 to 1 (default: {d.unsaid_weight:g}, the plain loss)",
+    )
+    demo.add_argument(
+        "--unsaid-mode",
+        choices=["project", "complete"],
+        default=d.unsaid_mode,
+        help=f"how such a caption is kept from deciding it: its directions removed, or scored by its best completion (default: {d.unsaid_mode})",
     )
     demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
     demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")

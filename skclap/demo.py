@@ -90,6 +90,7 @@ class DemoConfig:
     group_by: str = "both"  # the groups: "instrument", "attributes" (same pitch and dynamics) or "both"
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
     unsaid_weight: float = 0.0  # > 0: a caption that leaves pitch or dynamics unsaid decides it only partly (docs/demo.md)
+    unsaid_mode: str = "project"  # how: "project" (its directions removed) or "complete" (scored by its best completion)
     seed: int = 0
     probe_folds: int = 5
     progress: bool = True
@@ -247,6 +248,7 @@ def train_config(cfg: DemoConfig) -> Any:
         group_size=cfg.group_size,
         unsaid_attributes=ATTRIBUTES if cfg.unsaid_weight else None,  # pitch and dynamics
         unsaid_weight=cfg.unsaid_weight,
+        unsaid_mode=cfg.unsaid_mode,
         seed=cfg.seed,
         log_every=10,
         progress=cfg.progress,
@@ -452,6 +454,11 @@ def _unsaid_clause(cfg: DemoConfig) -> str:
     """'' for the plain loss, else how captions that leave an attribute unsaid were trained."""
     if not cfg.unsaid_weight:
         return ""
+    if cfg.unsaid_mode == "complete":
+        return (
+            "; a caption that leaves pitch or dynamics unsaid is scored by its best completion with each value, "
+            f"`unsaid_mode='complete'`, `unsaid_weight={cfg.unsaid_weight:g}`"
+        )
     return f"; a caption that leaves pitch or dynamics unsaid decides it only partly, `unsaid_weight={cfg.unsaid_weight:g}`"
 
 

@@ -195,6 +195,7 @@ def test_cli_seeds_are_parsed_and_checked(monkeypatch):
     assert got["cfg"] == DemoConfig(progress=False)
     assert cli.main(["demo", "--seconds", "2", "--no-progress"]) == 0 and got["cfg"].seconds == 2.0
     assert cli.main(["demo", "--unsaid-weight", "0.3", "--no-progress"]) == 0 and got["cfg"].unsaid_weight == 0.3
+    assert cli.main(["demo", "--unsaid-mode", "complete", "--no-progress"]) == 0 and got["cfg"].unsaid_mode == "complete"
 
 
 def test_unsaid_weight_trains_pitch_and_dynamics_as_unsaid_attributes():
@@ -204,8 +205,11 @@ def test_unsaid_weight_trains_pitch_and_dynamics_as_unsaid_attributes():
     assert unsaid is not None and unsaid.weight == 0.3 and list(unsaid.table) == ["pitch", "dynamics"]
     said = unsaid.said(["a shrill flute", "a loud cello", "a deep quiet piano", "a flute playing a long note"]).tolist()
     assert said == [1, 2, 3, 0]
+    assert unsaid.mode == "project" and train_config(DemoConfig(unsaid_weight=0.3, unsaid_mode="complete")).unsaid().mode == "complete"
     with pytest.raises(ValueError, match="weight must lie in"):
         train_config(DemoConfig(unsaid_weight=2.0))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        train_config(DemoConfig(unsaid_weight=0.3, unsaid_mode="fill"))
 
 
 def test_zero_shot_measures_follow_the_given_held_out_set(split):

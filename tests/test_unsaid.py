@@ -11,7 +11,7 @@ import torch
 from skclap import CLAPModel
 from skclap.loss import contrastive_logits, contrastive_loss
 from skclap.training import TrainConfig, Trainer, contrastive_backward
-from skclap.training.unsaid import UnsaidAttributes, UnsaidBatch
+from skclap.training.unsaid import UnsaidAttributes, UnsaidBatch, completed_logits
 
 from .test_training import assert_same_grads, batch, grads, two_rank_step, write_manifest
 
@@ -73,13 +73,15 @@ def test_a_caption_says_an_attribute_only_with_a_word_of_one_value():
         ({"pitch": {"low": "low", "high": ("high",)}}, 0.5, "list of non-empty phrases"),
         ({"pitch": {"low": ("low", " "), "high": ("high",)}}, 0.5, "list of non-empty phrases"),
         ({"pitch": {"low": ("pitched",), "high": ("high pitched",)}}, 0.5, "shared with another value"),
+        (TABLE, 0.5, "mode must be one of"),
     ],
 )
 def test_bad_tables_are_refused_with_the_attribute_named(table, weight, match):
+    mode = "guess" if match.startswith("mode") else "project"
     with pytest.raises(ValueError, match=match):
-        UnsaidAttributes(table, weight)
+        UnsaidAttributes(table, weight, mode)
     with pytest.raises(ValueError, match=match):
-        TrainConfig(unsaid_attributes=table, unsaid_weight=weight)
+        TrainConfig(unsaid_attributes=table, unsaid_weight=weight, unsaid_mode=mode)
 
 
 def test_a_caption_that_is_not_a_string_is_named():
@@ -132,6 +134,74 @@ def test_shapes_that_do_not_pair_up_are_refused():
         UnsaidBatch(torch.zeros(7, dtype=torch.int64), dirs, 0.5).logits(a, t, torch.tensor(1.0))
 
 
+# ------------------------------------------------------------------------------ completions
+def test_a_caption_is_completed_with_every_value_of_what_it_leaves_unsaid():
+    attrs = UnsaidAttributes(TABLE, mode="complete")
+    captions = ["a flute", "a low flute", "a deep and quiet cello", "a forceful drum"]
+    texts, owner = attrs.completions(captions, attrs.said(captions).tolist(), seed=3)
+    assert owner == [0, 0, 0, 0, 1, 1, 3, 3]  # 2 x 2, 2 (dynamics), none (both said), 2 (pitch)
+    for text, i in zip(texts, owner):
+        assert text.startswith(captions[i] + ", ")
+    said = attrs.said(texts).tolist()
+    assert said == [3] * 8  # every completion says every attribute ...
+    values = [{v for a in TABLE for v, ps in TABLE[a].items() if any(p in t.split(", ", 1)[1].split(", ") for p in ps)} for t in texts]
+    assert values[:4] == [{"low", "soft"}, {"low", "loud"}, {"high", "soft"}, {"high", "loud"}]  # ... with each value once
+    assert values[4:6] == [{"soft"}, {"loud"}] and values[6:] == [{"low"}, {"high"}]
+    # the phrases hang on the seed and the caption, not on the batch the caption shares
+    alone, _ = attrs.completions(["a forceful drum"], [2], seed=3)
+    assert alone == texts[6:]
+    seeds = {tuple(attrs.completions(["a flute"], [0], seed=k)[0]) for k in range(20)}
+    assert len(seeds) > 1
+
+
+def direct_completed_loss(a, t, c, owner, scale, weight):
+    """Pair by pair in float64: a caption's logit is the log-mean-exp over its completions (itself
+    when it has none); the loss mixes the plain and the completed symmetric cross-entropies."""
+    unit = lambda x: x / np.linalg.norm(x)  # noqa: E731
+    n = len(t)
+
+    def ce(logits):
+        rows = -np.mean([logits[i, i] - np.log(np.exp(logits[i]).sum()) for i in range(n)])
+        cols = -np.mean([logits[i, i] - np.log(np.exp(logits[:, i]).sum()) for i in range(n)])
+        return 0.5 * (rows + cols)
+
+    plain = np.array([[scale * unit(t[i]) @ unit(a[j]) for j in range(n)] for i in range(n)])
+    done = np.zeros((n, n))
+    for i in range(n):
+        mine = [c[k] for k in range(len(c)) if owner[k] == i] or [t[i]]
+        for j in range(n):
+            done[i, j] = np.log(np.mean([np.exp(scale * unit(x) @ unit(a[j])) for x in mine]))
+    return (1 - weight) * ce(plain) + weight * ce(done)
+
+
+@pytest.mark.parametrize("weight", [0.5, 1.0])
+def test_the_completed_loss_matches_a_pair_by_pair_computation(weight):
+    a, t, _ = random_batch()
+    g = torch.Generator().manual_seed(1)
+    owner = [0, 0, 0, 0, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 6, 6, 7, 7]
+    c = torch.randn(len(owner), a.shape[1], generator=g, dtype=torch.float64)
+    said = torch.tensor([0, 1, 3, 0, 3, 0, 2, 1])
+    b = UnsaidBatch(said, (), weight, "complete", ("x",) * len(owner), torch.tensor(owner))
+    got = b.loss(a, t, torch.tensor(6.0, dtype=torch.float64), c)
+    want = direct_completed_loss(a.numpy(), t.numpy(), c.numpy(), owner, 6.0, weight)
+    assert float(got) == pytest.approx(want, abs=1e-10)
+    # weight 0 is the plain loss, whatever the completions
+    zero = UnsaidBatch(said, (), 0.0, "complete", ("x",) * len(owner), torch.tensor(owner))
+    plain = contrastive_loss(a, t, torch.tensor(6.0, dtype=torch.float64))
+    assert float(zero.loss(a, t, torch.tensor(6.0, dtype=torch.float64), c)) == pytest.approx(float(plain), abs=1e-12)
+
+
+def test_completed_logits_name_a_text_without_candidates_and_a_count_that_does_not_match():
+    a, t, _ = random_batch()
+    with pytest.raises(ValueError, match="every one of the 8 texts needs a candidate"):
+        completed_logits(a, t[:7], torch.arange(7), 8, torch.tensor(1.0))
+    b = UnsaidBatch(torch.zeros(8, dtype=torch.int64), (), 0.5, "complete", ("x",) * 3, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="3 completions but 2 completion embeddings"):
+        b.loss(a, t, torch.tensor(1.0), t[:2])
+    with pytest.raises(ValueError, match="use loss"):
+        b.logits(a, t, torch.tensor(1.0))
+
+
 # ------------------------------------------------------------------------------ with a model
 tiny_batch = partial(batch, captions=CAPTIONS)  # a tiny model and a batch of these captions
 
@@ -170,17 +240,44 @@ def test_the_step_uses_the_unsaid_logits_and_gradient_caching_keeps_them():
     assert_same_grads(full, grads(model), atol=1e-8)
 
 
-@pytest.mark.slow
-def test_two_processes_gather_the_said_bits_and_match_one_process(tmp_path):
-    got = two_rank_step(tmp_path, tiny_batch, unsaid=(UnsaidAttributes(TABLE, 0.7), CAPTIONS))
+def test_the_step_uses_the_completed_loss_and_gradient_caching_keeps_it():
     model, waves, tokens = tiny_batch()
     model.eval()
-    loss = contrastive_backward(model, waves, tokens, unsaid=UnsaidAttributes(TABLE, 0.7).batch(model, CAPTIONS))
-    assert float(got["loss"]) == pytest.approx(float(loss), abs=1e-8)
-    assert_same_grads(grads(model), got["grads"], atol=1e-8)
+    unsaid = UnsaidAttributes(TABLE, 0.5, "complete").batch(model, CAPTIONS, seed=2)
+    assert len(unsaid.completions) == 16 and unsaid.owner is not None
+    loss = contrastive_backward(model, waves, tokens, unsaid=unsaid)
+    full = grads(model)
+    with torch.no_grad():
+        a, t, scale = model.encode_audio(waves), model.encode_text(tokens), model.logit_scale.exp()
+        c = model.encode_text(model.tokenize(list(unsaid.completions)))
+    want = direct_completed_loss(*(x.double().numpy() for x in (a, t, c)), unsaid.owner.tolist(), float(scale), 0.5)
+    assert float(loss) == pytest.approx(want, abs=1e-5)
+    assert abs(float(loss) - float(contrastive_loss(a, t, scale))) > 1e-3
+    model.zero_grad()
+    cached = contrastive_backward(model, waves, tokens, micro_batch=3, unsaid=unsaid)
+    assert float(cached) == pytest.approx(float(loss), abs=1e-6)
+    assert_same_grads(full, grads(model), atol=1e-6)
 
 
-def test_the_trainer_trains_with_unsaid_attributes(tmp_path):
+#: rank 0 of two holds captions that say more (4 completions) than rank 1's (12)
+UNEVEN = [CAPTIONS[i] for i in (0, 1, 2, 4, 3, 5, 6, 7)]
+uneven_batch = partial(batch, captions=UNEVEN)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["project", "complete"])
+def test_two_processes_gather_what_the_captions_say_and_match_one_process(tmp_path, mode):
+    make, captions = (tiny_batch, CAPTIONS) if mode == "project" else (uneven_batch, UNEVEN)
+    got = two_rank_step(tmp_path, make, unsaid=(UnsaidAttributes(TABLE, 0.7, mode), captions))
+    model, waves, tokens = make()
+    model.eval()
+    loss = contrastive_backward(model, waves, tokens, unsaid=UnsaidAttributes(TABLE, 0.7, mode).batch(model, captions))
+    assert float(got["loss"]) == pytest.approx(float(loss), abs=1e-6)
+    assert_same_grads(grads(model), got["grads"], atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["project", "complete"])
+def test_the_trainer_trains_with_unsaid_attributes(tmp_path, mode):
     """Weight 0 trains exactly like the plain loss; weight 0.5 trains differently."""
     g = np.random.default_rng(0)
     waves = [g.normal(0, 0.1, 16000).astype(np.float32) for _ in CAPTIONS * 2]
@@ -192,8 +289,8 @@ def test_the_trainer_trains_with_unsaid_attributes(tmp_path):
         return trainer, {k: v.clone() for k, v in model.state_dict().items()}
 
     _, plain = run()
-    _, zero = run(unsaid_attributes=TABLE, unsaid_weight=0.0)
-    trainer, half = run(unsaid_attributes=TABLE, unsaid_weight=0.5)
+    _, zero = run(unsaid_attributes=TABLE, unsaid_weight=0.0, unsaid_mode=mode)
+    trainer, half = run(unsaid_attributes=TABLE, unsaid_weight=0.5, unsaid_mode=mode)
     for k in plain:
         torch.testing.assert_close(plain[k], zero[k], rtol=1e-5, atol=1e-6, msg=k)
     assert any(not torch.allclose(plain[k], half[k], atol=1e-6) for k in plain if plain[k].is_floating_point())
@@ -211,9 +308,11 @@ def test_the_cli_reads_the_table_from_json_and_names_what_is_wrong(tmp_path):
     common = [str(manifest), "--preset", "tiny", "--batch-size", "8", "--max-steps", "2", "--warmup-steps", "1", "--no-progress"]
     main(["train", *common, "--out", str(tmp_path / "plain")])
     main(["train", *common, "--out", str(tmp_path / "unsaid"), "--unsaid-attributes", str(table), "--unsaid-weight", "1"])
-    plain = CLAPModel.from_pretrained(str(tmp_path / "plain")).state_dict()
-    unsaid = CLAPModel.from_pretrained(str(tmp_path / "unsaid")).state_dict()
-    assert any(not torch.allclose(plain[k], unsaid[k]) for k in plain if plain[k].is_floating_point())
+    main(["train", *common, "--out", str(tmp_path / "complete"), "--unsaid-attributes", str(table), "--unsaid-mode", "complete"])
+    plain, unsaid, complete = (CLAPModel.from_pretrained(str(tmp_path / k)).state_dict() for k in ("plain", "unsaid", "complete"))
+    for other in (unsaid, complete):
+        assert any(not torch.allclose(plain[k], other[k]) for k in plain if plain[k].is_floating_point())
+    assert any(not torch.allclose(unsaid[k], complete[k]) for k in plain if plain[k].is_floating_point())
 
     table.write_text(json.dumps({"loudness": {"soft": ["soft"]}}))
     with pytest.raises(SystemExit, match=r"attributes.json: attribute 'loudness' needs two or more values"):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_gather_with_grad", "average_gradients", "close_distributed", "init_distributed"]
+__all__ = ["DistInfo", "all_gather_uneven", "all_gather_with_grad", "average_gradients", "close_distributed", "init_distributed"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,22 @@ def all_gather_with_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     dist.all_gather(parts, x.detach().contiguous())
     parts[info.rank] = x
     return torch.cat(parts, dim=0)
+
+
+def all_gather_uneven(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """:func:`all_gather_with_grad` for tensors whose first dimension differs between ranks."""
+    if not info.enabled:
+        return x
+    sizes = [torch.zeros(1, dtype=torch.int64, device=x.device) for _ in range(info.world_size)]
+    dist.all_gather(sizes, torch.tensor([x.shape[0]], dtype=torch.int64, device=x.device))
+    counts = [int(c) for c in sizes]
+    padded = torch.zeros((max(counts), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    padded[: x.shape[0]] = x.detach()
+    parts = [torch.empty_like(padded) for _ in range(info.world_size)]
+    dist.all_gather(parts, padded)
+    chunks = [part[:c] for part, c in zip(parts, counts)]
+    chunks[info.rank] = x
+    return torch.cat(chunks, dim=0)
 
 
 def average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:

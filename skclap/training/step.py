@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ..loss import contrastive_loss, symmetric_cross_entropy
+from ..loss import contrastive_loss
 from ..models.clap import ClapLike
-from .distributed import DistInfo, all_gather_with_grad
+from .distributed import DistInfo, all_gather_uneven, all_gather_with_grad
 from .unsaid import UnsaidBatch
 
 __all__ = ["contrastive_backward"]
@@ -69,17 +69,21 @@ def contrastive_backward(
     ``waves``/``tokens`` are this rank's share of the global batch. With ``dist_info`` the loss is
     over the global batch (all ranks' embeddings); the gradient left on this rank is its share, so
     that averaging gradients across ranks gives the single-process gradient. With ``unsaid`` (this
-    rank's captions' said bits) the logits leave unsaid attributes partly out
-    (:mod:`skclap.training.unsaid`). Returns the loss.
+    rank's captions' said bits, and completions) captions that leave attributes unsaid are treated
+    as :mod:`skclap.training.unsaid` says. Returns the loss.
     """
     info = dist_info or DistInfo()
     amp = autocast if autocast is not None else nullcontext
     n = waves.shape[0]
     m = n if micro_batch is None or micro_batch >= n else int(micro_batch)
+    # The text side: the captions, then (mode "complete") the completions of those that leave attributes unsaid.
+    texts = [tokens]
+    if unsaid is not None and unsaid.completions:
+        texts.append(model.tokenize(list(unsaid.completions)))
 
-    def loss_of(a: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def loss_of(a: torch.Tensor, ts: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
         a_all = all_gather_with_grad(_full_precision(a), info)
-        t_all = all_gather_with_grad(_full_precision(t), info)
+        t_all = all_gather_with_grad(_full_precision(ts[0]), info)
         # Each rank differentiates the global loss through its own slice of embeddings only, so the
         # loss is scaled by the world size for the rank-average of gradients to be the full
         # gradient. The temperature sees the whole loss on every rank: its gradient is scaled back.
@@ -89,8 +93,15 @@ def contrastive_backward(
             logit_scale = logit_scale / w + (logit_scale - logit_scale / w).detach()
         if unsaid is None:
             return contrastive_loss(a_all, t_all, logit_scale), w
-        batch = dataclasses.replace(unsaid, said=all_gather_with_grad(unsaid.said.to(a.device), info))
-        return symmetric_cross_entropy(batch.logits(a_all, t_all, logit_scale)), w
+        said = all_gather_with_grad(unsaid.said.to(a.device), info)
+        if unsaid.mode == "project":
+            return dataclasses.replace(unsaid, said=said).loss(a_all, t_all, logit_scale), w
+        # Completions: as many as this rank's captions leave unsaid; their owners index the global batch.
+        local = ts[1] if len(ts) > 1 else a.new_zeros((0, a.shape[1]))
+        owner = unsaid.owner if unsaid.owner is not None else torch.zeros(0, dtype=torch.int64)
+        owner = all_gather_uneven(owner.to(a.device) + info.rank * n, info)
+        c_all = all_gather_uneven(_full_precision(local), info)
+        return dataclasses.replace(unsaid, said=said, owner=owner).loss(a_all, t_all, logit_scale, c_all), w
 
     def backward(loss: torch.Tensor) -> None:
         (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -98,32 +109,37 @@ def contrastive_backward(
     if m == n:
         with amp():
             a = model.encode_audio(waves)
-            t = model.encode_text(tokens)
-        loss, scale = loss_of(a, t)
+            ts = [model.encode_text(t) for t in texts]
+        loss, scale = loss_of(a, ts)
         backward(loss * scale)
         return loss.detach()
 
     # 1. Embed every micro-batch without autograd, remembering the random state of each.
-    rng_states: list[dict[str, Any]] = []
-    a_parts, t_parts = [], []
+    chunks: list[tuple[int, int, int]] = [(-1, s, min(s + m, n)) for s in range(0, n, m)]  # (-1: audio, k: texts[k]), start, end
+    for k, t in enumerate(texts):
+        size = next(iter(t.values())).shape[0]
+        chunks += [(k, s, min(s + m, size)) for s in range(0, size, m)]
+
+    def embed(kind: int, s: int, e: int) -> torch.Tensor:
+        out = model.encode_audio(waves[s:e]) if kind < 0 else model.encode_text(_slice_tokens(texts[kind], s, e))
+        return _full_precision(out)
+
+    rng_states: list[dict[str, Any]] = [{} for _ in chunks]
     with torch.no_grad():
-        for s in range(0, n, m):
-            rng_states.append({})
-            with _replay_rng(rng_states[-1]), amp():
-                a_parts.append(_full_precision(model.encode_audio(waves[s : s + m])))
-                t_parts.append(_full_precision(model.encode_text(_slice_tokens(tokens, s, s + m))))
+        parts = []
+        for state, chunk in zip(rng_states, chunks):
+            with _replay_rng(state), amp():
+                parts.append(embed(*chunk))
     # 2. Full-batch loss; gradient with respect to the embeddings (and the temperature).
-    a_cat = torch.cat(a_parts).requires_grad_(True)
-    t_cat = torch.cat(t_parts).requires_grad_(True)
-    loss, scale = loss_of(a_cat, t_cat)
+    cats = [torch.cat([p for p, c in zip(parts, chunks) if c[0] == kind]).requires_grad_(True) for kind in range(-1, len(texts))]
+    loss, scale = loss_of(cats[0], cats[1:])
     backward(loss * scale)
-    ga, gt = a_cat.grad, t_cat.grad
-    assert ga is not None and gt is not None
     # 3. Re-run each micro-batch with autograd and push its slice of the gradient through.
-    for j, s in enumerate(range(0, n, m)):
-        with _replay_rng(rng_states[j]), amp():
-            a = _full_precision(model.encode_audio(waves[s : s + m]))
-            t = _full_precision(model.encode_text(_slice_tokens(tokens, s, s + m)))
-        surrogate = (a * ga[s : s + m]).sum() + (t * gt[s : s + m]).sum()
-        surrogate.backward()
+    for state, (kind, s, e) in zip(rng_states, chunks):
+        grad = cats[kind + 1].grad
+        if grad is None:  # an embedding the loss does not use (e.g. with weight 0)
+            continue
+        with _replay_rng(state), amp():
+            out = embed(kind, s, e)
+        (out * grad[s:e]).sum().backward()
     return loss.detach()

@@ -68,6 +68,7 @@ class TrainConfig:
     # captions that leave an attribute unsaid ({attribute: {value: phrases}}) don't fully decide it: see training/unsaid.py
     unsaid_attributes: Mapping[str, Mapping[str, Sequence[str]]] | None = None
     unsaid_weight: float = 0.5
+    unsaid_mode: str = "project"  # or "complete": such a caption is scored by its best completion
     num_workers: int = 0
     seed: int = 0
     checkpoint_every: int | None = None  # steps
@@ -89,7 +90,7 @@ class TrainConfig:
     def unsaid(self) -> UnsaidAttributes | None:
         if self.unsaid_attributes is None:
             return None
-        return UnsaidAttributes(self.unsaid_attributes, self.unsaid_weight)
+        return UnsaidAttributes(self.unsaid_attributes, self.unsaid_weight, self.unsaid_mode)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -171,7 +172,7 @@ class Trainer:
         model = self.model
         if self.head is None:
             tokens = model.tokenize(targets)
-            unsaid = None if self._unsaid is None else self._unsaid.batch(model, targets)
+            unsaid = None if self._unsaid is None else self._unsaid.batch(model, targets, seed=self.config.seed * 1_000_003 + self.step)
             return contrastive_backward(model, waves, tokens, self.config.micro_batch_size, info, autocast, scaler, unsaid)
         labels = torch.as_tensor([int(t) for t in targets], device=waves.device)
         with autocast():
