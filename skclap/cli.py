@@ -64,7 +64,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help='attributes captions may leave unsaid, a JSON file {"pitch": {"low": ["low", "deep"], "high": ["high", "shrill"]}}: '
         "a caption that says none of an attribute's words decides it only partly",
     )
-    p.add_argument("--unsaid-weight", type=float, default=0.5, help="0: plain loss; 1: an unsaid attribute exerts no pull (default: 0.5)")
+    p.add_argument(
+        "--unsaid-weight",
+        type=float,
+        default=0.5,
+        help="the unsaid treatment's share of the loss: 0 the plain loss, 1 the treated loss alone (default: 0.5)",
+    )
     p.add_argument(
         "--unsaid-mode",
         choices=["project", "complete"],
@@ -289,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--unsaid-weight",
         type=float,
         default=d.unsaid_weight,
-        help=f"how far a caption that leaves pitch or dynamics unsaid is kept from deciding it, 0 to 1 (default: {d.unsaid_weight:g}, the plain loss)",
+        help=f"how far a caption that leaves pitch or dynamics unsaid is kept from deciding it, 0 (the plain loss) to 1 (default: {d.unsaid_weight:g})",
     )
     demo.add_argument(
         "--unsaid-mode",

@@ -89,8 +89,10 @@ class DemoConfig:
     group_size: int | None = 4  # hard negatives: runs of this many clips of one group in each batch
     group_by: str = "both"  # the groups: "instrument", "attributes" (same pitch and dynamics) or "both"
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
-    unsaid_weight: float = 0.0  # > 0: a caption that leaves pitch or dynamics unsaid decides it only partly (docs/demo.md)
-    unsaid_mode: str = "project"  # how: "project" (its directions removed) or "complete" (scored by its best completion)
+    # a caption that leaves pitch or dynamics unsaid: scored by its best completion with each value ("complete"),
+    # or those directions removed ("project"); the weight is that loss's share, 0 the plain loss (docs/demo.md)
+    unsaid_weight: float = 0.5
+    unsaid_mode: str = "complete"
     seed: int = 0
     probe_folds: int = 5
     progress: bool = True

@@ -199,13 +199,14 @@ def test_cli_seeds_are_parsed_and_checked(monkeypatch):
 
 
 def test_unsaid_weight_trains_pitch_and_dynamics_as_unsaid_attributes():
-    plain = train_config(DemoConfig())
-    assert plain.unsaid() is None  # the default: the plain loss
-    unsaid = train_config(DemoConfig(unsaid_weight=0.3)).unsaid()
+    assert train_config(DemoConfig(unsaid_weight=0.0)).unsaid() is None  # the plain loss
+    default = train_config(DemoConfig()).unsaid()
+    assert default is not None and (default.mode, default.weight) == ("complete", 0.5)
+    unsaid = train_config(DemoConfig(unsaid_weight=0.3, unsaid_mode="project")).unsaid()
     assert unsaid is not None and unsaid.weight == 0.3 and list(unsaid.table) == ["pitch", "dynamics"]
     said = unsaid.said(["a shrill flute", "a loud cello", "a deep quiet piano", "a flute playing a long note"]).tolist()
     assert said == [1, 2, 3, 0]
-    assert unsaid.mode == "project" and train_config(DemoConfig(unsaid_weight=0.3, unsaid_mode="complete")).unsaid().mode == "complete"
+    assert unsaid.mode == "project"
     with pytest.raises(ValueError, match="weight must lie in"):
         train_config(DemoConfig(unsaid_weight=2.0))
     with pytest.raises(ValueError, match="mode must be one of"):
