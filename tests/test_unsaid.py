@@ -244,7 +244,7 @@ def test_the_step_uses_the_completed_loss_and_gradient_caching_keeps_it():
     model, waves, tokens = tiny_batch()
     model.eval()
     unsaid = UnsaidAttributes(TABLE, 0.5, "complete").batch(model, CAPTIONS, seed=2)
-    assert len(unsaid.completions) == 16 and unsaid.owner is not None
+    assert len(unsaid.completions) == 16 and unsaid.owner.shape == (16,)
     loss = contrastive_backward(model, waves, tokens, unsaid=unsaid)
     full = grads(model)
     with torch.no_grad():

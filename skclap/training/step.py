@@ -98,8 +98,7 @@ def contrastive_backward(
             return dataclasses.replace(unsaid, said=said).loss(a_all, t_all, logit_scale), w
         # Completions: as many as this rank's captions leave unsaid; their owners index the global batch.
         local = ts[1] if len(ts) > 1 else a.new_zeros((0, a.shape[1]))
-        owner = unsaid.owner if unsaid.owner is not None else torch.zeros(0, dtype=torch.int64)
-        owner = all_gather_uneven(owner.to(a.device) + info.rank * n, info)
+        owner = all_gather_uneven(unsaid.owner.to(a.device) + info.rank * n, info)
         c_all = all_gather_uneven(_full_precision(local), info)
         return dataclasses.replace(unsaid, said=said, owner=owner).loss(a_all, t_all, logit_scale, c_all), w
 

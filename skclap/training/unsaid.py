@@ -33,7 +33,7 @@ import itertools
 import re
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -79,7 +79,7 @@ class UnsaidBatch:
     weight: float
     mode: str = "project"
     completions: tuple[str, ...] = ()  # "complete": captions' completions, caption by caption
-    owner: torch.Tensor | None = None  # "complete": (completions,) int64, the caption each completes
+    owner: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))  # "complete": the caption each completes
 
     def logits(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
         """``(texts, audios)`` logits like :func:`skclap.loss.contrastive_logits`; an audio column
@@ -87,10 +87,7 @@ class UnsaidBatch:
         (mode ``"project"``)."""
         if self.mode != "project":
             raise ValueError(f"logits() is the 'project' mode's; this batch is {self.mode!r}: use loss()")
-        if audio_embeds.shape != text_embeds.shape or self.said.shape != audio_embeds.shape[:1]:
-            raise ValueError(
-                f"audio {tuple(audio_embeds.shape)}, text {tuple(text_embeds.shape)} and said {tuple(self.said.shape)} must pair up"
-            )
+        self._check_pairs(audio_embeds, text_embeds)
         logits = contrastive_logits(audio_embeds, text_embeds, logit_scale)
         if self.weight == 0:
             return logits
@@ -110,6 +107,12 @@ class UnsaidBatch:
             logits[:, cols] = (1 - self.weight) * logits[:, cols] + self.weight * logit_scale * (tp @ ap.T)
         return logits
 
+    def _check_pairs(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> None:
+        if audio_embeds.shape != text_embeds.shape or self.said.shape != audio_embeds.shape[:1]:
+            raise ValueError(
+                f"audio {tuple(audio_embeds.shape)}, text {tuple(text_embeds.shape)} and said {tuple(self.said.shape)} must pair up"
+            )
+
     def loss(
         self,
         audio_embeds: torch.Tensor,
@@ -121,13 +124,9 @@ class UnsaidBatch:
         (``(len(owner), dim)``, in the order of ``completions``)."""
         if self.mode == "project":
             return symmetric_cross_entropy(self.logits(audio_embeds, text_embeds, logit_scale))
+        self._check_pairs(audio_embeds, text_embeds)
         n = text_embeds.shape[0]
-        owner = self.owner if self.owner is not None else torch.zeros(0, dtype=torch.int64)
-        owner = owner.to(text_embeds.device)
-        if audio_embeds.shape != text_embeds.shape or self.said.shape != (n,):
-            raise ValueError(
-                f"audio {tuple(audio_embeds.shape)}, text {tuple(text_embeds.shape)} and said {tuple(self.said.shape)} must pair up"
-            )
+        owner = self.owner.to(text_embeds.device)
         if completion_embeds is None:
             completion_embeds = text_embeds[:0]
         if completion_embeds.shape[0] != owner.shape[0]:
