@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from skclap import CLAPFewShotClassifier, CLAPLinearProbe, CLAPModel, CLAPPromptTuner, CLAPZeroShotClassifier
 from skclap.backends.laion import LaionCLAP
 from skclap.cli import main as cli
-from skclap.estimators.few_shot import fit_prior_head
+from skclap.estimators.few_shot import fit_gaussian_head, fit_prior_head
 from skclap.evaluation.fewshot import draw_shots, shot_curve, summarize_curve
 from skclap.prompting import ContextPrompts, tune_context
 
@@ -135,18 +135,20 @@ def crafted(monkeypatch, prompt_of: dict[str, int], noise: float, n_per_class: i
     return clips, np.array(CLASSES)[y]
 
 
-def test_few_shot_corrects_a_wrong_prompt_with_its_clips(monkeypatch):
+@pytest.mark.parametrize("space", ["auto", "gaussian", "cosine", "standardized"])
+def test_few_shot_corrects_a_wrong_prompt_with_its_clips(monkeypatch, space):
     """The prompt of "siren" points at rain's sounds: zero-shot gets siren wrong; four clips a class fix it."""
     wrong = {"dog": 0, "rain": 1, "siren": 1}
     X, y = crafted(monkeypatch, wrong, noise=0.2, n_per_class=4, seed=0)
     X_test, y_test = crafted(monkeypatch, wrong, noise=0.2, n_per_class=30, seed=1)
     zs = CLAPZeroShotClassifier(labels=CLASSES, **KW).fit()
-    few = CLAPFewShotClassifier(**KW).fit(X, y)
+    few = CLAPFewShotClassifier(space=space, **KW).fit(X, y)
     assert zs.score(X_test, y_test) < 0.7
     assert few.score(X_test, y_test) >= 0.9
-    assert few.alpha_ < 30 and set(few.cv_scores_) == {(s, a) for s in ("cosine", "standardized") for a in few.alphas}
-    # a strong pull keeps the prior: the zero-shot classifier's scores
-    stiff = CLAPFewShotClassifier(alpha=1e6, space="cosine", **KW).fit(X, y)
+    spaces = ("gaussian", "cosine", "standardized") if space == "auto" else (space,)
+    assert few.alpha_ < 30 and set(few.cv_scores_) == {(s, a) for s in spaces for a in few.alphas}
+    # a strong prior keeps the zero-shot classifier's scores
+    stiff = CLAPFewShotClassifier(alpha=1e6, space="cosine" if space == "auto" else space, **KW).fit(X, y)
     np.testing.assert_allclose(stiff.decision_function(X_test), zs.decision_function(X_test), atol=1e-3)
 
 
@@ -165,11 +167,13 @@ def test_few_shot_keeps_a_good_prior_when_clips_are_few_and_noisy(monkeypatch):
     assert few >= zs - 0.03 and few >= probe + 0.1
 
 
-def test_a_class_without_clips_keeps_its_zero_shot_weights(monkeypatch):
+@pytest.mark.parametrize("space", ["gaussian", "cosine"])
+def test_a_class_without_clips_keeps_its_zero_shot_weights(monkeypatch, space):
     right = {"dog": 0, "rain": 1, "siren": 2}
     X, y = crafted(monkeypatch, right, noise=0.2, n_per_class=3, seed=3)
     keep = y != "siren"
-    few = CLAPFewShotClassifier(labels=CLASSES, alpha=1.0, space="cosine", **KW).fit([x for x, k in zip(X, keep) if k], y[keep])
+    alpha = 0.3 if space == "gaussian" else 1.0
+    few = CLAPFewShotClassifier(labels=CLASSES, alpha=alpha, space=space, **KW).fit([x for x, k in zip(X, keep) if k], y[keep])
     assert list(few.classes_) == CLASSES
     X_test, y_test = crafted(monkeypatch, right, noise=0.2, n_per_class=10, seed=4)
     assert (few.predict(X_test)[y_test == "siren"] == "siren").mean() > 0.8
@@ -177,7 +181,7 @@ def test_a_class_without_clips_keeps_its_zero_shot_weights(monkeypatch):
         CLAPFewShotClassifier(labels=["dog", "rain"], **KW).fit(X, y)
 
 
-@pytest.mark.parametrize("space", ["cosine", "standardized"])
+@pytest.mark.parametrize("space", ["gaussian", "cosine", "standardized"])
 def test_prior_head_is_the_prior_under_a_strong_pull_and_a_probe_under_a_weak_one(space):
     rng = np.random.default_rng(0)
     audio = rng.standard_normal((40, 6))
@@ -189,6 +193,49 @@ def test_prior_head_is_the_prior_under_a_strong_pull_and_a_probe_under_a_weak_on
     W, b = fit_prior_head(audio, targets, prior, 10.0, 1e-4, space)
     fitted = ((audio @ W.T + b).argmax(axis=1) == targets).mean()
     assert fitted > ((audio @ prior.T).argmax(axis=1) == targets).mean() + 0.2
+
+
+def test_gaussian_head_scores_are_the_class_log_likelihoods():
+    """Against the Gaussian densities themselves (scipy), with the shrunk covariance of the residuals
+    around the class means; up to a constant per clip, which no decision depends on."""
+    from scipy.stats import multivariate_normal
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(1)
+    targets = np.repeat(np.arange(4), 5)
+    audio = rng.standard_normal((4, 12))[targets] + rng.standard_normal((20, 12)) * np.linspace(0.2, 2.0, 12)
+    P, b = fit_gaussian_head(audio, targets, 5)  # class 4 has no clips
+    means = np.stack([audio[targets == c].mean(axis=0) for c in range(4)])
+    cov = LedoitWolf(assume_centered=True).fit(audio - means[targets]).covariance_
+    cov *= 12 / np.trace(cov)
+    test = rng.standard_normal((7, 12))
+    expected = np.stack([multivariate_normal(m, cov).logpdf(test) for m in means], axis=1)
+    scores = test @ P.T + b
+    np.testing.assert_allclose(scores[:, :4] - scores[:, :4].mean(1, keepdims=True), expected - expected.mean(1, keepdims=True), atol=1e-8)
+    np.testing.assert_allclose(scores[:, 4], scores[:, :4].mean(axis=1), atol=1e-8)  # no clips: the average
+    # one clip a class: no spread to measure, the nearest class mean
+    P1, b1 = fit_gaussian_head(audio[::5], targets[::5], 4)
+    distances = ((test[:, None, :] - audio[::5][None]) ** 2).sum(-1)
+    np.testing.assert_array_equal((test @ P1.T + b1).argmax(1), distances.argmin(1))
+
+
+def test_gaussian_head_uses_the_shared_spread(monkeypatch):
+    """Classes apart along a quiet direction, clips spread along a loud one: the Gaussian head reads the
+    quiet direction, where the nearest class mean (no covariance) is fooled by the loud one."""
+    rng = np.random.default_rng(2)
+    targets = np.repeat(np.arange(3), 6)
+    centres = np.zeros((3, 10))
+    centres[:, 0] = [-0.3, 0.0, 0.3]  # the quiet direction
+    spread = np.full(10, 0.05)
+    spread[1] = 1.0  # the loud one
+    audio = centres[targets] + rng.standard_normal((18, 10)) * spread
+    test_targets = np.repeat(np.arange(3), 100)
+    test = centres[test_targets] + rng.standard_normal((300, 10)) * spread
+    P, b = fit_gaussian_head(audio, targets, 3)
+    gaussian = ((test @ P.T + b).argmax(1) == test_targets).mean()
+    means = np.stack([audio[targets == c].mean(0) for c in range(3)])
+    nearest = (((test[:, None] - means[None]) ** 2).sum(-1).argmin(1) == test_targets).mean()
+    assert gaussian > 0.9 and nearest < 0.8
 
 
 def test_few_shot_estimators_clone_pickle_and_grid_search(monkeypatch):

@@ -1,5 +1,6 @@
 """CLAPFewShotClassifier: a linear head that starts at the zero-shot classifier and moves as far
-from it as a few labelled clips justify."""
+from it as a few labelled clips justify: an anchored logistic head, or a Gaussian classifier of the
+clips added to the zero-shot scores."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
 from .zero_shot import CLAPZeroShotClassifier
 
-__all__ = ["CLAPFewShotClassifier", "fit_anchored_head", "fit_prior_head"]
+__all__ = ["CLAPFewShotClassifier", "fit_anchored_head", "fit_gaussian_head", "fit_prior_head"]
 
-SPACES = ("cosine", "standardized")
+#: The heads: a Gaussian classifier added to the zero-shot scores, and the anchored logistic head
+#: fitted on the normalised or on the standardised embeddings.
+SPACES = ("gaussian", "cosine", "standardized")
 
 #: The ``alpha`` grid searched by cross-validation when ``alpha=None``.
 DEFAULT_ALPHAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
@@ -66,18 +69,57 @@ def fit_anchored_head(
     return W.detach().numpy(), b.detach().numpy()
 
 
+def fit_gaussian_head(audio: np.ndarray, targets: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The linear scores ``audio @ P.T + b`` of a Gaussian classifier of the clips: one mean per
+    class, one covariance shared by the classes (linear discriminant analysis).
+
+    The covariance of the clips around their class means is shrunk towards a multiple of the
+    identity by Ledoit-Wolf (few clips, many dimensions) and scaled to unit mean variance, so that
+    the scores' size does not depend on how spread the clips are; with no spread to measure (one
+    clip a class) it is the identity (nearest class mean). A class without clips gets the average
+    of the others' scores: it neither attracts nor repels.
+    """
+    from sklearn.covariance import ledoit_wolf
+
+    x = np.asarray(audio, dtype=np.float64)
+    y = np.asarray(targets)
+    dim = x.shape[1]
+    present = np.bincount(y, minlength=n_classes) > 0
+    means = np.zeros((n_classes, dim))
+    for c in np.flatnonzero(present):
+        means[c] = x[y == c].mean(axis=0)
+    residuals = x - means[y]
+    cov = np.eye(dim)
+    if len(x) > present.sum():
+        shrunk = ledoit_wolf(residuals, assume_centered=True)[0]
+        mean_variance = np.trace(shrunk) / dim
+        if mean_variance > 1e-12:
+            cov = shrunk / mean_variance
+    P = np.linalg.solve(cov, means.T).T
+    b = -0.5 * np.sum(means * P, axis=1)
+    P[~present] = P[present].mean(axis=0)
+    b[~present] = b[present].mean()
+    return P, b
+
+
 def fit_prior_head(
     audio: np.ndarray, targets: np.ndarray, prior: np.ndarray, scale: float, alpha: float, space: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`fit_anchored_head` in one of two feature spaces, returned as raw-space weights and
-    intercepts (scores ``audio @ W.T + b``).
+    """A head that starts at the zero-shot classifier ``prior`` (class vectors), returned as
+    raw-space weights and intercepts (scores ``audio @ W.T + b``); ``alpha`` is the strength of the
+    prior in every space.
 
-    ``"cosine"``: the normalised embeddings, anchored at the prompt embeddings. ``"standardized"``:
-    features centred and scaled by the clips' mean and standard deviation (as the linear probe
-    does), anchored at the same zero-shot scores written in those coordinates
-    (``w = σ ⊙ t``, ``b = t · μ``), so that the pull keeps the prior while the fit sees
-    well-conditioned features.
+    ``"gaussian"``: the zero-shot scores plus ``1 / alpha`` times those of a Gaussian classifier of
+    the clips (:func:`fit_gaussian_head`; the training-free few-shot baseline of Wang et al., 2024).
+    ``"cosine"``: :func:`fit_anchored_head` on the normalised embeddings, anchored at the prompt
+    embeddings. ``"standardized"``: the same on features centred and scaled by the clips' mean and
+    standard deviation (as the linear probe does), anchored at the same zero-shot scores written in
+    those coordinates (``w = σ ⊙ t``, ``b = t · μ``), so that the pull keeps the prior while the fit
+    sees well-conditioned features.
     """
+    if space == "gaussian":
+        P, b = fit_gaussian_head(audio, targets, len(prior))
+        return np.asarray(prior, dtype=np.float64) + P / alpha, b / alpha
     if space == "cosine":
         return fit_anchored_head(audio, targets, prior, scale, alpha)
     mu = audio.mean(axis=0)
@@ -92,12 +134,19 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
 
     The class prompts' embeddings (:class:`~skclap.CLAPZeroShotClassifier`) are the starting weights
     of a linear head on the normalised audio embeddings, scored as in zero-shot
-    (``logit_scale * (audio · w_c + b_c)``). ``fit`` trains the head on the clips with cross-entropy
-    and an L2 pull of the weights towards the prompt embeddings of strength ``alpha``: with no clip
-    of a class, or ``alpha`` large, it stays the zero-shot classifier; with many clips it becomes a
-    linear probe. The head is fitted on the normalised embeddings (``space="cosine"``) or on
-    features standardised with the clips' statistics (``"standardized"``, better conditioned once
-    there are a few clips per class), anchored at the same zero-shot scores in either.
+    (``logit_scale * (audio · w_c + b_c)``). The head moves from them in one of two ways, each with
+    a prior strength ``alpha`` (``alpha`` large, or a class without clips: the zero-shot classifier):
+
+    - ``space="gaussian"``: the zero-shot scores plus ``1 / alpha`` times the scores of a Gaussian
+      classifier of the clips (class means, one covariance shrunk by Ledoit-Wolf; Wang et al., "A
+      hard-to-beat baseline for training-free CLIP-based adaptation", 2024). Closed form; from
+      four clips a class it uses what the clips say about the spread of each class, which a few
+      clips cannot teach a logistic head.
+    - ``space="cosine"`` or ``"standardized"``: trained with cross-entropy and an L2 pull of the
+      weights towards the prompt embeddings of strength ``alpha`` (with many clips, a linear probe),
+      on the normalised embeddings or on features standardised with the clips' statistics, anchored
+      at the same zero-shot scores in either.
+
     ``alpha=None`` and ``space="auto"`` choose by cross-validation on the clips (stratified ``cv``
     folds; with one clip of some class, plain folds, in which a held-out clip's class may be unseen
     — which favours the prior, as it should with one clip).
@@ -112,10 +161,11 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
         The prompts of the prior, as in :class:`~skclap.CLAPZeroShotClassifier` (``templates="auto"``
         selects them on the clips).
     alpha : float, optional
-        Strength of the pull towards the prior; None (default) chooses it by cross-validation.
+        Strength of the prior (the pull towards it, or the inverse weight of the Gaussian
+        classifier's scores); None (default) chooses it by cross-validation.
     alphas : sequence of float, default=(0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30)
-    space : {"auto", "cosine", "standardized"}, default="auto"
-        The features the head is fitted on; "auto" chooses by cross-validation.
+    space : {"auto", "gaussian", "cosine", "standardized"}, default="auto"
+        The head (see above); "auto" chooses by cross-validation.
     cv : int, default=5
         Most folds for choosing ``alpha`` (fewer when there are fewer clips per class).
     random_state : int, optional
@@ -130,7 +180,7 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
     intercept_ : ndarray of shape (n_classes,)
     zero_shot_ : CLAPZeroShotClassifier — the fitted prior.
     alpha_ : float — the strength used.
-    space_ : str — the feature space used.
+    space_ : str — the head used.
     cv_scores_ : dict — cross-validated accuracy of each candidate ``(space, alpha)`` (None when
         both are given).
     logit_scale_ : float
@@ -220,8 +270,8 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
                 raise ValueError(f"alphas must be positive numbers; got {list(self.alphas)}")
         candidates = [(sp, a) for sp in spaces for a in alphas]
         scores = self._cross_validate(audio, codes, anchor, scale, candidates) if len(candidates) > 1 else None
-        # the best score; ties go to the stronger prior, then to the cosine space
-        best = candidates[0] if scores is None else max(candidates, key=lambda c: (scores[c], c[1], c[0] == "cosine"))
+        # the best score; ties go to the stronger prior, then to the closed-form head
+        best = candidates[0] if scores is None else max(candidates, key=lambda c: (scores[c], c[1], c[0] == "gaussian"))
         self.cv_scores_ = scores
         self.space_, self.alpha_ = best
         W, b = fit_prior_head(audio, codes, anchor, scale, self.alpha_, self.space_)
