@@ -145,11 +145,30 @@ def test_few_shot_corrects_a_wrong_prompt_with_its_clips(monkeypatch, space):
     few = CLAPFewShotClassifier(space=space, **KW).fit(X, y)
     assert zs.score(X_test, y_test) < 0.7
     assert few.score(X_test, y_test) >= 0.9
-    spaces = ("gaussian", "cosine", "standardized") if space == "auto" else (space,)
+    spaces = ("gaussian",) if space == "auto" else (space,)  # fewer clips than folds: the Gaussian head
     assert few.alpha_ < 30 and set(few.cv_scores_) == {(s, a) for s in spaces for a in few.alphas}
     # a strong prior keeps the zero-shot classifier's scores
     stiff = CLAPFewShotClassifier(alpha=1e6, space="cosine" if space == "auto" else space, **KW).fit(X, y)
     np.testing.assert_allclose(stiff.decision_function(X_test), zs.decision_function(X_test), atol=1e-3)
+
+
+def test_few_shot_chooses_the_head_by_leave_one_out_with_few_clips_and_by_folds_with_more(monkeypatch):
+    wrong = {"dog": 0, "rain": 1, "siren": 1}
+    X, y = crafted(monkeypatch, wrong, noise=0.4, n_per_class=4, seed=6)
+    few = CLAPFewShotClassifier(**KW).fit(X, y)
+    # four clips a class, five folds asked: the Gaussian head, each strength scored by leaving one clip out
+    audio, codes = few._embed_audio(X), np.searchsorted(few.classes_, y)
+    anchor = few.zero_shot_.class_embeddings_
+    for alpha in few.alphas:
+        hits = 0
+        for i in range(len(codes)):
+            keep = np.arange(len(codes)) != i
+            W, b = fit_prior_head(audio[keep], codes[keep], anchor, few.logit_scale_, alpha, "gaussian")
+            hits += int((audio[i] @ W.T + b).argmax() == codes[i])
+        assert few.cv_scores_[("gaussian", alpha)] == pytest.approx(hits / len(codes))
+    X, y = crafted(monkeypatch, wrong, noise=0.4, n_per_class=5, seed=7)
+    more = CLAPFewShotClassifier(alphas=(0.1, 1.0), **KW).fit(X, y)
+    assert set(more.cv_scores_) == {(s, a) for s in ("gaussian", "cosine", "standardized") for a in (0.1, 1.0)}
 
 
 def test_few_shot_keeps_a_good_prior_when_clips_are_few_and_noisy(monkeypatch):

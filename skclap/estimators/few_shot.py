@@ -19,7 +19,7 @@ from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
 from .zero_shot import CLAPZeroShotClassifier
 
-__all__ = ["CLAPFewShotClassifier", "fit_anchored_head", "fit_gaussian_head", "fit_prior_head"]
+__all__ = ["CLAPFewShotClassifier", "fit_anchored_head", "fit_gaussian_head", "fit_prior_head", "with_gaussian"]
 
 #: The heads: a Gaussian classifier added to the zero-shot scores, and the anchored logistic head
 #: fitted on the normalised or on the standardised embeddings.
@@ -102,6 +102,13 @@ def fit_gaussian_head(audio: np.ndarray, targets: np.ndarray, n_classes: int) ->
     return P, b
 
 
+def with_gaussian(prior: np.ndarray, gaussian: tuple[np.ndarray, np.ndarray], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The zero-shot class vectors ``prior`` plus ``1 / alpha`` times a Gaussian classifier's scores
+    (:func:`fit_gaussian_head`), as weights and intercepts."""
+    P, b = gaussian
+    return np.asarray(prior, dtype=np.float64) + P / alpha, b / alpha
+
+
 def fit_prior_head(
     audio: np.ndarray, targets: np.ndarray, prior: np.ndarray, scale: float, alpha: float, space: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +125,7 @@ def fit_prior_head(
     sees well-conditioned features.
     """
     if space == "gaussian":
-        P, b = fit_gaussian_head(audio, targets, len(prior))
-        return np.asarray(prior, dtype=np.float64) + P / alpha, b / alpha
+        return with_gaussian(prior, fit_gaussian_head(audio, targets, len(prior)), alpha)
     if space == "cosine":
         return fit_anchored_head(audio, targets, prior, scale, alpha)
     mu = audio.mean(axis=0)
@@ -147,9 +153,12 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
       on the normalised embeddings or on features standardised with the clips' statistics, anchored
       at the same zero-shot scores in either.
 
-    ``alpha=None`` and ``space="auto"`` choose by cross-validation on the clips (stratified ``cv``
-    folds; with one clip of some class, plain folds, in which a held-out clip's class may be unseen
-    — which favours the prior, as it should with one clip).
+    ``alpha=None`` and ``space="auto"`` choose by cross-validation on the clips. With fewer clips in
+    some class than ``cv``, the Gaussian head alone, its strength by leave-one-out (one closed-form
+    fit per clip; with four clips a class, folds that keep all but one clip judge it as it will be
+    used, where ``cv`` folds would judge it on three); otherwise every head, by stratified ``cv``
+    folds. A held-out clip whose class has no other clip is scored with that class unseen, which
+    favours the prior, as it should with one clip.
 
     Parameters
     ----------
@@ -167,7 +176,8 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
     space : {"auto", "gaussian", "cosine", "standardized"}, default="auto"
         The head (see above); "auto" chooses by cross-validation.
     cv : int, default=5
-        Most folds for choosing ``alpha`` (fewer when there are fewer clips per class).
+        Most folds for choosing the head and ``alpha``; with fewer clips than this in some class, the
+        Gaussian head is chosen by leave-one-out (see above).
     random_state : int, optional
         Shuffles the folds; None keeps the clips' order (no randomness either way at prediction).
     sample_rate, batch_size, device, precision, cache, progress
@@ -261,7 +271,9 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
         audio = self._embed_audio(items, normalize=True)
         scale = prior.logit_scale_
         anchor = prior.class_embeddings_
-        spaces = SPACES if self.space == "auto" else (self.space,)
+        counts = np.bincount(codes)
+        few = int(counts[counts > 0].min()) < self.cv  # fewer clips than folds in some class
+        spaces = (("gaussian",) if few else SPACES) if self.space == "auto" else (self.space,)
         if self.alpha is not None:
             alphas = [float(self.alpha)]
         else:
@@ -269,7 +281,8 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
             if not alphas or alphas[0] <= 0:
                 raise ValueError(f"alphas must be positive numbers; got {list(self.alphas)}")
         candidates = [(sp, a) for sp in spaces for a in alphas]
-        scores = self._cross_validate(audio, codes, anchor, scale, candidates) if len(candidates) > 1 else None
+        leave_one_out = few and spaces == ("gaussian",)
+        scores = self._cross_validate(audio, codes, anchor, scale, candidates, leave_one_out) if len(candidates) > 1 else None
         # the best score; ties go to the stronger prior, then to the closed-form head
         best = candidates[0] if scores is None else max(candidates, key=lambda c: (scores[c], c[1], c[0] == "gaussian"))
         self.cv_scores_ = scores
@@ -283,25 +296,37 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
         return self
 
     def _cross_validate(
-        self, audio: np.ndarray, codes: np.ndarray, anchor: np.ndarray, scale: float, candidates: list[tuple[str, float]]
+        self,
+        audio: np.ndarray,
+        codes: np.ndarray,
+        anchor: np.ndarray,
+        scale: float,
+        candidates: list[tuple[str, float]],
+        leave_one_out: bool,
     ) -> dict[tuple[str, float], float]:
-        from sklearn.model_selection import KFold, StratifiedKFold
+        from sklearn.model_selection import KFold, LeaveOneOut, StratifiedKFold
 
+        if len(codes) < 2:
+            return {c: 0.0 for c in candidates}
         counts = np.bincount(codes)
         smallest = int(counts[counts > 0].min())
         shuffle = self.random_state is not None
         kw = dict(shuffle=shuffle, random_state=self.random_state if shuffle else None)
-        if smallest >= 2:
+        if leave_one_out:
+            splits = list(LeaveOneOut().split(audio))
+        elif smallest >= 2:
             splits = list(StratifiedKFold(min(self.cv, smallest), **kw).split(audio, codes))
-        elif len(codes) >= 2:
-            splits = list(KFold(min(self.cv, len(codes)), **kw).split(audio))
         else:
-            return {c: 0.0 for c in candidates}
-        scores = {}
-        for space, alpha in candidates:
-            correct = 0
-            for train, test in splits:
-                W, b = fit_prior_head(audio[train], codes[train], anchor, scale, alpha, space)
-                correct += int(((audio[test] @ W.T + b).argmax(axis=1) == codes[test]).sum())
-            scores[(space, alpha)] = correct / len(codes)
-        return scores
+            splits = list(KFold(min(self.cv, len(codes)), **kw).split(audio))
+        correct = dict.fromkeys(candidates, 0)
+        for train, test in splits:
+            gaussian = None  # one fit per fold serves every alpha
+            for space, alpha in candidates:
+                if space == "gaussian":
+                    if gaussian is None:
+                        gaussian = fit_gaussian_head(audio[train], codes[train], len(anchor))
+                    W, b = with_gaussian(anchor, gaussian, alpha)
+                else:
+                    W, b = fit_prior_head(audio[train], codes[train], anchor, scale, alpha, space)
+                correct[(space, alpha)] += int(((audio[test] @ W.T + b).argmax(axis=1) == codes[test]).sum())
+        return {c: n / len(codes) for c, n in correct.items()}
