@@ -238,7 +238,7 @@ def test_gaussian_head_scores_are_the_class_log_likelihoods():
     np.testing.assert_array_equal((test @ P1.T + b1).argmax(1), distances.argmin(1))
 
 
-def test_gaussian_head_uses_the_shared_spread(monkeypatch):
+def test_gaussian_head_uses_the_shared_spread():
     """Classes apart along a quiet direction, clips spread along a loud one: the Gaussian head reads the
     quiet direction, where the nearest class mean (no covariance) is fooled by the loud one."""
     rng = np.random.default_rng(2)
