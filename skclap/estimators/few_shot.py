@@ -141,7 +141,8 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
     The class prompts' embeddings (:class:`~skclap.CLAPZeroShotClassifier`) are the starting weights
     of a linear head on the normalised audio embeddings, scored as in zero-shot
     (``logit_scale * (audio · w_c + b_c)``). The head moves from them in one of two ways, each with
-    a prior strength ``alpha`` (``alpha`` large, or a class without clips: the zero-shot classifier):
+    a prior strength ``alpha`` (``alpha`` large: the zero-shot classifier; a class without clips keeps its
+    zero-shot weights, and with the Gaussian head gets the average of the other classes' Gaussian scores):
 
     - ``space="gaussian"``: the zero-shot scores plus ``1 / alpha`` times the scores of a Gaussian
       classifier of the clips (class means, one covariance shrunk by Ledoit-Wolf; Wang et al., "A
@@ -164,7 +165,7 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
     ----------
     model : str, path or CLAPModel, default="msclap-2022"
     labels : sequence, optional
-        The classes, in order; a class without clips keeps its zero-shot weights. Default: the
+        The classes, in order; a class without clips keeps its zero-shot weights (see above). Default: the
         sorted unique values of ``y``.
     templates, label_prompts
         The prompts of the prior, as in :class:`~skclap.CLAPZeroShotClassifier` (``templates="auto"``
