@@ -165,6 +165,7 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
         group_size=args.group_size or None,
         unsaid_weight=args.unsaid_weight,
         unsaid_mode=args.unsaid_mode,
+        descriptors=False if args.no_descriptors else None,
         progress=not args.no_progress,
         cache_dir=args.cache_dir,
     )
@@ -301,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["project", "complete"],
         default=d.unsaid_mode,
         help=f"how such a caption is kept from deciding it: its directions removed, or scored by its best completion (default: {d.unsaid_mode})",
+    )
+    demo.add_argument(
+        "--no-descriptors",
+        action="store_true",
+        help="train without the audio tower's level and register descriptors (default: the preset's; on in 'small')",
     )
     demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
     demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")

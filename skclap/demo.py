@@ -93,6 +93,9 @@ class DemoConfig:
     # or those directions removed ("project"); the weight is that loss's share, 0 the plain loss (docs/demo.md)
     unsaid_weight: float = 0.5
     unsaid_mode: str = "complete"
+    # the audio tower's level and register descriptors (CLAPConfig.audio_descriptors): one direction each
+    # in the shared space, so "loud" learnt on other instruments carries to a cello; None: the preset's
+    descriptors: bool | None = None
     seed: int = 0
     probe_folds: int = 5
     progress: bool = True
@@ -284,7 +287,8 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     )
 
     log(f"[2/4] training a '{cfg.preset}' CLAP for {cfg.steps} steps of {cfg.batch_size} pairs")
-    model = CLAPModel.from_preset(cfg.preset, seed=cfg.seed, clip_seconds=cfg.seconds)  # one window per clip
+    overrides: dict[str, Any] = {} if cfg.descriptors is None else {"audio_descriptors": cfg.descriptors}
+    model = CLAPModel.from_preset(cfg.preset, seed=cfg.seed, clip_seconds=cfg.seconds, **overrides)  # one window per clip
     train_cfg = train_config(cfg)
     trainer = Trainer(model, train_cfg, out / "model")
     t_train = time.perf_counter()
@@ -464,6 +468,16 @@ def _unsaid_clause(cfg: DemoConfig) -> str:
     return f"; a caption that leaves pitch or dynamics unsaid decides it only partly, `unsaid_weight={cfg.unsaid_weight:g}`"
 
 
+def _descriptors_clause(cfg: DemoConfig) -> str:
+    """Whether the audio tower measured level and register beside its CNN."""
+    from .models.clap import PRESETS
+
+    on = PRESETS[cfg.preset].audio_descriptors if cfg.descriptors is None else cfg.descriptors
+    if on:
+        return "; the audio tower measures each clip's level and register beside its CNN (`audio_descriptors`)"
+    return "; no level and register descriptors beside the CNN"
+
+
 def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
     held = ", ".join(f"*{v} {i}*" for i, v in cfg.held_out)
     lines = [
@@ -474,6 +488,7 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
         f"violin, cello, trumpet, trombone, saxophone, clarinet, flute, marimba, synth and four drum-kit pieces), "
         f"seed {cfg.seed}, in {m['train_seconds']:.0f} s on this machine ({m['train_pairs_per_second']:.0f} pairs/s)"
         + _unsaid_clause(cfg)
+        + _descriptors_clause(cfg)
         + ".",
         "",
         f"Held out from the training captions: {held}. Their sounds are in the training audio, described without the "
@@ -542,7 +557,7 @@ def _seeds_report(cfg: DemoConfig, seeds: Sequence[int], runs: dict[int, dict[st
     lines = [
         "# skclap demo report, over seeds",
         "",
-        f"The demo (`{cfg.preset}` preset, {cfg.steps} steps of {cfg.batch_size} pairs{_unsaid_clause(cfg)}) "
+        f"The demo (`{cfg.preset}` preset, {cfg.steps} steps of {cfg.batch_size} pairs{_unsaid_clause(cfg)}{_descriptors_clause(cfg)}) "
         f"run once per seed {list(seeds)}: "
         "the corpus, the split and the initialisation follow the seed. Each run's report is in `seed-K/`. "
         + " ".join(f"{text[0].upper()}{text[1:]}." for _, text in SCORERS.values()),

@@ -1,6 +1,7 @@
 """The offline demo: its held-out protocol, its zero-shot measures, and a smaller run that learns."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -123,6 +124,9 @@ def test_seeds_report_gives_mean_std_and_every_seed(tmp_path, monkeypatch):
     assert "35.0% ± 4.1%" in report and "class prompts" in report  # the other ways of prompting, beside
     assert "17.5% ± 2.0%" in report and "relative to the instrument" in report
     assert json.loads((tmp_path / "metrics.json").read_text())["seeds"] == [0, 1, 2]
+    assert "level and register" in report  # the small preset measures them beside its CNN
+    run_demo_seeds(tmp_path, [0, 1, 2], DemoConfig(descriptors=False), log=lambda *a: None)
+    assert "no level and register descriptors" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -176,9 +180,13 @@ def test_demo_model_window_is_the_clip_length(monkeypatch, tmp_path):
         raise Built(overrides)
 
     monkeypatch.setattr(CLAPModel, "from_preset", staticmethod(capture))
+    cfg = DemoConfig(n_clips=400, n_zero_shot=50, n_eval=50, seconds=0.5, progress=False)
     with pytest.raises(Built) as got:
-        run_demo(tmp_path, DemoConfig(n_clips=400, n_zero_shot=50, n_eval=50, seconds=0.5, progress=False), log=lambda *a: None)
-    assert got.value.args[0] == {"clip_seconds": 0.5}
+        run_demo(tmp_path, cfg, log=lambda *a: None)
+    assert got.value.args[0] == {"clip_seconds": 0.5}  # the preset's descriptors
+    with pytest.raises(Built) as got:
+        run_demo(tmp_path, replace(cfg, descriptors=False), log=lambda *a: None)
+    assert got.value.args[0] == {"clip_seconds": 0.5, "audio_descriptors": False}
 
 
 def test_cli_seeds_are_parsed_and_checked(monkeypatch):
@@ -196,6 +204,8 @@ def test_cli_seeds_are_parsed_and_checked(monkeypatch):
     assert cli.main(["demo", "--seconds", "2", "--no-progress"]) == 0 and got["cfg"].seconds == 2.0
     assert cli.main(["demo", "--unsaid-weight", "0.3", "--no-progress"]) == 0 and got["cfg"].unsaid_weight == 0.3
     assert cli.main(["demo", "--unsaid-mode", "complete", "--no-progress"]) == 0 and got["cfg"].unsaid_mode == "complete"
+    assert got["cfg"].descriptors is None
+    assert cli.main(["demo", "--no-descriptors", "--no-progress"]) == 0 and got["cfg"].descriptors is False
 
 
 def test_unsaid_weight_trains_pitch_and_dynamics_as_unsaid_attributes():

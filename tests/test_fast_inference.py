@@ -18,7 +18,7 @@ def randomise_batchnorm(model: CLAPModel, seed: int = 0) -> CLAPModel:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.audio_encoder.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):  # the CNN's and the descriptors'
                 n = m.num_features
                 m.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
                 m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)

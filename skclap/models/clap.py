@@ -19,6 +19,7 @@ from ..exceptions import CheckpointError
 from ..frontend import LogMel
 from ..loss import similarity_logits
 from .cnn14 import Cnn14
+from .descriptors import Descriptors, with_descriptors
 from .htsat import HTSAT, HTSAT_TINY, htsat_frames
 from .projection import Projection
 from .serialization import load_directory, save_directory
@@ -88,6 +89,7 @@ class CLAPConfig:
     audio_dim: int = 2048
     audio_classes: int = 527
     audio_freq_position: bool = False  # CNN14 with a mel-position input channel (pitch-aware; not in releases)
+    audio_descriptors: bool = False  # level and register descriptors beside the tower (models/descriptors.py; not in releases)
     htsat: dict[str, Any] = field(default_factory=dict)
     # text encoder
     text_config: dict[str, Any] = field(default_factory=lambda: dict(BERT_BASE_UNCASED))
@@ -249,6 +251,9 @@ _PRESETS: dict[str, CLAPConfig] = {
         audio_dim=256,
         audio_classes=0,
         audio_freq_position=True,  # binds pitch words: plain CNN14 is nearly transposition-invariant
+        # Level and register measured from the log-mel, one direction each in the shared space: "loud"
+        # learnt on other instruments then carries to a cello (demo: generalized zero-shot 92.5 % vs 62.9 %).
+        audio_descriptors=True,
         # No transformer layer: word + position embeddings, mean-pooled. Trained from scratch on a few
         # thousand captions, attention layers bind a word to the words it was seen with; without them
         # a prompt is the sum of its words, so "high" learnt on other instruments composes with
@@ -303,12 +308,14 @@ class AudioEncoder(nn.Module):
                 raise ValueError(f"audio_dim {cfg.audio_dim} does not match the HTS-AT's width {self.backbone.hidden_size}")
         else:
             self.backbone = Cnn14(cfg.n_mels, cfg.audio_channels, cfg.audio_dim, cfg.audio_classes, cfg.audio_freq_position)
-        self.projection = Projection(cfg.audio_dim, cfg.proj_dim, cfg.proj_dropout)
+        self.descriptors = Descriptors(cfg.n_mels) if cfg.audio_descriptors else None
+        extra = Descriptors.size if self.descriptors is not None else 0
+        self.projection = Projection(cfg.audio_dim + extra, cfg.proj_dim, cfg.proj_dropout)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32
             mel = self.frontend(wave)
-        return self.projection(self.backbone(mel))
+        return self.projection(with_descriptors(self.backbone(mel), self.descriptors, mel))
 
 
 class TextEncoder(nn.Module):

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..frontend import LogMel
 from .cnn14 import Cnn14
+from .descriptors import Descriptors, with_descriptors
 from .state import weights_stamp
 
 __all__ = ["FusedAudioEncoder", "ShiftGemmConv3x3", "fold_batchnorm", "fused_audio_encoder"]
@@ -82,6 +83,7 @@ class FusedAudioEncoder(nn.Module):
         backbone = cast(Cnn14, encoder.backbone)
         self.frontend = cast(LogMel, encoder.frontend)  # shared, not copied
         self.projection = cast(nn.Module, encoder.projection)
+        self.descriptors = cast(Descriptors | None, encoder.descriptors)  # shared, in the encoder's mode
         self.fc1 = backbone.fc1
         self.with_position = backbone.with_position
         bn0 = backbone.bn0
@@ -102,8 +104,8 @@ class FusedAudioEncoder(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32
-            x = self.frontend(wave)  # (batch, 1, frames, mels)
-        x = self.with_position(torch.addcmul(self.mel_shift, x, self.mel_scale)).contiguous(memory_format=torch.channels_last)
+            mel = self.frontend(wave)  # (batch, 1, frames, mels)
+        x = self.with_position(torch.addcmul(self.mel_shift, mel, self.mel_scale)).contiguous(memory_format=torch.channels_last)
         for i in range(6):
             x = F.relu_(self.convs[2 * i](x))
             x = F.relu_(self.convs[2 * i + 1](x))
@@ -111,7 +113,7 @@ class FusedAudioEncoder(nn.Module):
                 x = F.avg_pool2d(x, kernel_size=2)
         x = x.mean(dim=3)
         x = x.amax(dim=2) + x.mean(dim=2)
-        return self.projection(F.relu(self.fc1(x)))
+        return self.projection(with_descriptors(F.relu(self.fc1(x)), self.descriptors, mel))
 
 
 _FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
