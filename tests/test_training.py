@@ -415,12 +415,17 @@ def test_cli_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    latest = out / "checkpoints" / "latest"  # written atomically, after its step's directory
+
+    def latest_step() -> int:
+        return int(latest.read_text().split("-")[1]) if latest.is_file() else 0
+
     deadline = time.time() + 120
-    while not (out / "checkpoints" / "step-00000004").is_dir() and time.time() < deadline and proc.poll() is None:
+    while latest_step() < 4 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    stopped_at = int((out / "checkpoints" / "latest").read_text().split("-")[1])
+    stopped_at = latest_step()
     assert 4 <= stopped_at < 40  # killed mid-run (mid-epoch resumption is checked exactly above)
     assert not (out / "model.safetensors").exists()  # it never finished
     resumed = subprocess.run([*args, "--out", str(out), "--resume"], capture_output=True, text=True, env=env, timeout=300)
