@@ -20,10 +20,12 @@ from .exceptions import AudioError
 
 __all__ = [
     "AudioError",
+    "PADDINGS",
     "as_waveform",
     "describe",
     "load",
     "prepare",
+    "quantize_int16",
     "resample",
     "stream_windows",
     "to_mono",
@@ -120,13 +122,25 @@ def load(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.nd
     return wave, int(rate)
 
 
+def resampled_length(n: int, orig_rate: int, target_rate: int) -> int:
+    """Samples after resampling, as librosa counts them (laion_clap's loader): ``ceil(n * ratio)``
+    with the ratio in floating point. torchaudio (msclap's loader) gives the same count unless
+    ``n * ratio`` is whole; soxr alone gives one fewer whenever it is not."""
+    return int(math.ceil(n * (target_rate / orig_rate)))
+
+
 def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Resample a 1-D waveform with soxr (high quality); identity when the rates agree."""
+    """Resample a 1-D waveform with soxr (high quality); identity when the rates agree. The length
+    is :func:`resampled_length`, a missing last sample filled with zero as librosa fills it."""
     if orig_rate <= 0 or target_rate <= 0:
         raise AudioError(f"sample rates must be positive; got {orig_rate} -> {target_rate}")
     if orig_rate == target_rate:
         return x
-    return np.ascontiguousarray(soxr.resample(x, orig_rate, target_rate, quality="HQ"), dtype=np.float32)
+    out = soxr.resample(x, orig_rate, target_rate, quality="HQ")
+    size = resampled_length(x.shape[0], orig_rate, target_rate)
+    if out.shape[0] < size:
+        out = np.concatenate([out, np.zeros(size - out.shape[0], dtype=out.dtype)])
+    return np.ascontiguousarray(out[:size], dtype=np.float32)
 
 
 def _split_item(item: Any, sample_rate: int | None) -> tuple[Any, int | None]:
@@ -168,13 +182,12 @@ def prepare(item: Any, target_rate: int, sample_rate: int | None = None, name: s
         wave = as_waveform(payload)
         if rate is None:
             raise AudioError("raw waveforms need their sample rate: pass sample_rate=..., or give (array, rate) pairs")
-        out = resample(wave, int(rate), target_rate)
-        if len(out) == 0:
+        if len(wave) * target_rate < int(rate):  # less than one sample at the target rate
             raise AudioError(
                 f"{len(wave)} samples at {int(rate)} Hz last {len(wave) / int(rate):.3g} s, less than one sample at "
                 f"{target_rate} Hz: is sample_rate={int(rate)} right?"
             )
-        return out
+        return resample(wave, int(rate), target_rate)
     except FileNotFoundError:
         raise
     except AudioError as err:
@@ -184,22 +197,42 @@ def prepare(item: Any, target_rate: int, sample_rate: int | None = None, name: s
         raise AudioError(msg) from None
 
 
-def windows(wave: np.ndarray, length: int) -> np.ndarray:
+#: How a clip shorter than one window fills it: ``"repeat"`` tiles it and crops the last copy (msclap);
+#: ``"repeatpad"`` repeats it a whole number of times and pads the rest with zeros (laion_clap and
+#: transformers' ``ClapFeatureExtractor``).
+PADDINGS = ("repeat", "repeatpad")
+
+
+def windows(wave: np.ndarray, length: int, padding: str = "repeat") -> np.ndarray:
     """Cut a 1-D waveform into fixed windows of ``length`` samples, deterministically.
 
-    A clip shorter than the window is repeated until it fills it (then cropped). A longer clip is cut
-    into ``ceil(n / length)`` consecutive windows; the last one is aligned to the end of the clip so
-    that no padding is invented. Returns an array of shape ``(n_windows, length)``.
+    A clip shorter than the window fills it as ``padding`` says (:data:`PADDINGS`). A longer clip is
+    cut into ``ceil(n / length)`` consecutive windows; the last one is aligned to the end of the clip
+    so that no padding is invented. Returns an array of shape ``(n_windows, length)``.
     """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}; got {padding!r}")
     n = wave.shape[0]
     if n == 0:
         raise AudioError("the waveform is empty")
     if n <= length:
+        if padding == "repeatpad":
+            out = np.zeros(length, dtype=wave.dtype)
+            whole = np.tile(wave, length // n)
+            out[: whole.shape[0]] = whole
+            return out[None, :]
         reps = -(-length // n)
         return np.tile(wave, reps)[:length][None, :]
     count = -(-n // length)
     starts = [min(i * length, n - length) for i in range(count)]
     return np.stack([wave[s : s + length] for s in starts])
+
+
+def quantize_int16(wave: np.ndarray) -> np.ndarray:
+    """Round a waveform through 16-bit PCM as laion_clap does before embedding a file or an array:
+    clip to [-1, 1], scale by 32767, truncate to an integer, scale back."""
+    pcm = (np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return (pcm / 32767.0).astype(np.float32)
 
 
 def long_file_seconds(item: Any) -> float | None:
@@ -215,7 +248,9 @@ def long_file_seconds(item: Any) -> float | None:
     return seconds if seconds > STREAM_SECONDS else None
 
 
-def stream_windows(path: str | os.PathLike, target_rate: int, length: int, block: int = 16, name: str | None = None):
+def stream_windows(
+    path: str | os.PathLike, target_rate: int, length: int, block: int = 16, name: str | None = None, padding: str = "repeat"
+):
     """Yield the windows of a long audio file in arrays of up to ``block`` windows.
 
     The file is decoded and resampled (soxr's streaming resampler, identical output) a block at a
@@ -234,6 +269,7 @@ def stream_windows(path: str | os.PathLike, target_rate: int, length: int, block
         pending = np.zeros(0, dtype=np.float32)  # resampled samples not yet in a window
         last = None  # the last full window given out
         total = 0
+        read = 0  # samples read from the file
         while True:
             try:
                 data = f.read(step, dtype="float32", always_2d=True)
@@ -242,9 +278,13 @@ def stream_windows(path: str | os.PathLike, target_rate: int, length: int, block
             end = data.shape[0] < step
             if not np.all(np.isfinite(data)):
                 raise AudioError(f"{label}: audio file contains NaN or infinite samples")
+            read += data.shape[0]
             mono = np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
             if stream is not None:
                 mono = stream.resample_chunk(mono, last=end)
+                if end:  # the length resample() gives the whole recording
+                    missing = resampled_length(read, rate, target_rate) - (total + mono.shape[0])
+                    mono = np.concatenate([mono, np.zeros(max(missing, 0), dtype=np.float32)])[: mono.shape[0] + missing]
             total += mono.shape[0]
             pending = np.concatenate([pending, mono])
             full = pending.shape[0] // length
@@ -259,8 +299,8 @@ def stream_windows(path: str | os.PathLike, target_rate: int, length: int, block
                 break
     if total == 0:
         raise AudioError(f"{label}: audio file contains no samples")
-    if total <= length:  # shorter than one window after all: repeat-pad as windows() does
-        yield windows(pending, length)
+    if total <= length:  # shorter than one window after all: padded as windows() does
+        yield windows(pending, length, padding)
     elif pending.shape[0]:
         assert last is not None  # a full window came before the remainder
         yield np.concatenate([last[pending.shape[0] :], pending])[None, :]

@@ -69,13 +69,14 @@ def _prepared(
     ``capture``, an item that fails to decode yields its exception instead of raising it.
     """
     rate, length = model.config.sample_rate, model.config.window_samples
+    padding = model.window_padding
 
     def work(i: int) -> Iterable[np.ndarray] | Exception:
         name = _item_name(i, items[i])
         try:
             if audio.long_file_seconds(items[i]) is not None:
-                return audio.stream_windows(items[i], rate, length, block=block, name=name)
-            return (audio.windows(audio.prepare(items[i], rate, sample_rate, name=name), length),)
+                return audio.stream_windows(items[i], rate, length, block=block, name=name, padding=padding)
+            return (audio.windows(audio.prepare(items[i], rate, sample_rate, name=name), length, padding),)
         except Exception as err:
             if capture:
                 return err

@@ -41,34 +41,69 @@ def test_resolution_and_shape(laion_dir, tmp_path):
     model = load_model(laion_dir)
     assert isinstance(model, LaionCLAP)
     assert (model.config.sample_rate, model.config.window_samples, model.config.proj_dim) == (48000, 480000, 24)
-    with pytest.raises(CheckpointError, match="could not be loaded.*huggingface-cli download laion/clap-htsat-fused"):
+    with pytest.raises(
+        CheckpointError, match="not in the local Hugging Face cache, and HF_HUB_OFFLINE is set.*hf download laion/clap-htsat-fused"
+    ):
         load_model("laion/clap-htsat-fused")  # not cached, hub offline in the tests
 
 
-def test_embeddings_match_clapmodel_calls(laion_dir, reference):
-    ref, fe, tok = reference
-    short, exact, long = clip(3.0, 1), clip(10.0, 2), clip(23.0, 3)
-    got = CLAPEmbedder(model=str(laion_dir), sample_rate=48000, cache=False, progress=False, device="cpu").fit_transform(
-        [short, exact, long]
-    )
-    expected = []
-    with torch.inference_mode():
-        for wave in (short, exact, long):
-            wins = windows(wave, 480000)  # skclap's deterministic windows: repeat-pad, then consecutive
-            feats = fe(list(wins), sampling_rate=48000, truncation="rand_trunc", return_tensors="pt")
-            emb = ref.get_audio_features(**feats).pooler_output  # normalised per window
-            raw = ref.audio_projection(ref.audio_model(**feats).pooler_output)
-            torch.testing.assert_close(torch.nn.functional.normalize(raw, dim=-1), emb)
-            pooled = raw.mean(0)
-            expected.append((pooled / pooled.norm()).numpy())
-    assert len(windows(long, 480000)) == 3
-    np.testing.assert_allclose(got, np.stack(expected), atol=1e-5)
+def test_embeddings_match_clapprocessor_end_to_end(laion_dir, reference, tmp_path):
+    """From the raw clip, as transformers' own pipeline embeds it: ``ClapProcessor``'s feature
+    extractor pads a clip shorter than 10 s with whole repeats, then zeros. Clips shorter than, equal
+    to and (within one hop) around one window; raw arrays and files, mono and stereo."""
+    import soundfile as sf
 
-    texts = ["a dog barking", "rain on a roof", "a siren"]
-    got_t = CLAPEmbedder(model=str(laion_dir), modality="text", progress=False, device="cpu").fit_transform(texts)
+    ref, fe, tok = reference
+    clips = {"3 s": clip(3.0, 1), "7 s": clip(7.0, 4), "10 s": clip(10.0, 2), "0.4 s": clip(0.4, 5)}
+    stereo = np.stack([clip(4.0, 6), 0.5 * clip(4.0, 7)], axis=1)  # (samples, channels), as soundfile writes
+    sf.write(tmp_path / "mono.wav", clips["3 s"], 48000, subtype="FLOAT")
+    sf.write(tmp_path / "stereo.wav", stereo, 48000, subtype="FLOAT")
+    emb = CLAPEmbedder(model=str(laion_dir), sample_rate=48000, cache=False, progress=False, device="cpu")
+    got = emb.fit_transform(list(clips.values()))
+    got_files = emb.fit_transform([str(tmp_path / "mono.wav"), str(tmp_path / "stereo.wav")])
     with torch.inference_mode():
-        exp_t = ref.get_text_features(**tok(texts, padding=True, return_tensors="pt")).pooler_output.numpy()
+
+        def theirs(wave: np.ndarray) -> np.ndarray:
+            feats = fe(wave, sampling_rate=48000, truncation="rand_trunc", padding="repeatpad", return_tensors="pt")
+            return ref.get_audio_features(**feats).pooler_output[0].numpy()
+
+        expected = np.stack([theirs(w) for w in clips.values()])
+        expected_files = np.stack([theirs(clips["3 s"]), theirs(stereo.mean(axis=1).astype(np.float32))])
+    assert np.abs(got - expected).max() <= 1e-4
+    assert np.abs(got_files - expected_files).max() <= 1e-4
+    # the check can fail: tiling the 3 s clip to 10 s, as msclap pads, gives another embedding
+    with torch.inference_mode():
+        tiled = theirs(windows(clips["3 s"], 480000, "repeat")[0])
+    assert np.abs(tiled - expected[0]).max() > 10 * 1e-4
+
+    # longer than one window: the mean of consecutive windows (transformers crops at random)
+    long = clip(23.0, 3)
+    with torch.inference_mode():
+        feats = fe(list(windows(long, 480000)), sampling_rate=48000, truncation="rand_trunc", return_tensors="pt")
+        pooled = ref.audio_projection(ref.audio_model(**feats).pooler_output).mean(0)
+    np.testing.assert_allclose(emb.fit_transform([long])[0], (pooled / pooled.norm()).numpy(), atol=1e-5)
+
+    # texts: as the tokenizer pads and cuts them for ClapModel, past laion_clap's 77 tokens. The hub's
+    # tokenizers cut at 512 tokens, what RoBERTa's 514 positions hold; this small tower has 80.
+    texts = ["a dog barking", "rain on a roof", "a siren " * 20]
+    got_t = CLAPEmbedder(model=str(laion_dir), modality="text", progress=False, device="cpu").fit_transform(texts)
+    limit = ref.config.text_config.max_position_embeddings - 2
+    with torch.inference_mode():
+        tokens = tok(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        exp_t = ref.get_text_features(**tokens).pooler_output.numpy()
+    assert len(tok(texts[2])["input_ids"]) > 77
     np.testing.assert_allclose(got_t, exp_t, atol=1e-5)
+
+
+def test_short_clips_are_padded_with_zeros_after_whole_repeats():
+    from skclap.audio import windows
+
+    wave = np.arange(1, 4, dtype=np.float32)
+    np.testing.assert_array_equal(windows(wave, 8, "repeatpad")[0], [1, 2, 3, 1, 2, 3, 0, 0])
+    np.testing.assert_array_equal(windows(wave, 8, "repeat")[0], [1, 2, 3, 1, 2, 3, 1, 2])
+    np.testing.assert_array_equal(windows(wave, 3, "repeatpad")[0], wave)
+    with pytest.raises(ValueError, match="padding must be one of"):
+        windows(wave, 8, "zeros")
 
 
 def test_estimators_run_on_the_laion_backend(laion_dir):

@@ -161,3 +161,32 @@ def test_the_import_reports_foreign_and_missing_keys(reference, tmp_path, local_
         match=r"missing keys: .*layers\.1\.blocks\.0\.attention\.self\.key\.weight.*unexpected keys: text_encoder\.backbone\.model\.h\.0\.extra",
     ):
         load_model(path, tokenizer=str(local_gpt2_dir), config=cfg)
+
+
+def test_long_captions_match_the_reference_and_keep_the_pooled_token(reference, ours, local_gpt2_dir):
+    """The reference pads to 77 tokens but never truncates, so a longer caption keeps its appended
+    ``<|endoftext|>``, the token its pooling reads; skclap gives the same embedding up to the tower's
+    positions, and past them cuts the text before that token, never the token itself."""
+    from transformers import AutoTokenizer
+
+    ref, _ = reference
+    tok = AutoTokenizer.from_pretrained(local_gpt2_dir)
+    tok.add_special_tokens({"pad_token": "!"})
+    long = "a siren wails " * 7  # 98 tokens with the suffix: past 77, within this tower's 128 positions
+    row = tok(long + " <|endoftext|>", max_length=77, padding="max_length", return_tensors="pt")
+    assert row["input_ids"].shape[1] > 77
+    with torch.inference_mode():
+        theirs = ref.caption_encoder({k: row[k] for k in ("input_ids", "attention_mask")})
+        mine = ours.encode_text([long, "rain"])[:1]
+    assert (mine - theirs).abs().max() <= 1e-4
+    # cutting at 77 tokens, as before, drops the pooled token and gives another embedding
+    cut = tok(long + " <|endoftext|>", max_length=77, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        truncated = ref.caption_encoder({k: cut[k] for k in ("input_ids", "attention_mask")})
+    assert (truncated - theirs).abs().max() > 100 * 1e-4
+
+    too_long = "a siren wails " * 40  # past the positions: cut before the suffix
+    ids = ours.tokenize([too_long])["input_ids"][0]
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert len(ids) == ours.text_limit() == 128 and int(ids[-1]) == eos
+    assert torch.isfinite(ours.encode_text([too_long])).all()

@@ -78,6 +78,12 @@ def test_full_size_audio_and_text_embeddings_match_reference(released_format, lo
         our_text = model.encode_text(CAPTIONS)
     assert (our_text - ref_text).abs().max() <= 1e-4
     assert torch.allclose(model.logit_scale, ref.logit_scale)
+    # a caption past the reference's 100 tokens: it pads to 100 but never truncates
+    long = "rain falling on a tin roof " * 18
+    long_tokens = tok([long], padding="max_length", max_length=100, return_tensors="pt")
+    assert 100 < long_tokens["input_ids"].shape[1] <= 128  # within this BERT's positions
+    with torch.inference_mode():
+        assert (model.encode_text([long]) - ref.caption_encoder(dict(long_tokens))).abs().max() <= 1e-4
 
     # Similarities as the reference wrapper computes them.
     ref_sim = ref.logit_scale.exp() * torch.nn.functional.normalize(ref_text, dim=-1) @ torch.nn.functional.normalize(ref_audio, dim=-1).T

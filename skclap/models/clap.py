@@ -94,7 +94,9 @@ class CLAPConfig:
     # text encoder
     text_config: dict[str, Any] = field(default_factory=lambda: dict(BERT_BASE_UNCASED))
     text_pooling: str = "cls"
-    text_max_length: int = 100
+    # the longest text in tokens (suffix and special tokens included): msclap pads to 100 (2022) or
+    # 77 (2023) tokens but never truncates, so its releases take every text their tower's positions hold
+    text_max_length: int = 512
     tokenizer: str = "bert-base-uncased"
     text_suffix: str = ""  # appended to every text before tokenizing (msclap 2023: " <|endoftext|>")
     pad_token: str | None = None  # set on the tokenizer when it has none (msclap 2023: "!")
@@ -186,7 +188,7 @@ _PRESETS: dict[str, CLAPConfig] = {
         htsat=dict(HTSAT_TINY),
         text_config=dict(GPT2_BASE),
         text_pooling="last",
-        text_max_length=77,
+        text_max_length=1024,
         tokenizer="gpt2",
         text_suffix=" <|endoftext|>",
         pad_token="!",
@@ -337,6 +339,30 @@ class TextEncoder(nn.Module):
 ClapLike = Any
 
 
+def tokenize_with_suffix(tokenizer: Any, texts: list[str], suffix: str, limit: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Token ids of ``text + suffix`` for each text, right-padded, as the reference tokenizes each one
+    (no truncation). A text longer than ``limit`` tokens is cut before the suffix, so that the token
+    a "last" pooling reads (msclap 2023's ``<|endoftext|>``) stays; without a suffix the tokenizer's
+    own truncation keeps its special tokens ([CLS] ... [SEP])."""
+    if not suffix:
+        tokens = tokenizer(list(texts), padding=True, truncation=True, max_length=limit, return_tensors="pt")
+        return {k: v.to(device) for k, v in tokens.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    rows = tokenizer([t + suffix for t in texts], truncation=False)["input_ids"]
+    tail = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    for i, ids in enumerate(rows):
+        if len(ids) > limit:
+            head = tokenizer(texts[i], truncation=True, max_length=limit - len(tail))["input_ids"]
+            rows[i] = list(head) + list(tail)
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
 class CLAPOutput(NamedTuple):
     audio_embeds: torch.Tensor  # (batch, proj_dim), L2-normalised
     text_embeds: torch.Tensor  # (batch, proj_dim), L2-normalised
@@ -426,15 +452,18 @@ class CLAPModel(nn.Module):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text item {i} must be a string; got {type(t).__name__}: {t!r}")
-        suffix = self.config.text_suffix
-        tokens = self.tokenizer(
-            [t + suffix for t in texts],
-            padding=True,
-            truncation=True,
-            max_length=self.config.text_max_length,
-            return_tensors="pt",
-        )
-        return {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return tokenize_with_suffix(self.tokenizer, texts, self.config.text_suffix, self.text_limit(), self.device)
+
+    def text_limit(self) -> int:
+        """The longest text in tokens: ``text_max_length``, and never past the tower's positions."""
+        cfg = self.config.text_config
+        positions = cfg.get("max_position_embeddings", cfg.get("n_positions"))
+        return int(min(self.config.text_max_length, positions)) if positions else int(self.config.text_max_length)
+
+    @property
+    def window_padding(self) -> str:
+        """How a clip shorter than one window fills it (:data:`skclap.audio.PADDINGS`): msclap tiles."""
+        return "repeat"
 
     # ------------------------------------------------------------------ encoders
     @property
