@@ -5,8 +5,9 @@ A skclap checkpoint is a directory with ``config.json`` (the :class:`CLAPConfig`
 :mod:`skclap.registry`. Released files are found in ``$SKCLAP_HOME/<name>/`` (default
 ``~/.cache/skclap``), then in the Hugging Face cache, then on the hub; when none has them, the error
 says which file to place where. Released ``.pth``/``.pt`` files are read without running code in
-them (``torch.load(weights_only=True)``, or an allow-listed unpickler for files in pickle protocol 4,
-which that loader cannot parse) and every key is mapped or reported (:mod:`skclap.convert`).
+them (``torch.load(weights_only=True)`` with numpy scalars allowed, or an allow-listed unpickler for
+the opcodes that loader cannot parse), memory-mapped, and every key is mapped or reported
+(:mod:`skclap.convert`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pickle
 import threading
 import types
 import warnings
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from .backends.laion import LaionCLAP, is_laion_checkpoint
 from .devices import resolve_device
 from .exceptions import CheckpointError
 from .frontend import mel_filterbank
-from .hub import from_cache_or_hub
+from .hub import explain_hub_error, hub_offline
 from .models.clap import CLAPConfig, CLAPModel, preset_config
 from .models.serialization import load_state, save_directory
 from .registry import PRETRAINED, Pretrained, parse_spec
@@ -63,17 +65,22 @@ def resolve_checkpoint(name: str) -> Path:
         return local
     from huggingface_hub import hf_hub_download
 
-    try:
-        return Path(
-            from_cache_or_hub(lambda local_only: hf_hub_download(ckpt.repo_id, filename, local_files_only=local_only), errors=(Exception,))
-        )
-    except Exception:  # not cached / no network / hub error: the explanation below
-        pass
-    raise CheckpointError(
-        f"checkpoint {name!r} is not available offline. Download {filename} from {ckpt.url} and place "
-        f"it at {local} (or set SKCLAP_HOME), or pass the file's path directly, e.g. "
-        f"load_model('/path/to/{filename}')."
+    place = (
+        f"Where the hub is reachable, run `{ckpt.download}` (or download {ckpt.url}); or place the file at "
+        f"{local} (or set SKCLAP_HOME), or pass its path, e.g. load_model('/path/to/{filename}')."
     )
+    try:
+        return Path(hf_hub_download(ckpt.repo_id, filename, local_files_only=True))
+    except Exception:  # not in the Hugging Face cache: download it, unless offline
+        pass
+    if hub_offline():
+        raise CheckpointError(f"checkpoint {name!r} is not available offline (HF_HUB_OFFLINE is set and the file is not cached). {place}")
+    try:
+        return Path(hf_hub_download(ckpt.repo_id, filename))
+    except Exception as err:  # every failure is reported with its cause
+        raise CheckpointError(
+            f"checkpoint {name!r}: downloading {filename} from {ckpt.repo_id} failed: {explain_hub_error(err)}. {place}"
+        ) from err
 
 
 # ---------------------------------------------------------------------------- skclap format
@@ -88,6 +95,7 @@ def save_model(model: CLAPModel | LaionCLAP, directory: str | os.PathLike) -> Pa
 #: Globals a released checkpoint may name: tensors, ordered dicts, numpy scalars and arrays.
 _SAFE_GLOBALS = {
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # how pickle protocols 0-2 write bytes (numpy scalars' payload)
     ("torch._utils", "_rebuild_tensor_v2"),
     ("torch._utils", "_rebuild_parameter"),
     ("torch._utils", "_rebuild_parameter_with_state"),
@@ -118,15 +126,27 @@ _ALLOW_LIST_PICKLE = types.SimpleNamespace(
 )
 
 
+def _numpy_globals() -> list[Any]:
+    """numpy scalars and dtypes, under the names numpy 1.x (``numpy.core``) and 2.x (``numpy._core``)
+    pickle them: laion_clap's optimizer state holds numpy scalars."""
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtypes]
+
+
 def _torch_load(path: Path) -> Any:
+    """Read a torch file without running code in it. Files in torch's zip format are memory-mapped,
+    so that optimizer state and other entries never used cost no memory."""
+    kw: dict[str, Any] = {"map_location": "cpu", "mmap": zipfile.is_zipfile(path)}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_globals()):
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, weights_only=True, **kw)
     except pickle.UnpicklingError:
-        # torch's weights-only unpickler stops at pickle protocol 4's opcodes and at numpy scalars,
-        # which laion_clap's files use; the allow-list unpickler reads them, running nothing.
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_ALLOW_LIST_PICKLE)
+        # torch's weights-only unpickler stops at some opcodes of pickle protocols 3 and 4; the
+        # allow-list unpickler reads every protocol, running nothing.
+        return torch.load(path, weights_only=False, pickle_module=_ALLOW_LIST_PICKLE, **kw)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -248,7 +268,8 @@ def import_laion(path: str | os.PathLike, tokenizer: Any = None, device: str | t
         if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike))
         else load_tokenizer(tokenizer or "roberta-base")
     )
-    return LaionCLAP(model, fe, tok, source=os.fspath(path)).to(device or "cpu")
+    # laion_clap's CLAP_Module rounds audio through int16 and cuts texts at 77 tokens
+    return LaionCLAP(model, fe, tok, source=os.fspath(path), quantize_int16=True, text_max_length=77).to(device or "cpu")
 
 
 def _import_file(path: Path, tokenizer: Any, config: CLAPConfig | None, device: Any) -> CLAPModel | LaionCLAP:

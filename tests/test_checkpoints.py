@@ -247,8 +247,8 @@ def test_tokenizer_offline_error_says_what_to_do(tmp_path, local_bert_dir):
 
 
 def test_protocol_4_files_with_numpy_scalars_load_without_running_code(tiny_model, tmp_path, capsys):
-    """laion_clap saved its files in pickle protocol 4 with numpy scalars beside the weights, which
-    torch's weights-only loader refuses; skclap reads them with an allow-list unpickler."""
+    """A file pickled at protocol 4 with numpy scalars beside the weights, whose opcodes torch's
+    weights-only loader refuses; skclap reads it with an allow-list unpickler."""
     from skclap.checkpoints import read_state_dict
 
     path = tmp_path / "p4.pt"
@@ -261,5 +261,40 @@ def test_protocol_4_files_with_numpy_scalars_load_without_running_code(tiny_mode
     evil = tmp_path / "evil4.pt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": Payload()}, evil, pickle_protocol=4)
     with pytest.raises(CheckpointError, match="global 'builtins.print' is not allowed"):
+        read_state_dict(evil)
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_laion_clap_protocol_2_files_load_and_code_is_still_refused(tiny_model, tmp_path, capsys):
+    """laion_clap's released .pt files are torch.save's default pickle protocol 2, written under numpy
+    1.x: the optimizer's numpy scalars name ``numpy.core.multiarray.scalar`` and ``numpy.dtype``, and
+    their bytes ``_codecs.encode`` (how protocols 0-2 write bytes). That is the list of globals the
+    hub's pickle scan gives for ``630k-audioset-best.pt``; the stand-in names exactly those."""
+    from skclap.checkpoints import read_state_dict
+
+    from .local_hub import laion_checkpoint, pickled_globals, save_protocol_2
+
+    state = msclap_state(tiny_model)
+    ckpt = laion_checkpoint(torch.nn.ModuleDict({"audio_projection": torch.nn.Linear(2, 2)}), "run")  # as main.py saves
+    ckpt["state_dict"] = state
+    path = save_protocol_2(ckpt, tmp_path / "630k-audioset-best.pt")
+    assert pickled_globals(path) == {
+        "_codecs.encode",
+        "numpy.core.multiarray.scalar",
+        "numpy.dtype",
+        "torch.LongStorage",
+        "torch.FloatStorage",
+        "torch._utils._rebuild_tensor_v2",
+        "collections.OrderedDict",
+    }
+    loaded = read_state_dict(path)
+    assert set(loaded) == {k[len("module.") :] for k in state}
+    assert all(torch.equal(loaded[k[len("module.") :]], v) for k, v in state.items())
+    model = load_model(path, tokenizer="skclap-basic", config=PRESETS["tiny"])
+    for a, b in zip(embeddings(tiny_model), embeddings(model)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    evil = tmp_path / "evil2.pt"
+    save_protocol_2({"state_dict": {"x": torch.zeros(1)}, "lr": np.float64(1e-4), "payload": Payload()}, evil)
+    with pytest.raises(CheckpointError, match=r"'__builtin__\.print' is not allowed"):  # protocol 2's name
         read_state_dict(evil)
     assert "code ran" not in capsys.readouterr().out

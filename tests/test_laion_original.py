@@ -3,8 +3,6 @@ classes (full-size HTS-AT tiny, small RoBERTa), unfused and fused; deterministic
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 import torch
@@ -12,7 +10,9 @@ import torch
 from skclap import CheckpointError, CLAPEmbedder, load_model
 from skclap.backends import LaionCLAP
 
-from .conftest import byte_level_alphabet, drifting_tone, realistic_statistics
+from . import reference
+from .conftest import drifting_tone, realistic_statistics
+from .local_hub import laion_checkpoint, laion_reference, save_protocol_2, save_small_roberta
 
 pytestmark = pytest.mark.slow
 
@@ -27,56 +27,12 @@ def clip(seconds: float, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def roberta_dir(tmp_path_factory):
     """A small RoBERTa (laion_clap's heads take 768-wide features) and its byte-level tokenizer."""
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
-
-    out = tmp_path_factory.mktemp("roberta_small")
-    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", *byte_level_alphabet()])}
-    RobertaTokenizer(vocab=vocab, merges=[]).save_pretrained(out)
-    cfg = RobertaConfig(
-        vocab_size=len(vocab),
-        hidden_size=768,
-        num_hidden_layers=1,
-        num_attention_heads=12,
-        intermediate_size=96,
-        max_position_embeddings=80,
-        type_vocab_size=1,
-        pad_token_id=1,
-        layer_norm_eps=1e-5,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(4)
-        RobertaModel(cfg).save_pretrained(out)
-    return out
+    return save_small_roberta(tmp_path_factory.mktemp("roberta_small"))
 
 
-def build_reference(module, roberta_dir, fused: bool, monkeypatch_roberta):
-    from transformers import RobertaModel
-
-    audio_cfg = dict(
-        model_type="HTSAT",
-        model_name="tiny",
-        sample_rate=RATE,
-        audio_length=1024,
-        window_size=1024,
-        hop_size=480,
-        fmin=50,
-        fmax=14000,
-        class_num=527,
-        mel_bins=64,
-        clip_samples=480000,
-    )
-    text_cfg = dict(context_length=77, vocab_size=50265, width=512, heads=8, layers=12, model_type="roberta")
-    monkeypatch_roberta(module, types.SimpleNamespace(from_pretrained=lambda *a, **k: RobertaModel.from_pretrained(roberta_dir)))
-    torch.manual_seed(10 + fused)
-    ref = module.CLAP(
-        embed_dim=768,
-        audio_cfg=audio_cfg,
-        text_cfg=text_cfg,
-        enable_fusion=fused,
-        fusion_type="aff_2d" if fused else "None",
-        joint_embed_shape=512,
-        mlp_act="relu",
-    ).eval()
+def build_reference(roberta_dir, fused: bool):
+    """laion_clap's own CLAP, its networks given the statistics of trained ones."""
+    ref = laion_reference(roberta_dir, fused)
     branch = ref.audio_branch
     with torch.no_grad():
         waves = torch.from_numpy(np.stack([clip(10.0, s) for s in range(3)]))
@@ -90,15 +46,10 @@ def build_reference(module, roberta_dir, fused: bool, monkeypatch_roberta):
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["unfused", "fused"])
-def pair(request, laion_clap_model_module, roberta_dir, tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    try:
-        ref = build_reference(laion_clap_model_module, roberta_dir, request.param, lambda m, v: mp.setattr(m, "RobertaModel", v))
-    finally:
-        mp.undo()
+def pair(request, roberta_dir, tmp_path_factory):
+    ref = build_reference(roberta_dir, request.param)
     path = tmp_path_factory.mktemp("laion") / ("630k-fusion-best.pt" if request.param else "630k-best.pt")
-    # As laion_clap saves them: {"epoch", "state_dict" with the DataParallel prefix}, pickle protocol 4.
-    torch.save({"epoch": 45, "state_dict": {"module." + k: v for k, v in ref.state_dict().items()}}, path, pickle_protocol=4)
+    save_protocol_2(laion_checkpoint(ref, "stand-in"), path)  # as laion_clap's training/main.py saves it
     return request.param, ref, path, load_model(path, tokenizer=str(roberta_dir))
 
 
@@ -119,7 +70,11 @@ def test_audio_embeddings_match_laion_clap(pair):
             feats = ours.features(wins)["input_features"]
             inputs = {"longer": torch.zeros(len(wins), dtype=torch.bool), "mel_fusion": feats}
         else:
-            inputs = {"waveform": wins}  # laion_clap's own front-end (torchlibrosa) from the waveform
+            # laion_clap's CLAP_Module rounds the waveform through int16, then its own front-end
+            # (torchlibrosa) takes it
+            ref_pre = reference.laion_clap_preprocessing()
+            quantized = ref_pre.int16_to_float32(ref_pre.float32_to_int16(wins.numpy()))
+            inputs = {"waveform": torch.from_numpy(quantized)}
         theirs = ref.audio_projection(ref.encode_audio(inputs, device="cpu")["embedding"])
         mine = ours.encode_audio(wins)
     assert (mine - theirs).abs().max() <= 1e-4
@@ -173,3 +128,46 @@ def test_mel_filters_and_foreign_keys_are_checked(pair, tmp_path, roberta_dir):
     torch.save({"state_dict": bad}, tmp_path / "b.pt")
     with pytest.raises(CheckpointError, match="not part of the laion_clap CLAP model: \\['text_head.weight'\\]"):
         load_model(tmp_path / "b.pt", tokenizer=str(roberta_dir))
+
+
+def test_files_embed_as_laion_clap_embeds_them(pair, tmp_path, roberta_dir):
+    """End to end from files, as ``CLAP_Module.get_audio_embedding_from_filelist`` does: librosa
+    loads at 48 kHz (mono: the channel mean), int16 round trip, ``get_audio_features`` pads with
+    whole repeats then zeros; texts as its tokenizer cuts them (77 tokens). Clips shorter than and
+    equal to one window, mono and stereo, at 48 kHz and at 44.1 kHz. (The fused model's features
+    need torchaudio in laion_clap; its front-end is compared in the tests above.)"""
+    import librosa
+    import soundfile as sf
+    from transformers import AutoTokenizer
+
+    fused, ref, _, ours = pair
+    if fused:
+        pytest.skip("laion_clap computes the fused model's mel with torchaudio, which is not installed")
+    pre = reference.laion_clap_preprocessing()
+    files = {
+        "mono-3s.wav": (clip(3.0, 1), 48000),
+        "stereo-7s.wav": (np.stack([clip(7.0, 2), 0.5 * clip(7.0, 3)], axis=1), 48000),
+        "mono-10s.wav": (clip(10.0, 4), 48000),
+        "mono-5s-44k.wav": (drifting_tone(5.0, 5, 44100), 44100),
+        "loud-2s.wav": (2.5 * clip(2.0, 6), 48000),  # beyond full scale: int16 clips it
+    }
+    for name, (wave, rate) in files.items():
+        sf.write(tmp_path / name, wave, rate, subtype="FLOAT")
+    paths = [str(tmp_path / n) for n in files]
+    with torch.inference_mode():
+        inputs = []
+        for p in paths:
+            wave, _ = librosa.load(p, sr=48000)
+            wave = pre.int16_to_float32(pre.float32_to_int16(wave))
+            inputs.append(pre.get_audio_features({}, torch.from_numpy(wave).float(), 480000, "rand_trunc", "repeatpad", {}))
+        theirs = ref.get_audio_embedding(inputs).numpy()
+    mine = CLAPEmbedder(model=ours, cache=False, progress=False, device="cpu").fit_transform(paths)
+    assert np.abs(mine - theirs).max() <= 1e-4, np.abs(mine - theirs).max(axis=1)
+    tok = AutoTokenizer.from_pretrained(roberta_dir)
+    texts = ["a dog barking", "a siren wailing " * 30]
+    with torch.inference_mode():
+        tokens = tok(texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+        theirs_t = ref.get_text_embedding(dict(tokens)).numpy()
+    mine_t = CLAPEmbedder(model=ours, modality="text", progress=False, device="cpu").fit_transform(texts)
+    assert len(tok(texts[1])["input_ids"]) > 77
+    assert np.abs(mine_t - theirs_t).max() <= 1e-4

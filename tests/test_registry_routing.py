@@ -101,6 +101,8 @@ def releases(tmp_path, monkeypatch):
     monkeypatch.setenv("SKCLAP_HOME", str(home))
     originals = {}
     tiny, htsat, laion = CLAPModel.from_preset("tiny", seed=3), CLAPModel.from_preset("tiny-htsat", seed=4), small_laion()
+    # a laion_clap file is preprocessed as laion_clap does: audio through int16, texts cut at 77 tokens
+    laion = LaionCLAP(laion.clap, laion.feature_extractor, laion.tokenizer, quantize_int16=True, text_max_length=77)
     for name, ckpt in PRETRAINED.items():
         if ckpt.filename is None:
             continue  # transformers-format hub repositories: see test_laion_backend

@@ -3,8 +3,8 @@
 The estimators and the inference core see the same surface as for the paper's model: a config with
 ``sample_rate`` (48 kHz), ``window_samples`` (10 s), ``proj_dim``; ``encode_audio`` on fixed windows,
 ``encode_text`` on strings, ``logit_scale``, ``audio_encoder`` (for the embedding cache's fingerprint).
-skclap's own loading, resampling, windowing (repeat-pad, consecutive windows, mean pooling: no random
-crop) and caching are used unchanged; only the per-window features come from ``ClapFeatureExtractor``.
+skclap's own loading, resampling, windowing (whole repeats then zeros, as the references pad; consecutive
+windows and mean pooling instead of a random crop) and caching are used unchanged; only the per-window features come from ``ClapFeatureExtractor``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..audio import quantize_int16
 from ..exceptions import CheckpointError
-from ..hub import from_cache_or_hub
+from ..hub import explain_hub_error, from_cache_or_hub, hub_offline
 from ..loss import similarity_logits
 from ..registry import PRETRAINED
 
@@ -59,21 +60,48 @@ def is_laion_checkpoint(name_or_path: str | os.PathLike) -> bool:
     return False
 
 
-class LaionCLAP(nn.Module):
-    """A ``transformers.ClapModel`` with its feature extractor and tokenizer."""
+#: The preprocessing file beside a saved model: what laion_clap does that transformers does not.
+PREPROCESSING_FILE = "skclap_preprocessing.json"
 
-    def __init__(self, model: Any, feature_extractor: Any, tokenizer: Any, source: str | None = None) -> None:
+
+class LaionCLAP(nn.Module):
+    """A ``transformers.ClapModel`` with its feature extractor and tokenizer.
+
+    Preprocessing follows the reference of the format the weights came in. Both pad a clip shorter
+    than 10 s with whole repeats, then zeros (:attr:`window_padding`). laion_clap's ``.pt`` files
+    (``quantize_int16=True``, ``text_max_length=77``): the audio is rounded through 16-bit PCM and
+    texts are cut at 77 tokens, as ``CLAP_Module`` does. transformers' repos (``ClapProcessor``):
+    no rounding, texts up to the tokenizer's ``model_max_length``.
+    """
+
+    window_padding = "repeatpad"
+
+    def __init__(
+        self,
+        model: Any,
+        feature_extractor: Any,
+        tokenizer: Any,
+        source: str | None = None,
+        *,
+        quantize_int16: bool = False,
+        text_max_length: int | None = None,
+    ) -> None:
         super().__init__()
         self.clap = model.eval()
         self.feature_extractor = feature_extractor
         self.tokenizer = tokenizer
         self.source = source
+        self.quantize_int16 = bool(quantize_int16)
+        positions = int(model.config.text_config.max_position_embeddings) - 2  # RoBERTa numbers positions from pad_id + 1
+        limit = text_max_length if text_max_length is not None else getattr(tokenizer, "model_max_length", positions)
+        limit = min(int(limit), positions)
         # The audio tower as one module: the embedding cache fingerprints it.
         self.audio_encoder = nn.ModuleList([model.audio_model, model.audio_projection])
         self.config = LaionConfig(
             sample_rate=int(feature_extractor.sampling_rate),
             clip_seconds=float(feature_extractor.max_length_s),
             proj_dim=int(model.config.projection_dim),
+            text_max_length=limit,
         )
 
     @classmethod
@@ -90,17 +118,28 @@ class LaionCLAP(nn.Module):
                 AutoTokenizer.from_pretrained(name, local_files_only=local_only),
             )
 
+        local = Path(name).expanduser().is_dir()
         try:
-            model, fe, tok = from_cache_or_hub(load, local=Path(name).expanduser().is_dir())
+            model, fe, tok = from_cache_or_hub(load, local=local)
         except (OSError, ValueError) as last:
+            if local:
+                what = f"could not be loaded from its directory ({explain_hub_error(last)})"
+            elif hub_offline():
+                what = "is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+            else:
+                what = f"could not be downloaded: {explain_hub_error(last)}"
             raise CheckpointError(
-                f"LAION CLAP checkpoint {name!r} could not be loaded ({type(last).__name__}: not in the local "
-                f"Hugging Face cache, and the hub was not reached). Offline, "
-                f"download it where the hub is reachable (huggingface-cli download {name}) and pass the "
-                f"directory, which must hold config.json, model.safetensors, preprocessor_config.json and "
-                f"the tokenizer files."
-            ) from None
-        return cls(model, fe, tok, source=name).to(device or "cpu")
+                f"LAION CLAP checkpoint {name!r} {what}. Where the hub is reachable, run `hf download {name}`; "
+                f"or pass a directory that holds config.json, model.safetensors (or pytorch_model.bin), "
+                f"preprocessor_config.json and the tokenizer files (vocab.json, merges.txt, tokenizer_config.json)."
+            ) from last
+        extra: dict[str, Any] = {}
+        settings = Path(name).expanduser() / PREPROCESSING_FILE
+        if settings.is_file():
+            import json
+
+            extra = {k: v for k, v in json.loads(settings.read_text()).items() if k in ("quantize_int16", "text_max_length")}
+        return cls(model, fe, tok, source=name, **extra).to(device or "cpu")
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write the model, feature extractor and tokenizer in the transformers format."""
@@ -109,6 +148,11 @@ class LaionCLAP(nn.Module):
         self.clap.save_pretrained(out)
         self.feature_extractor.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
+        if self.quantize_int16:  # laion_clap's preprocessing travels with the weights
+            import json
+
+            settings = {"quantize_int16": True, "text_max_length": self.config.text_max_length}
+            (out / PREPROCESSING_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         return out
 
     # ---------------------------------------------------------------- CLAPModel's surface
@@ -130,6 +174,8 @@ class LaionCLAP(nn.Module):
         return {
             "family": "laion",
             "fusion": bool(self.clap.config.audio_config.enable_fusion),
+            "padding": self.window_padding,
+            "quantize_int16": self.quantize_int16,
             "features": fe,
             "window_samples": self.config.window_samples,
         }
@@ -150,6 +196,8 @@ class LaionCLAP(nn.Module):
     def features(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         """Log-mel input of ``ClapModel`` for fixed windows ``(batch, window_samples)``."""
         arrays = [np.asarray(w, dtype=np.float32) for w in wave.detach().float().cpu().numpy()]
+        if self.quantize_int16:
+            arrays = [quantize_int16(a) for a in arrays]
         # Windows are exactly max_length long, so neither mode crops at random; an unfused model
         # takes one mel channel ("rand_trunc"), a fused one the four of "fusion".
         fused = self.clap.config.audio_config.enable_fusion

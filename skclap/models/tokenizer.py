@@ -7,9 +7,9 @@ import string
 from functools import lru_cache
 from pathlib import Path
 
-from ..hub import from_cache_or_hub
+from ..hub import explain_hub_error, from_cache_or_hub, hub_offline
 
-__all__ = ["BASIC", "basic_tokenizer", "basic_vocab", "load_tokenizer"]
+__all__ = ["BASIC", "basic_tokenizer", "basic_vocab", "load_tokenizer", "tokenizer_files"]
 
 #: Name of the built-in tokenizer (small presets use it; it needs no files).
 BASIC = "skclap-basic"
@@ -91,11 +91,18 @@ def load_tokenizer(name_or_path: str | os.PathLike):
         raise OSError(f"tokenizer directory not found: {name!r}")
     try:
         return from_cache_or_hub(lambda local_only: AutoTokenizer.from_pretrained(name, local_files_only=local_only))
-    except (OSError, ValueError):
-        pass
-    raise OSError(
-        f"tokenizer {name!r} is not in the local Hugging Face cache and could not be downloaded. "
-        f"Either download it where the hub is reachable (huggingface-cli download {name} vocab.txt "
-        f"tokenizer_config.json), or save it to a directory "
-        f"(AutoTokenizer.from_pretrained({name!r}).save_pretrained(DIR)) and pass tokenizer=DIR."
-    )
+    except (OSError, ValueError) as err:
+        cause = "HF_HUB_OFFLINE is set" if hub_offline() else explain_hub_error(err)
+        files = " ".join(tokenizer_files(name))
+        raise OSError(
+            f"tokenizer {name!r} is not in the local Hugging Face cache and could not be downloaded ({cause}). "
+            f"Either download it where the hub is reachable (hf download {name} {files}), or save it to a "
+            f"directory (AutoTokenizer.from_pretrained({name!r}).save_pretrained(DIR)) and pass tokenizer=DIR."
+        ) from err
+
+
+def tokenizer_files(name: str) -> list[str]:
+    """The files a tokenizer is made of: WordPiece (BERT) keeps ``vocab.txt``; byte-level BPE
+    (GPT-2, RoBERTa) ``vocab.json`` and ``merges.txt``."""
+    bpe = any(k in name.lower() for k in ("gpt", "roberta", "bart", "clap"))
+    return ["vocab.json", "merges.txt", "tokenizer_config.json"] if bpe else ["vocab.txt", "tokenizer_config.json"]
