@@ -5,6 +5,7 @@ from .checkpoints import import_laion, import_msclap, load_model
 from .embed import embed_collection
 from .estimators import CLAPEmbedder, CLAPFewShotClassifier, CLAPLinearProbe, CLAPPromptTuner, CLAPZeroShotClassifier
 from .exceptions import CheckpointError
+from .health import check_model
 from .loss import contrastive_loss
 from .models import PRESETS, CLAPConfig, CLAPModel
 from .registry import PRETRAINED, list_models
@@ -26,6 +27,7 @@ __all__ = [
     "CLAPModel",
     "CheckpointError",
     "build_index",
+    "check_model",
     "clap_score",
     "embed_collection",
     "read_embeddings",

@@ -22,6 +22,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for r in rows:
         if r.kind == "pretrained":
             print(f"  {r.name:34s} {r.architecture:28s} {r.description}\n  {'':34s} {r.source}")
+            if r.note:
+                print(f"  {'':34s} known issue: {r.note}")
     print("\nArchitectures, random weights (model='preset:NAME', skclap train --preset NAME):")
     for r in rows:
         if r.kind == "preset":

@@ -39,6 +39,12 @@ class Pretrained:
     tokenizer: str | None
     description: str
     preset: str | None = None  # skclap architecture of the weights (format "msclap")
+    note: str = ""  # a known issue of the released weights, with where it was reported
+
+    @property
+    def download(self) -> str:
+        """The command that fetches the weights where the hub is reachable."""
+        return f"hf download {self.repo_id}" + (f" {self.filename}" if self.filename else "")
 
     @property
     def url(self) -> str:
@@ -51,8 +57,8 @@ def _laion_file(name: str, filename: str, arch: str, what: str) -> Pretrained:
     return Pretrained(name, "laion", arch, "lukewys/laion_clap", filename, "roberta-base", what)
 
 
-def _laion_hub(repo: str, arch: str, what: str) -> Pretrained:
-    return Pretrained(repo, "hf-clap", arch, repo, None, None, what)
+def _laion_hub(repo: str, arch: str, what: str, note: str = "") -> Pretrained:
+    return Pretrained(repo, "hf-clap", arch, repo, None, None, what, note=note)
 
 
 _HTSAT_TINY = "HTS-AT tiny + RoBERTa-base"
@@ -102,7 +108,16 @@ PRETRAINED: dict[str, Pretrained] = {
         _laion_hub("laion/clap-htsat-unfused", _HTSAT_TINY, "LAION-630k + AudioSet, unfused (transformers format)"),
         _laion_hub("laion/clap-htsat-fused", _HTSAT_TINY, "LAION-630k + AudioSet, feature fusion (transformers format)"),
         _laion_hub("laion/larger_clap_general", _HTSAT_BASE, "general audio (transformers format)"),
-        _laion_hub("laion/larger_clap_music", _HTSAT_BASE, "music (transformers format)"),
+        _laion_hub(
+            "laion/larger_clap_music",
+            _HTSAT_BASE,
+            "music (transformers format)",
+            note=(
+                "reported upstream to have a collapsed text tower: near-constant text embeddings "
+                "(text-text cosine 0.9993; embeddings-benchmark/mteb issue 5069), so zero-shot scores are near "
+                "constant; its audio embeddings may still serve a probe. skclap.check_model(model) measures it"
+            ),
+        ),
         _laion_hub("laion/larger_clap_music_and_speech", _HTSAT_BASE, "music and speech (transformers format)"),
     ]
 }
@@ -145,11 +160,12 @@ class ModelInfo(NamedTuple):
     architecture: str
     source: str  # where the weights come from (a URL), or "random init"
     description: str
+    note: str = ""  # a known issue of the released weights
 
 
 def list_models() -> list[ModelInfo]:
     """Every registered model: released weights by name, then architectures as ``preset:NAME``."""
-    rows = [ModelInfo(p.name, "pretrained", p.architecture, p.url, p.description) for p in PRETRAINED.values()]
+    rows = [ModelInfo(p.name, "pretrained", p.architecture, p.url, p.description, p.note) for p in PRETRAINED.values()]
     for name in PRESETS:
         cfg = PRESETS[name]
         arch = (
