@@ -7,11 +7,9 @@ import os
 # The tests build every model they use; nothing may wait on the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import importlib.util
+import json
 import shutil
-import sys
 import tempfile
-import types
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,9 @@ import torch
 
 from skclap import CLAPModel
 from skclap.models.tokenizer import basic_vocab
+
+from . import reference
+from .local_hub import byte_level_alphabet, roberta_vocab, small_clap
 
 torch.set_num_threads(2)
 
@@ -52,47 +53,13 @@ def drifting_tone(seconds: float, seed: int, rate: int) -> np.ndarray:
     return (0.2 * tone + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def byte_level_alphabet() -> list[str]:
-    """GPT-2/RoBERTa's printable stand-ins for the 256 byte values."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def save_small_laion_clap(out: Path) -> Path:
     """A small random ClapModel (HTSAT + RoBERTa) with its processor, saved like a hub checkpoint."""
-    import json
-
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
-
-    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", *byte_level_alphabet()])}
-    (out / "vocab.json").write_text(json.dumps(vocab))
+    model, processor = small_clap(fused=False, spread_text=False)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "vocab.json").write_text(json.dumps(roberta_vocab()))
     (out / "merges.txt").write_text("#version: 0.2\n")
-    tok = RobertaTokenizer(vocab=vocab, merges=[])
-    cfg = ClapConfig(
-        text_config=dict(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=80,
-            projection_dim=24,
-        ),
-        audio_config=dict(
-            depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 2, 2], patch_embeds_hidden_size=16, hidden_size=128, projection_dim=24
-        ),
-        projection_dim=24,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        ClapModel(cfg).save_pretrained(out)
-    ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tok).save_pretrained(out)
     return out
 
 
@@ -175,52 +142,13 @@ def local_gpt2_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def msclap_models():
     """The reference code's model modules (``msclap.models``), imported without its torchaudio wrapper."""
-    spec = importlib.util.find_spec("msclap")
-    if spec is None:
-        raise RuntimeError("the parity tests need the reference code: pip install --no-deps msclap==1.3.4")
-    if "msclap" not in sys.modules or not hasattr(sys.modules["msclap"], "models"):
-        pkg = types.ModuleType("msclap")
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules["msclap"] = pkg
-    from msclap.models import audio, clap  # noqa: E402
-
-    return types.SimpleNamespace(CLAP=clap.CLAP, Cnn14=audio.Cnn14, Projection=clap.Projection)
+    return reference.msclap_models()
 
 
 @pytest.fixture(scope="session")
 def laion_clap_model_module():
-    """laion_clap's model module (``laion_clap.clap_module.model``), imported without the package's
-    training and download code. Its utilities import torchvision and h5py for functions the model
-    classes never call; where those are not installed, placeholders stand in during the import."""
-    spec = importlib.util.find_spec("laion_clap")
-    if spec is None:
-        raise RuntimeError("the LAION parity tests need the reference code: pip install --no-deps laion-clap==1.1.7")
-    root = Path(list(spec.submodule_search_locations)[0])
-    for name, path in (("laion_clap", root), ("laion_clap.clap_module", root / "clap_module")):
-        if name not in sys.modules:
-            pkg = types.ModuleType(name)
-            pkg.__path__ = [str(path)]
-            sys.modules[name] = pkg
-    placeholders = {}
-    if importlib.util.find_spec("torchvision") is None:
-        misc = types.ModuleType("torchvision.ops.misc")
-        misc.FrozenBatchNorm2d = torch.nn.BatchNorm2d
-        placeholders.update(
-            {
-                "torchvision": types.ModuleType("torchvision"),
-                "torchvision.ops": types.ModuleType("torchvision.ops"),
-                "torchvision.ops.misc": misc,
-            }
-        )
-    if importlib.util.find_spec("h5py") is None:
-        placeholders["h5py"] = types.ModuleType("h5py")
-    sys.modules.update(placeholders)
-    try:
-        model = importlib.import_module("laion_clap.clap_module.model")
-    finally:
-        for name in placeholders:
-            sys.modules.pop(name, None)
-    return model
+    """laion_clap's model module (``laion_clap.clap_module.model``)."""
+    return reference.laion_clap_model_module()
 
 
 def calibrate_batchnorm(module: torch.nn.Module, run, gen: torch.Generator) -> None:
