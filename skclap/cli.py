@@ -232,6 +232,18 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    from .serve import add_arguments
+
+    add_arguments(p)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .serve import run
+
+    return run(args)
+
+
 def run_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -344,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--csv", help="also write the results table here")
     se.add_argument("--device", default="auto")
     se.set_defaults(func=run_search)
+    sv = sub.add_parser("serve", help="search an embedded collection in the browser, by text or by sound")
+    add_serve_arguments(sv)
+    sv.set_defaults(func=run_serve)
     sc = sub.add_parser("score", help="CLAP score of audio-text pairs (cosine per pair and the mean)")
     sc.add_argument("pairs", help="CSV/Parquet with an audio path column (path/audio/file) and a text column")
     sc.add_argument("--model", default="laion-630k-audioset-best", help="registered name or checkpoint")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .fileio import write_atomic
 
-__all__ = ["EmbeddingMatrix", "build_index", "exact_topk", "read_embeddings", "search"]
+__all__ = ["Collection", "EmbeddingMatrix", "build_index", "exact_topk", "read_embeddings", "result_table", "search"]
 
 INDEX_NAME = "index.faiss"
 
@@ -89,10 +89,10 @@ def exact_topk(matrix: EmbeddingMatrix | np.ndarray, queries: np.ndarray, k: int
     best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(queries), 0), dtype=np.int64)
     for start, rows in blocks:
-        scores = np.asarray(rows, dtype=np.float32) @ queries.T  # (rows, queries)
-        take = min(k, len(scores))
-        part = np.argpartition(-scores, take - 1, axis=0)[:take].T  # (queries, take)
-        s = np.take_along_axis(scores.T, part, axis=1)
+        scores = queries @ np.asarray(rows, dtype=np.float32).T  # (queries, rows): each query's scores contiguous
+        take = min(k, scores.shape[1])
+        part = np.argpartition(scores, scores.shape[1] - take, axis=1)[:, -take:]  # (queries, take)
+        s = np.take_along_axis(scores, part, axis=1)
         best_s = np.concatenate([best_s, s], axis=1)
         best_i = np.concatenate([best_i, part + start], axis=1)
         if best_s.shape[1] > k:
@@ -149,8 +149,127 @@ def _query_vectors(meta: dict, query: Any, like: Any, model: Any, device: Any) -
     return vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
 
 
+class Collection:
+    """An embedded collection opened once for many queries: the embeddings memory-mapped, the
+    metadata table (no embeddings) in memory, the faiss index and the per-window embeddings (of
+    ``skclap embed --windows``) read when first needed.
+
+    ``index``: "exact", "faiss" or "auto" (faiss when ``index.faiss`` exists); ``nprobe``: the
+    faiss cells searched.
+    """
+
+    def __init__(self, directory: str | os.PathLike, index: str = "auto", nprobe: int = 128) -> None:
+        if index not in ("auto", "exact", "faiss"):
+            raise ValueError(f"index must be 'auto', 'exact' or 'faiss'; got {index!r}")
+        import pyarrow.parquet as pq
+
+        self.root = Path(directory)
+        self.meta = _meta(self.root)
+        self.matrix = read_embeddings(self.root, matrix=True)
+        assert isinstance(self.matrix, EmbeddingMatrix)
+        tables = []
+        for shard in self.meta["shards"]:
+            path = self.root / shard["parquet"]
+            tables.append(pq.read_table(path, columns=[c for c in pq.read_schema(path).names if c != "embedding"]).to_pandas())
+        self.table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["path"])
+        self.offsets = np.cumsum([0] + [s["rows"] for s in self.meta["shards"]])
+        self.use_faiss = index == "faiss" or (index == "auto" and (self.root / INDEX_NAME).is_file())
+        self.nprobe = nprobe
+        self._ivf: Any = None
+        self._windows: dict[int, pd.DataFrame] = {}
+        self._columns: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def has_windows(self) -> bool:
+        return bool(self.meta.get("settings", {}).get("windows"))
+
+    def topk(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows by inner product for each normalised query: ``(scores, row ids)``, best
+        first. ``rows`` (row ids) restricts the search to those rows (a metadata filter)."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if rows is not None:
+            sub = self.vectors(rows)
+            scores, local = exact_topk(sub, queries, k)
+            return scores, np.asarray(rows, dtype=np.int64)[local]
+        if self.use_faiss:
+            if self._ivf is None:
+                self._ivf = _faiss().read_index(str(self.root / INDEX_NAME))
+                self._ivf.nprobe = self.nprobe
+            return self._ivf.search(np.ascontiguousarray(queries), k)
+        return exact_topk(self.matrix, queries, k)
+
+    def vectors(self, rows: Any) -> np.ndarray:
+        """The embeddings of the given row ids, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.matrix.shape[1]), dtype=np.float32)
+        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        for s in np.unique(shard):
+            sel = np.flatnonzero(shard == s)
+            out[sel] = self.matrix.shards[int(s)][rows[sel] - self.offsets[s]]
+        return out
+
+    def segments(self, rows: np.ndarray, queries: np.ndarray) -> list[tuple[float, float] | None]:
+        """For each row, the start and end seconds of its window closest to its query (``queries``
+        one per row), or None when the collection has no per-window embeddings."""
+        if not self.has_windows:
+            return [None] * len(rows)
+        out: list[tuple[float, float] | None] = []
+        for row, q in zip(rows, np.atleast_2d(queries)):
+            shard = int(np.searchsorted(self.offsets, row, side="right") - 1)
+            win = self._window_table(shard)
+            mine = win[win["path"] == self.table["path"].iat[int(row)]]
+            if mine.empty:
+                out.append(None)
+                continue
+            best = int(np.argmax(np.stack(mine["embedding"].to_numpy()) @ q))
+            out.append((float(mine["start"].iat[best]), float(mine["end"].iat[best])))
+        return out
+
+    def _window_table(self, shard: int) -> pd.DataFrame:
+        if shard not in self._windows:
+            import pyarrow.parquet as pq
+
+            name = Path(self.meta["shards"][shard]["parquet"]).name
+            frame = pq.read_table(self.root / "windows" / name).to_pandas()
+            frame["embedding"] = [np.asarray(v, dtype=np.float32) for v in frame["embedding"]]
+            self._windows = {shard: frame}  # one shard's windows at a time: memory stays bounded
+        return self._windows[shard]
+
+    def records(self, rows: np.ndarray) -> list[dict]:
+        """The metadata of the given row ids (path, the manifest's columns, duration, ...), as
+        Python values (NaN as None)."""
+        if self._columns is None:  # column arrays: a row's record without building a frame per query
+            self._columns = {c: self.table[c].to_numpy() for c in self.table.columns}
+        out = []
+        for r in np.asarray(rows, dtype=np.int64):
+            rec = {}
+            for c, values in self._columns.items():
+                v = values[r]
+                v = v.item() if isinstance(v, np.generic) else v
+                rec[c] = None if isinstance(v, float) and not np.isfinite(v) else v
+            out.append(rec)
+        return out
+
+    def hits(self, queries: Any, scores: np.ndarray, ids: np.ndarray, q: np.ndarray) -> list[dict]:
+        """Search results, one record per (query, hit), best first: ``query``, ``rank``, ``score``,
+        ``id``, the row's metadata, and its best window's ``segment_start``/``segment_end``."""
+        names = queries if isinstance(queries, (list, tuple)) else [queries]
+        out: list[dict] = []
+        for qi, name in enumerate(names):
+            keep = [(float(s), int(r)) for s, r in zip(scores[qi], ids[qi]) if r >= 0]  # faiss pads with -1
+            hits = np.array([r for _, r in keep], dtype=np.int64)
+            segments = self.segments(hits, np.repeat(q[qi : qi + 1], len(hits), axis=0))
+            for rank, ((score, row), record, seg) in enumerate(zip(keep, self.records(hits), segments), start=1):
+                extra = {"segment_start": seg[0], "segment_end": seg[1]} if seg is not None else {}
+                out.append({"query": os.fspath(name), "rank": rank, "score": score, "id": row, **record, **extra})
+        return out
+
+
 def search(
-    directory: str | os.PathLike,
+    directory: str | os.PathLike | Collection,
     query: str | list[str] | None = None,
     *,
     like: Any = None,
@@ -165,42 +284,17 @@ def search(
     ``model`` defaults to the one the collection was embedded with. ``index``: "exact" (blocked
     matrix products), "faiss" (the IVF index of :func:`build_index`, ``nprobe`` cells searched), or
     "auto" (faiss when an index exists). Returns a table: ``query``, ``rank``, ``score`` (cosine),
-    ``path`` and the collection's other columns.
+    ``id`` (the row), ``path`` and the collection's other columns; for a collection embedded with ``windows=True``,
+    ``segment_start`` and ``segment_end``: the seconds of the file's window closest to the query.
     """
     if (query is None) == (like is None):
         raise ValueError("pass a text query or an audio file to search `like`, not both")
-    if index not in ("auto", "exact", "faiss"):
-        raise ValueError(f"index must be 'auto', 'exact' or 'faiss'; got {index!r}")
-    root = Path(directory)
-    meta = _meta(root)
-    q = _query_vectors(meta, query, like, model, device)
-    use_faiss = index == "faiss" or (index == "auto" and (root / INDEX_NAME).is_file())
-    if use_faiss:
-        faiss = _faiss()
-        ivf = faiss.read_index(str(root / INDEX_NAME))
-        ivf.nprobe = nprobe
-        scores, ids = ivf.search(np.ascontiguousarray(q, dtype=np.float32), k)
-    else:
-        scores, ids = exact_topk(read_embeddings(root, matrix=True), q, k)
-    return _result_table(root, meta, query if like is None else like, scores, ids)
+    coll = directory if isinstance(directory, Collection) else Collection(directory, index=index, nprobe=nprobe)
+    q = _query_vectors(coll.meta, query, like, model, device)
+    scores, ids = coll.topk(q, k)
+    return result_table(coll, query if like is None else like, scores, ids, q)
 
 
-def _result_table(root: Path, meta: dict, queries: Any, scores: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    names = queries if isinstance(queries, (list, tuple)) else [queries]
-    offsets = np.cumsum([0] + [s["rows"] for s in meta["shards"]])
-    rows: list[dict] = []
-    tables: dict[int, Any] = {}
-    for qi, name in enumerate(names):
-        for rank, (score, row) in enumerate(zip(scores[qi], ids[qi]), start=1):
-            if row < 0:  # faiss pads with -1 when fewer than k rows are found
-                continue
-            shard = int(np.searchsorted(offsets, row, side="right") - 1)
-            if shard not in tables:
-                path = root / meta["shards"][shard]["parquet"]
-                schema = pq.read_schema(path)
-                tables[shard] = pq.read_table(path, columns=[c for c in schema.names if c != "embedding"])
-            record = tables[shard].slice(int(row - offsets[shard]), 1).to_pylist()[0]
-            rows.append({"query": os.fspath(name), "rank": rank, "score": float(score), **record})
-    return pd.DataFrame(rows)
+def result_table(coll: Collection, queries: Any, scores: np.ndarray, ids: np.ndarray, q: np.ndarray) -> pd.DataFrame:
+    """Search results as a table: one row per (query, hit), best first (:meth:`Collection.hits`)."""
+    return pd.DataFrame(coll.hits(queries, scores, ids, q))
