@@ -7,8 +7,8 @@ Writes a collection of ``--rows`` random unit embeddings in ``skclap embed``'s o
 architecture (random weights: speed depends on the architecture, not on the weights), starts
 ``skclap serve`` on 127.0.0.1 in its own process, and sends ``--requests`` distinct text queries,
 ``--concurrency`` at a time (a bounded load: every request has a timeout, and the run ends when all
-are answered). Side by side in one run: queries batched (the default, up to 64 together) and one at
-a time (``--max-batch 1``). Latency is measured by the client, from sending to the full answer.
+are answered). Side by side in one run: one query at a time (the default) and batched
+(``--max-batch 64``). Latency is measured by the client, from sending to the full answer.
 """
 
 from __future__ import annotations
@@ -108,13 +108,16 @@ def main() -> None:
 
     rng = np.random.default_rng(1)
     queries = list({f"{rng.choice(WORDS)} and {rng.choice(WORDS)} {rng.choice(PLACES)} {i}" for i in range(args.requests)})
-    rows = [("collection", f"{args.rows} rows", "random unit vectors, exact blocked search"), ("load", f"{len(queries)} distinct text queries", f"{args.concurrency} at a time")]
+    rows = [
+        ("collection", f"{args.rows} rows", "random unit vectors, exact blocked search"),
+        ("load", f"{len(queries)} distinct text queries", f"{args.concurrency} at a time"),
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
         model = CLAPModel.from_preset("small", seed=0)
         model.save_pretrained(model_dir)
         write_collection(Path(tmp) / "coll", args.rows, model_dir, model.config.proj_dim)
-        for label, max_batch in (("batched (up to 64)", 64), ("one at a time", 1)):
+        for label, max_batch in (("one at a time", 1), ("batched (up to 64)", 64)):
             port = free_port()
             proc = serve(Path(tmp) / "coll", port, max_batch)
             try:
@@ -126,7 +129,9 @@ def main() -> None:
                 proc.wait(10)
             ms = np.array(latencies) * 1000
             rows.append((f"{label}: p50 / p95 latency", f"{np.percentile(ms, 50):.0f} / {np.percentile(ms, 95):.0f} ms", ""))
-            rows.append((f"{label}: queries/s", f"{len(latencies) / seconds:.0f}", f"{torch.get_num_threads()} torch threads, small preset"))
+            rows.append(
+                (f"{label}: queries/s", f"{len(latencies) / seconds:.0f}", f"{torch.get_num_threads()} torch threads, small preset")
+            )
     print_table(rows)
 
 

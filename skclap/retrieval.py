@@ -89,7 +89,8 @@ def exact_topk(matrix: EmbeddingMatrix | np.ndarray, queries: np.ndarray, k: int
     best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(queries), 0), dtype=np.int64)
     for start, rows in blocks:
-        scores = queries @ np.asarray(rows, dtype=np.float32).T  # (queries, rows): each query's scores contiguous
+        # rows @ queries.T is the faster product; transposed to make each query's scores contiguous
+        scores = np.ascontiguousarray((np.asarray(rows, dtype=np.float32) @ queries.T).T)  # (queries, rows)
         take = min(k, scores.shape[1])
         part = np.argpartition(scores, scores.shape[1] - take, axis=1)[:, -take:]  # (queries, take)
         s = np.take_along_axis(scores, part, axis=1)

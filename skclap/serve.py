@@ -10,8 +10,8 @@ blocked search, or the faiss index when the collection has one) and one model, l
 - ``GET /info``: rows, model, columns and their filterable values; ``GET /openapi.json``.
 
 Results name the best-matching window (``segment_start``/``segment_end``) when the collection was
-embedded with ``--windows``. Concurrent text queries are embedded and searched together, one batch at
-a time, on one worker thread. Safe by default: it binds 127.0.0.1; it serves only the files listed in
+embedded with ``--windows``. The model and the search run on one worker thread; with ``--max-batch N``
+concurrent text queries are embedded and searched N at a time. Safe by default: it binds 127.0.0.1; it serves only the files listed in
 the collection, by row id, and refuses one that resolves (through a symlink) outside the folder the
 collection's files share; queries, ``k`` and uploads are bounded; it writes nothing.
 """
@@ -20,6 +20,7 @@ collection's files share; queries, ``k`` and uploads are bounded; it writes noth
 import argparse
 import asyncio
 import os
+import sys
 import tempfile
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -87,10 +88,11 @@ def _filterable(coll: Collection) -> dict[str, list[str]]:
     return out
 
 
-def create_app(directory: str | os.PathLike, model: Any = None, *, device: str = "cpu", index: str = "auto", max_batch: int = 64) -> Any:
+def create_app(directory: str | os.PathLike, model: Any = None, *, device: str = "cpu", index: str = "auto", max_batch: int = 1) -> Any:
     """The web application over the collection in ``directory`` (the output of ``skclap embed``);
-    ``model`` defaults to the one recorded in its metadata; ``max_batch``: the most text queries
-    embedded and searched together."""
+    ``model`` defaults to the one recorded in its metadata; ``max_batch``: the most concurrent text
+    queries embedded and searched together (1: each on its own, the faster on a CPU of few cores
+    in ``benchmarks/serve_latency.py``; batches pay off where one forward pass is costly, on a GPU)."""
     from fastapi import FastAPI, File, HTTPException, Query, UploadFile
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
@@ -265,7 +267,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--index", choices=["auto", "exact", "faiss"], default="auto")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--max-batch", type=int, default=64, help="the most text queries embedded and searched together")
+    p.add_argument("--max-batch", type=int, default=1, help="the most concurrent text queries embedded and searched together (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -275,5 +277,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit('skclap serve needs the web extra: pip install "skclap[serve]"') from None
     app = create_app(args.dir, args.model, device=args.device, index=args.index, max_batch=args.max_batch)
     print(f"serving {args.dir} ({len(app.state.collection)} files) on http://{args.host}:{args.port}/")
+    # The model runs on a worker thread while the event loop serves connections; a short GIL switch
+    # interval lets the worker's many small torch calls resume promptly under load.
+    sys.setswitchinterval(0.0005)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

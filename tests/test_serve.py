@@ -21,7 +21,6 @@ from skclap.datasets.instruments import render_note
 
 from .conftest import TINY_DIR
 
-pytest.importorskip("fastapi")
 RATE = 16000
 FAMILIES = ["piano", "violin", "trumpet", "flute", "kick drum", "marimba"]
 
@@ -34,7 +33,8 @@ def render(family: str, seed: int, seconds: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory) -> tuple[Path, Path]:
     """12 recordings (two 5 s ones, whose windows are searched), a corrupt file, a file that goes
-    missing after embedding, and a symlink to a file outside the folder; embedded with windows."""
+    missing and one that is spoiled after embedding, and a symlink to a file outside the folder;
+    embedded with windows."""
     root = tmp_path_factory.mktemp("sounds")
     audio = root / "audio"
     audio.mkdir()
@@ -49,6 +49,9 @@ def collection(tmp_path_factory) -> tuple[Path, Path]:
     gone = audio / "gone.wav"
     sf.write(gone, render("organ", 99, 1.0), RATE)
     rows.append({"path": str(gone), "family": "organ", "take": "take 1"})
+    spoiled = audio / "spoiled.wav"  # embedded, then overwritten with bytes that are not audio
+    sf.write(spoiled, render("cello", 97, 1.0), RATE)
+    rows.append({"path": str(spoiled), "family": "cello", "take": "take 3"})
     outside = root / "outside.wav"
     sf.write(outside, render("harp", 98, 1.0), RATE)
     (audio / "link.wav").symlink_to(outside)
@@ -58,6 +61,7 @@ def collection(tmp_path_factory) -> tuple[Path, Path]:
     out = root / "emb"
     embed_collection(str(manifest), out, model=str(TINY_DIR), windows=True, shard_size=5, device="cpu", progress=False)
     gone.unlink()
+    spoiled.write_bytes(b"RIFF....WAVE not any more")
     return out, outside
 
 
@@ -67,7 +71,7 @@ def client(collection):
 
     from skclap.serve import create_app
 
-    with TestClient(create_app(collection[0])) as c:
+    with TestClient(create_app(collection[0], max_batch=8)) as c:  # batches, so that the test below sees them
         yield c
 
 
@@ -78,9 +82,9 @@ def row_of(client, name: str) -> int:
 
 def test_info_describes_the_collection(client):
     info = client.get("/info").json()
-    assert info["rows"] == 14  # 12 recordings, the file that went missing later, the symlink; not the corrupt one
+    assert info["rows"] == 15  # 12 recordings, the files spoiled and removed later, the symlink; not the corrupt one
     assert info["windows"] is True and info["index"] == "exact"
-    assert info["filters"]["family"] == sorted({*FAMILIES, "organ", "harp"})
+    assert info["filters"]["family"] == sorted({*FAMILIES, "organ", "harp", "cello"})
     assert "take" in info["filters"] and "path" not in info["filters"]
     assert client.get("/openapi.json").json()["paths"].keys() >= {"/search", "/similar", "/search/audio", "/audio/{id}", "/info"}
 
@@ -96,14 +100,14 @@ def test_text_search_equals_the_library_search_and_names_segments(client, collec
     assert all(a["score"] >= b["score"] for a, b in zip(got, got[1:]))
     for r in got:  # the best window of each file lies inside it
         assert 0.0 <= r["segment_start"] < r["segment_end"] <= r["duration"] + 1e-6
-    long = [r for r in client.get("/search", params={"q": "violin", "k": 14}).json()["results"] if r["duration"] > 4]
+    long = [r for r in client.get("/search", params={"q": "violin", "k": 15}).json()["results"] if r["duration"] > 4]
     assert long and all(r["segment_end"] - r["segment_start"] == pytest.approx(1.0) for r in long)  # tiny's 1 s windows
 
 
 def test_a_segment_is_the_window_closest_to_the_query(client, collection):
     """The segment of a 5 s file is the window whose own embedding is closest to the query."""
     windows = pd.read_parquet(collection[0] / "windows")
-    hit = next(r for r in client.get("/search", params={"q": "piano", "k": 14}).json()["results"] if r["duration"] > 4)
+    hit = next(r for r in client.get("/search", params={"q": "piano", "k": 15}).json()["results"] if r["duration"] > 4)
     mine = windows[windows["path"] == hit["path"]]
     from skclap import load_model
     from skclap.inference import embed_text
@@ -168,6 +172,8 @@ def test_only_listed_files_inside_the_collection_are_served(client, collection):
     assert link.status_code == 403 and "outside" in link.json()["detail"]
     missing = client.get(f"/audio/{row_of(client, 'gone.wav')}")
     assert missing.status_code == 404 and "gone.wav" in missing.json()["detail"]
+    spoiled = client.get(f"/audio/{row_of(client, 'spoiled.wav')}")
+    assert spoiled.status_code == 422 and "cannot be decoded" in spoiled.json()["detail"]
     assert client.post("/audio/0").status_code == 405  # read-only
     assert os.path.exists(collection[1])  # nothing was touched
 
@@ -238,7 +244,8 @@ def server(collection):
 
 @pytest.fixture(scope="module")
 def page(server):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     if not Path(CHROMIUM).exists():
         raise RuntimeError("the browser test needs Debian's chromium (apt-get install chromium); .ci/run installs it")
     with sync_api.sync_playwright() as p:
