@@ -137,10 +137,13 @@ def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     if orig_rate == target_rate:
         return x
     out = soxr.resample(x, orig_rate, target_rate, quality="HQ")
-    size = resampled_length(x.shape[0], orig_rate, target_rate)
-    if out.shape[0] < size:
-        out = np.concatenate([out, np.zeros(size - out.shape[0], dtype=out.dtype)])
-    return np.ascontiguousarray(out[:size], dtype=np.float32)
+    return np.ascontiguousarray(_fit_length(out, resampled_length(x.shape[0], orig_rate, target_rate)), dtype=np.float32)
+
+
+def _fit_length(x: np.ndarray, size: int) -> np.ndarray:
+    """``x`` cut to ``size`` samples, or filled up to it with zeros."""
+    size = max(size, 0)
+    return x[:size] if x.shape[0] >= size else np.concatenate([x, np.zeros(size - x.shape[0], dtype=x.dtype)])
 
 
 def _split_item(item: Any, sample_rate: int | None) -> tuple[Any, int | None]:
@@ -283,8 +286,7 @@ def stream_windows(
             if stream is not None:
                 mono = stream.resample_chunk(mono, last=end)
                 if end:  # the length resample() gives the whole recording
-                    missing = resampled_length(read, rate, target_rate) - (total + mono.shape[0])
-                    mono = np.concatenate([mono, np.zeros(max(missing, 0), dtype=np.float32)])[: mono.shape[0] + missing]
+                    mono = _fit_length(mono, resampled_length(read, rate, target_rate) - total)
             total += mono.shape[0]
             pending = np.concatenate([pending, mono])
             full = pending.shape[0] // length

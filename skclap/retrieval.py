@@ -21,7 +21,7 @@ import pandas as pd
 
 from .fileio import write_atomic
 
-__all__ = ["Collection", "EmbeddingMatrix", "build_index", "exact_topk", "read_embeddings", "result_table", "search"]
+__all__ = ["Collection", "EmbeddingMatrix", "build_index", "exact_topk", "query_vectors", "read_embeddings", "search"]
 
 INDEX_NAME = "index.faiss"
 
@@ -136,11 +136,11 @@ def build_index(directory: str | os.PathLike, nlist: int | None = None, train_si
     return path
 
 
-def _query_vectors(meta: dict, query: Any, like: Any, model: Any, device: Any) -> np.ndarray:
-    from .checkpoints import resolve_model
+def query_vectors(clap: Any, query: Any = None, like: Any = None) -> np.ndarray:
+    """L2-normalised query embeddings of ``clap``: of text ``query`` (a string or a list), or of
+    the audio ``like`` (an item, or a list or tuple of items: paths, waveforms, ``(array, rate)`` pairs)."""
     from .inference import embed_audio, embed_text
 
-    clap = resolve_model(model if model is not None else meta["model"], device)
     if like is not None:
         items = like if isinstance(like, (list, tuple)) else [like]
         vec = embed_audio(clap, items, progress=False, cache=None)
@@ -206,7 +206,7 @@ class Collection:
         """The embeddings of the given row ids, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         out = np.empty((len(rows), self.matrix.shape[1]), dtype=np.float32)
-        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        shard = self._shard(rows)
         for s in np.unique(shard):
             sel = np.flatnonzero(shard == s)
             out[sel] = self.matrix.shards[int(s)][rows[sel] - self.offsets[s]]
@@ -219,8 +219,7 @@ class Collection:
             return [None] * len(rows)
         out: list[tuple[float, float] | None] = []
         for row, q in zip(rows, np.atleast_2d(queries)):
-            shard = int(np.searchsorted(self.offsets, row, side="right") - 1)
-            win = self._window_table(shard)
+            win = self._window_table(int(self._shard(row)))
             mine = win[win["path"] == self.table["path"].iat[int(row)]]
             if mine.empty:
                 out.append(None)
@@ -228,6 +227,10 @@ class Collection:
             best = int(np.argmax(np.stack(mine["embedding"].to_numpy()) @ q))
             out.append((float(mine["start"].iat[best]), float(mine["end"].iat[best])))
         return out
+
+    def _shard(self, rows: Any) -> np.ndarray:
+        """The shard that holds each row id."""
+        return np.searchsorted(self.offsets, rows, side="right") - 1
 
     def _window_table(self, shard: int) -> pd.DataFrame:
         if shard not in self._windows:
@@ -290,12 +293,9 @@ def search(
     """
     if (query is None) == (like is None):
         raise ValueError("pass a text query or an audio file to search `like`, not both")
+    from .checkpoints import resolve_model
+
     coll = directory if isinstance(directory, Collection) else Collection(directory, index=index, nprobe=nprobe)
-    q = _query_vectors(coll.meta, query, like, model, device)
+    q = query_vectors(resolve_model(model if model is not None else coll.meta["model"], device), query, like)
     scores, ids = coll.topk(q, k)
-    return result_table(coll, query if like is None else like, scores, ids, q)
-
-
-def result_table(coll: Collection, queries: Any, scores: np.ndarray, ids: np.ndarray, q: np.ndarray) -> pd.DataFrame:
-    """Search results as a table: one row per (query, hit), best first (:meth:`Collection.hits`)."""
-    return pd.DataFrame(coll.hits(queries, scores, ids, q))
+    return pd.DataFrame(coll.hits(query if like is None else like, scores, ids, q))

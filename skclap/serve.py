@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import soundfile as sf
 
 from .audio import AudioError, prepare
-from .retrieval import Collection
+from .retrieval import Collection, query_vectors
 
 __all__ = ["create_app", "add_arguments", "run"]
 
@@ -97,7 +98,6 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
     from .checkpoints import resolve_model
-    from .inference import embed_audio, embed_text
 
     coll = Collection(directory, index=index)
     clap = resolve_model(model if model is not None else coll.meta["model"], device)
@@ -108,13 +108,10 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skclap-serve")
     cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
-    def normalise(v: np.ndarray) -> np.ndarray:
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
     def text_vectors(texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in cache]
         if missing:
-            for t, v in zip(missing, normalise(embed_text(clap, missing))):
+            for t, v in zip(missing, query_vectors(clap, missing)):
                 cache[t] = v
                 while len(cache) > 4096:
                     cache.popitem(last=False)
@@ -148,8 +145,10 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
     K = Annotated[int, Query(ge=1, le=MAX_K, description="how many results")]
     Filters = Annotated[list[str] | None, Query(description="column:value, repeatable")]
 
-    def checked_k(k: int) -> int:
-        return min(int(k), len(coll)) if len(coll) else 0
+    async def top(vec: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` of the candidate rows (all, or a filter's) for each query, on the worker."""
+        n = min(k, len(coll) if rows is None else len(rows))
+        return await asyncio.get_running_loop().run_in_executor(executor, coll.topk, vec, n, rows)
 
     app = FastAPI(
         title="skclap serve",
@@ -189,12 +188,11 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
         if not q.strip():
             raise HTTPException(422, "the query is empty")
         rows = rows_for(filter)
-        k = checked_k(k)
         if rows is None:
-            vec, scores, ids = await batcher(executor, q, k)
+            vec, scores, ids = await batcher(executor, q, min(k, len(coll)))
         else:
             vec = await asyncio.get_running_loop().run_in_executor(executor, text_vectors, [q])
-            scores, ids = await asyncio.get_running_loop().run_in_executor(executor, coll.topk, vec, min(k, len(rows)), rows)
+            scores, ids = await top(vec, k, rows)
         return respond(q, vec, scores, ids)
 
     @app.get("/similar")
@@ -204,8 +202,7 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
             raise HTTPException(404, f"no row {id}: the collection has {len(coll)}")
         rows = rows_for(filter)
         vec = coll.vectors([id])
-        kk = checked_k(k + 1) if rows is None else min(k + 1, len(rows))
-        scores, ids = await asyncio.get_running_loop().run_in_executor(executor, coll.topk, vec, kk, rows)
+        scores, ids = await top(vec, k + 1, rows)
         out = respond(f"like #{id}", vec, scores, ids, exclude=id)
         out["results"] = out["results"][:k]
         return out
@@ -228,12 +225,8 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
                 wave = prepare(str(path), rate, name=name)
             except AudioError as err:
                 raise HTTPException(415, str(err).replace(str(path), repr(file.filename))) from None
-        vec = normalise(
-            await asyncio.get_running_loop().run_in_executor(executor, lambda: embed_audio(clap, [(wave, rate)], progress=False))
-        )
-        scores, ids = await asyncio.get_running_loop().run_in_executor(
-            executor, coll.topk, vec, checked_k(k) if rows is None else min(k, len(rows)), rows
-        )
+        vec = await asyncio.get_running_loop().run_in_executor(executor, query_vectors, clap, None, [(wave, rate)])
+        scores, ids = await top(vec, k, rows)
         return respond(f"like {file.filename}", vec, scores, ids)
 
     @app.get("/audio/{id}")
@@ -247,8 +240,6 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
             raise HTTPException(403, f"row {id} resolves outside the collection's folder")
         if not os.path.isfile(real):
             raise HTTPException(404, f"the file of row {id} is missing: {os.path.basename(listed)!r}")
-        import soundfile as sf
-
         try:
             sf.info(real)
         except Exception as err:  # noqa: BLE001 - any decoding failure is the same answer

@@ -145,6 +145,10 @@ def test_filters_restrict_the_results(client):
     assert len(got) == 2 and {r["family"] for r in got} == {"violin"}
     both = client.get("/search", params={"q": "a sound", "k": 10, "filter": ["family:violin", "take:take 1"]}).json()["results"]
     assert [r["family"] for r in both] == ["violin"] and both[0]["take"] == "take 1"
+    none = client.get("/search", params={"q": "a sound", "filter": "family:tuba"})  # a filter no row matches
+    assert none.status_code == 200 and none.json()["results"] == []
+    nothing_like = client.get("/similar", params={"id": 0, "filter": "family:tuba"})
+    assert nothing_like.status_code == 200 and nothing_like.json()["results"] == []
     bad = client.get("/search", params={"q": "x", "filter": "path:/etc/passwd"})
     assert bad.status_code == 400 and "filter" in bad.json()["detail"]
 

@@ -9,6 +9,7 @@ windows and mean pooling instead of a random crop) and caching are used unchange
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,6 @@ def is_laion_checkpoint(name_or_path: str | os.PathLike) -> bool:
         return True
     cfg = Path(name).expanduser() / "config.json"
     if cfg.is_file():
-        import json
-
         try:
             meta = json.loads(cfg.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -136,8 +135,6 @@ class LaionCLAP(nn.Module):
         extra: dict[str, Any] = {}
         settings = Path(name).expanduser() / PREPROCESSING_FILE
         if settings.is_file():
-            import json
-
             extra = {k: v for k, v in json.loads(settings.read_text()).items() if k in ("quantize_int16", "text_max_length")}
         return cls(model, fe, tok, source=name, **extra).to(device or "cpu")
 
@@ -149,8 +146,6 @@ class LaionCLAP(nn.Module):
         self.feature_extractor.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
         if self.quantize_int16:  # laion_clap's preprocessing travels with the weights
-            import json
-
             settings = {"quantize_int16": True, "text_max_length": self.config.text_max_length}
             (out / PREPROCESSING_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         return out
