@@ -7,7 +7,6 @@ import os
 # The tests build every model they use; nothing may wait on the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ from skclap import CLAPModel
 from skclap.models.tokenizer import basic_vocab
 
 from . import reference
-from .local_hub import byte_level_alphabet, roberta_vocab, small_clap
+from .local_hub import gpt2_vocab, roberta_vocab, save_gpt2_tokenizer, small_clap, write_bpe_files
 
 torch.set_num_threads(2)
 
@@ -58,8 +57,7 @@ def save_small_laion_clap(out: Path) -> Path:
     model, processor = small_clap(fused=False, spread_text=False)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    (out / "vocab.json").write_text(json.dumps(roberta_vocab()))
-    (out / "merges.txt").write_text("#version: 0.2\n")
+    write_bpe_files(out, roberta_vocab())
     return out
 
 
@@ -116,15 +114,10 @@ def save_small_gpt2(out: Path) -> Path:
     """A small random GPT-2 with a byte-level BPE vocabulary laid out like GPT-2's: ``!`` is id 0
     (msclap 2023's pad token) and ``<|endoftext|>`` the last id. The folder name contains "gpt",
     which is how the reference code recognises a GPT text encoder."""
-    import json
+    from transformers import GPT2Config, GPT2Model
 
-    from transformers import GPT2Config, GPT2Model, GPT2Tokenizer
-
-    out.mkdir(parents=True, exist_ok=True)
-    vocab = {t: i for i, t in enumerate([*byte_level_alphabet(), "<|endoftext|>"])}
-    (out / "vocab.json").write_text(json.dumps(vocab))
-    (out / "merges.txt").write_text("#version: 0.2\n")
-    GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(out)
+    vocab = gpt2_vocab()
+    save_gpt2_tokenizer(out, config=False)
     cfg = GPT2Config(
         vocab_size=len(vocab), n_positions=128, n_embd=48, n_layer=2, n_head=4, bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1
     )

@@ -248,16 +248,27 @@ def save_bert_tokenizer(out: Path) -> Path:
     return out
 
 
-def save_gpt2_tokenizer(out: Path) -> Path:
-    """GPT-2's layout: ``!`` is id 0 (msclap 2023's pad token), ``<|endoftext|>`` the last id."""
-    from transformers import GPT2Config, GPT2Tokenizer
-
+def write_bpe_files(out: Path, vocab: dict[str, int]) -> None:
+    """A byte-level BPE tokenizer's files as the hub's GPT-2/RoBERTa repositories hold them: the
+    vocabulary and (here empty) merges, beside what the tokenizer's own save writes."""
     out.mkdir(parents=True, exist_ok=True)
-    vocab = {t: i for i, t in enumerate([*byte_level_alphabet(), "<|endoftext|>"])}
     (out / "vocab.json").write_text(json.dumps(vocab))
     (out / "merges.txt").write_text("#version: 0.2\n")
-    GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(out)
-    GPT2Config().save_pretrained(out)
+
+
+def gpt2_vocab() -> dict[str, int]:
+    """GPT-2's layout: ``!`` is id 0 (msclap 2023's pad token), ``<|endoftext|>`` the last id."""
+    return {t: i for i, t in enumerate([*byte_level_alphabet(), "<|endoftext|>"])}
+
+
+def save_gpt2_tokenizer(out: Path, config: bool = True) -> Path:
+    """GPT-2's tokenizer files (:func:`gpt2_vocab`), and with ``config`` GPT-2's own config.json."""
+    from transformers import GPT2Config, GPT2Tokenizer
+
+    write_bpe_files(out, gpt2_vocab())
+    GPT2Tokenizer(vocab=gpt2_vocab(), merges=[]).save_pretrained(out)
+    if config:
+        GPT2Config().save_pretrained(out)
     return out
 
 
@@ -268,9 +279,7 @@ def roberta_vocab() -> dict[str, int]:
 def save_roberta_tokenizer(out: Path) -> Path:
     from transformers import RobertaConfig, RobertaTokenizer
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.json").write_text(json.dumps(roberta_vocab()))
-    (out / "merges.txt").write_text("#version: 0.2\n")
+    write_bpe_files(out, roberta_vocab())
     RobertaTokenizer(vocab=roberta_vocab(), merges=[]).save_pretrained(out)
     RobertaConfig().save_pretrained(out)
     return out
@@ -450,8 +459,7 @@ def save_transformers_repo(out: Path, fused: bool, collapsed_text: bool = False,
     # the hub's repositories hold preprocessor_config.json and the tokenizer's vocab.json/merges.txt
     processor.feature_extractor.save_pretrained(out)
     processor.tokenizer.save_pretrained(out)
-    (out / "vocab.json").write_text(json.dumps(roberta_vocab()))
-    (out / "merges.txt").write_text("#version: 0.2\n")
+    write_bpe_files(out, roberta_vocab())
     return out
 
 
