@@ -27,7 +27,7 @@ def measure(preset: str, batch: int, micro: int | None, steps: int, cpu_bf16: bo
     # the cost of a step does not depend on which WordPiece vocabulary made the ids.
     model = CLAPModel.from_preset(preset, tokenizer=basic_tokenizer())
     cfg = model.config
-    corpus = make_corpus(batch * (steps + 1), seed=0, sample_rate=cfg.sample_rate, seconds=cfg.clip_seconds)
+    corpus = make_corpus(batch * (steps + 1), seed=0, sample_rate=cfg.sample_rate, seconds=cfg.frontend.clip_seconds)
     data = (corpus.waveforms(), corpus.captions)
     config = TrainConfig(batch_size=batch, micro_batch_size=micro, max_steps=1, progress=False, warmup_steps=1, cpu_bf16=cpu_bf16)
     Trainer(model, config).fit(data, item_rate=cfg.sample_rate)  # first step: allocation, thread pools

@@ -202,15 +202,13 @@ def import_msclap(
     _check_unknown(conv, path, "msclap CLAP model")
     config = config if config is not None else preset_config(fmt)
     if isinstance(tokenizer, (str, os.PathLike)):
-        config.tokenizer = os.fspath(tokenizer)
+        config.text.tokenizer = os.fspath(tokenizer)
         tokenizer = None
-    rate = config.mel_filter_rate or config.sample_rate
-    ours = mel_filterbank(rate, config.n_fft, config.n_mels, config.fmin, config.fmax).T
+    f = config.frontend
+    rate = f.mel_filter_rate or f.sample_rate
+    ours = mel_filterbank(rate, f.n_fft, f.n_mels, f.fmin, f.fmax).T
     _check_mel_filters(
-        conv.frontend.get("logmel_extractor.melW"),
-        ours,
-        path,
-        f"sr={rate}, n_fft={config.n_fft}, n_mels={config.n_mels}, fmin={config.fmin}, fmax={config.fmax}",
+        conv.frontend.get("logmel_extractor.melW"), ours, path, f"sr={rate}, n_fft={f.n_fft}, n_mels={f.n_mels}, fmin={f.fmin}, fmax={f.fmax}"
     )
     model = CLAPModel(config, tokenizer=tokenizer)
     load_state(model, conv.state, str(path))

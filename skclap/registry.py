@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .models.clap import PRESETS
+from .models.clap import PRESETS, preset_description
 
 __all__ = ["PRETRAINED", "ModelInfo", "Pretrained", "Spec", "list_models", "parse_spec"]
 
@@ -168,8 +168,7 @@ def list_models() -> list[ModelInfo]:
     rows = [ModelInfo(p.name, "pretrained", p.architecture, p.url, p.description, p.note) for p in PRETRAINED.values()]
     for name in PRESETS:
         cfg = PRESETS[name]
-        arch = (
-            f"{cfg.audio_encoder.upper()} + {cfg.text_config.get('model_type', '?')}, {cfg.sample_rate} Hz, {cfg.clip_seconds:g} s windows"
-        )
-        rows.append(ModelInfo(f"preset:{name}", "preset", arch, "random init", f"proj {cfg.proj_dim}-d"))
+        tower = cfg.audio["name"].upper()
+        arch = f"{tower} + {cfg.text.transformer.get('model_type', '?')}, {cfg.sample_rate} Hz, {cfg.frontend.clip_seconds:g} s windows"
+        rows.append(ModelInfo(f"preset:{name}", "preset", arch, "random init", f"proj {cfg.proj_dim}-d; {preset_description(name)}"))
     return rows

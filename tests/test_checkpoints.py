@@ -50,7 +50,7 @@ def test_truncated_weights_are_reported(tiny_model_dir, tmp_path):
 def test_config_that_does_not_fit_weights_is_reported(tiny_model_dir, tmp_path):
     d = copy_ckpt(tiny_model_dir, tmp_path / "mismatch")
     cfg = json.loads((d / "config.json").read_text())
-    cfg["proj_dim"] = 32
+    cfg["space"]["dim"] = 32
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="shape mismatch: .*projection"):
         load_model(d)
@@ -194,7 +194,7 @@ def test_registry_lists_paper_checkpoint():
     )
     assert PRESETS[ck.preset].proj_dim == 1024
     ck = PRETRAINED["msclap-2023"]
-    assert (ck.filename, ck.tokenizer, PRESETS[ck.preset].audio_encoder) == ("CLAP_weights_2023.pth", "gpt2", "htsat")
+    assert (ck.filename, ck.tokenizer, PRESETS[ck.preset].audio["name"]) == ("CLAP_weights_2023.pth", "gpt2", "htsat")
 
 
 def test_list_models_names_every_model_once():
@@ -217,18 +217,40 @@ def test_list_models_names_every_model_once():
 
 def test_presets_are_copied_on_every_read():
     cfg = PRESETS["tiny"]
-    cfg.text_config["hidden_size"] = 999
-    cfg.proj_dim = 3
-    assert PRESETS["tiny"].text_config["hidden_size"] == 32 and PRESETS["tiny"].proj_dim == 64
+    cfg.text.transformer["hidden_size"] = 999
+    cfg.space.dim = 3
+    cfg.audio["channels"][0] = 1
+    fresh = PRESETS["tiny"]
+    assert fresh.text.transformer["hidden_size"] == 32 and fresh.proj_dim == 64 and fresh.audio["channels"][0] == 8
     assert CLAPModel.from_preset("tiny").config.proj_dim == 64
 
 
-def test_from_preset_replaces_config_fields():
-    model = CLAPModel.from_preset("small", seed=0, clip_seconds=1.0)
-    assert model.config.clip_seconds == 1.0 and PRESETS["small"].clip_seconds == 2.0
-    assert model.config == dataclasses.replace(PRESETS["small"], clip_seconds=1.0)
-    with pytest.raises(TypeError, match="no_such_field"):
-        CLAPModel.from_preset("tiny", no_such_field=1)
+def test_presets_are_data_files_of_the_package():
+    from importlib import resources
+
+    from skclap.models.tokenizer import basic_vocab
+
+    files = {p.name for p in resources.files("skclap.models").joinpath("presets").iterdir()}
+    assert {f"{name}.json" for name in PRESETS} == files
+    assert PRESETS["tiny"].text.transformer["vocab_size"] == len(basic_vocab())  # the basic tokenizer's, written as a number
+    rows = {r.name: r for r in list_models()}
+    assert "hears absolute pitch" in rows["preset:small"].description  # each file's description is listed
+
+
+def test_from_preset_changes_fields_of_sections():
+    model = CLAPModel.from_preset("small", seed=0, frontend={"clip_seconds": 1.0}, audio={"freq_position": False})
+    cfg = model.config
+    assert cfg.frontend.clip_seconds == 1.0 and PRESETS["small"].frontend.clip_seconds == 2.0
+    assert not cfg.audio["freq_position"] and cfg.audio["channels"] == PRESETS["small"].audio["channels"]
+    assert model.audio_encoder.backbone.conv_block1.conv1.in_channels == 1
+    other = PRESETS["tiny"].replace(audio={"name": "htsat", **PRESETS["tiny-htsat"].audio})  # another tower: the whole section
+    assert other.audio == PRESETS["tiny-htsat"].audio
+    with pytest.raises(ValueError, match="unknown config section 'clip_seconds'"):
+        CLAPModel.from_preset("tiny", clip_seconds=1.0)
+    with pytest.raises(ValueError, match=r"unknown 'frontend' fields \['no_such_field'\]"):
+        CLAPModel.from_preset("tiny", frontend={"no_such_field": 1})
+    with pytest.raises(ValueError, match="the cnn14 audio tower has no option 'depths'"):
+        CLAPModel.from_preset("tiny", audio={"depths": [2]})
 
 
 def test_preset_prefix_gives_random_weights(tiny_model):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from skclap import PRESETS, CLAPModel, contrastive_loss
+from skclap import PRESETS, CLAPConfig, CLAPModel, contrastive_loss
 from skclap.loss import contrastive_logits
 
 
@@ -46,9 +46,7 @@ def test_text_padding_does_not_change_embedding(tiny_model):
 
 
 def test_mean_pooling_text_encoder():
-    import dataclasses
-
-    cfg = dataclasses.replace(PRESETS["tiny"], text_pooling="mean")
+    cfg = PRESETS["tiny"].replace(text={"pooling": "mean"})
     model = CLAPModel(cfg).eval()
     tokens = model.tokenize(["dog", "dog barking loudly"])
     with torch.inference_mode():
@@ -57,7 +55,7 @@ def test_mean_pooling_text_encoder():
     n = int(tokens["attention_mask"][0].sum())
     torch.testing.assert_close(pooled[0], hidden[0, :n].mean(0))
     with pytest.raises(ValueError, match="pooling"):
-        CLAPModel(dataclasses.replace(PRESETS["tiny"], text_pooling="max"))
+        CLAPModel(PRESETS["tiny"].replace(text={"pooling": "max"}))
 
 
 def test_encode_audio_rejects_wrong_rank(tiny_model):
@@ -83,9 +81,11 @@ def test_presets_seeded():
 
 def test_full_preset_has_paper_dimensions():
     cfg = PRESETS["msclap-2022"]
-    assert (cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax) == (44100, 1024, 320, 64, 50, 14000)
+    f = cfg.frontend
+    assert (f.sample_rate, f.n_fft, f.hop_length, f.n_mels, f.fmin, f.fmax) == (44100, 1024, 320, 64, 50, 14000)
     assert cfg.window_samples == 5 * 44100
-    assert (cfg.audio_dim, cfg.text_config["hidden_size"], cfg.proj_dim) == (2048, 768, 1024)
+    assert (cfg.audio["name"], cfg.audio["dim"], cfg.text.transformer["hidden_size"], cfg.proj_dim) == ("cnn14", 2048, 768, 1024)
+    assert cfg == CLAPConfig()  # the defaults are the 2022 release
 
 
 # ------------------------------------------------------------------------------------ loss
@@ -133,9 +133,9 @@ def test_mel_position_channel(tmp_path):
     assert with_pos.shape == (2, 2, 20, 16) and torch.equal(with_pos[:, :1], x)
     assert with_pos[0, 1, 0, 0] == -1 and with_pos[0, 1, 7, -1] == 1 and torch.equal(with_pos[0, 1, 0], with_pos[1, 1, 19])
     assert "freq_ramp" not in coord.state_dict()  # derived, not a weight
-    # the released architecture stays as it was; the demo's small preset carries the channel
-    assert not PRESETS["msclap-2022"].audio_freq_position and PRESETS["small"].audio_freq_position
-    model = CLAPModel.from_preset("small", seed=0, audio_descriptors=False).eval()  # the CNN alone
+    # the released architecture stays as it was; the small preset carries the channel, a CNN14 option
+    assert not PRESETS["msclap-2022"].audio["freq_position"] and PRESETS["small"].audio["freq_position"]
+    model = CLAPModel.from_preset("small", seed=0).eval()
     wave = torch.randn(1, model.config.window_samples) * 0.1
     with torch.inference_mode():
         before = model.encode_audio(wave)
@@ -143,6 +143,6 @@ def test_mel_position_channel(tmp_path):
         assert (model.encode_audio(wave) - before).abs().max() > 1e-3
     model.save_pretrained(tmp_path / "m")
     again = CLAPModel.from_pretrained(tmp_path / "m").eval()
-    assert again.config.audio_freq_position
+    assert again.config.audio["freq_position"]
     with torch.inference_mode():
         torch.testing.assert_close(again.encode_audio(wave), model.encode_audio(wave))

@@ -1,7 +1,24 @@
-"""The paper's model in PyTorch: CNN14 audio encoder, transformer text encoder, projections."""
+"""The paper's model in PyTorch: configs as data, a registry of audio towers, projections."""
 
-from .clap import PRESETS, CLAPConfig, CLAPModel, CLAPOutput
+from .clap import PRESETS, CLAPModel, CLAPOutput, preset_config
 from .cnn14 import Cnn14
+from .config import CLAPConfig, FrontendConfig, SpaceConfig, TextConfig
+from .htsat import HTSAT
 from .projection import Projection
+from .towers import audio_towers, register_audio_tower
 
-__all__ = ["PRESETS", "CLAPConfig", "CLAPModel", "CLAPOutput", "Cnn14", "Projection"]
+__all__ = [
+    "HTSAT",
+    "PRESETS",
+    "CLAPConfig",
+    "CLAPModel",
+    "CLAPOutput",
+    "Cnn14",
+    "FrontendConfig",
+    "Projection",
+    "SpaceConfig",
+    "TextConfig",
+    "audio_towers",
+    "preset_config",
+    "register_audio_tower",
+]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
+import functools
+import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,282 +18,57 @@ from torch import nn
 from ..exceptions import CheckpointError
 from ..frontend import LogMel
 from ..loss import similarity_logits
-from .cnn14 import Cnn14
-from .descriptors import Descriptors, with_descriptors
-from .htsat import HTSAT, HTSAT_TINY, htsat_frames
+from .config import CLAPConfig
 from .projection import Projection
 from .serialization import load_directory, save_directory
 from .text import TextBackbone
-from .tokenizer import BASIC, basic_vocab, load_tokenizer
+from .tokenizer import load_tokenizer
+from .towers import build_audio_tower
 
 __all__ = ["CLAPConfig", "CLAPModel", "CLAPOutput", "PRESETS", "AudioEncoder", "TextEncoder", "preset_config"]
 
-AUDIO_ENCODERS = ("cnn14", "htsat")
 
-BERT_BASE_UNCASED: dict[str, Any] = {
-    "model_type": "bert",
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-12,
-    "pad_token_id": 0,
-}
-
-GPT2_BASE: dict[str, Any] = {
-    "model_type": "gpt2",
-    "vocab_size": 50257,
-    "n_positions": 1024,
-    "n_embd": 768,
-    "n_layer": 12,
-    "n_head": 12,
-    "activation_function": "gelu_new",
-    "resid_pdrop": 0.1,
-    "embd_pdrop": 0.1,
-    "attn_pdrop": 0.1,
-    "layer_norm_epsilon": 1e-5,
-    "initializer_range": 0.02,
-    "bos_token_id": 50256,
-    "eos_token_id": 50256,
-}
+@functools.cache
+def _preset_files() -> dict[str, dict[str, Any]]:
+    """The named architectures, read once from the package's ``presets/*.json``."""
+    out = {}
+    for entry in sorted(resources.files(__package__).joinpath("presets").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            out[entry.name[: -len(".json")]] = json.loads(entry.read_text())
+    return out
 
 
-@dataclass
-class CLAPConfig:
-    """Everything that defines a CLAP model's shape and preprocessing.
-
-    Defaults are the 2022 release (Elizalde et al.): 44.1 kHz, 5 s clips, 64 mels 50-14000 Hz,
-    CNN14 (2048-d), BERT-base uncased ([CLS], 768-d), 1024-d projections. The 2023 release
-    (``PRESETS["msclap-2023"]``) is an HTS-AT on 7 s windows and GPT-2.
-    """
-
-    # audio front-end
-    sample_rate: int = 44100
-    clip_seconds: float = 5.0
-    n_fft: int = 1024
-    hop_length: int = 320
-    n_mels: int = 64
-    fmin: float = 50.0
-    fmax: float = 14000.0
-    mel_filter_rate: int | None = None  # the rate the mel filters assume; None: sample_rate
-    # audio encoder: "cnn14" (channels, classes) or "htsat" (transformers ClapAudioConfig fields)
-    audio_encoder: str = "cnn14"
-    audio_channels: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
-    audio_dim: int = 2048
-    audio_classes: int = 527
-    audio_freq_position: bool = False  # CNN14 with a mel-position input channel (pitch-aware; not in releases)
-    audio_descriptors: bool = False  # level and register descriptors beside the tower (models/descriptors.py; not in releases)
-    htsat: dict[str, Any] = field(default_factory=dict)
-    # text encoder
-    text_config: dict[str, Any] = field(default_factory=lambda: dict(BERT_BASE_UNCASED))
-    text_pooling: str = "cls"
-    # the longest text in tokens (suffix and special tokens included): msclap pads to 100 (2022) or
-    # 77 (2023) tokens but never truncates, so its releases take every text their tower's positions hold
-    text_max_length: int = 512
-    tokenizer: str = "bert-base-uncased"
-    text_suffix: str = ""  # appended to every text before tokenizing (msclap 2023: " <|endoftext|>")
-    pad_token: str | None = None  # set on the tokenizer when it has none (msclap 2023: "!")
-    # shared space
-    proj_dim: int = 1024
-    proj_dropout: float = 0.5
-    logit_scale_init: float = math.log(1 / 0.07)
-
-    def __post_init__(self) -> None:
-        self.audio_channels = tuple(int(c) for c in self.audio_channels)
-        if self.sample_rate <= 0 or self.clip_seconds <= 0:
-            raise ValueError("sample_rate and clip_seconds must be positive")
-        if self.audio_encoder not in AUDIO_ENCODERS:
-            raise ValueError(f"audio_encoder must be one of {AUDIO_ENCODERS}; got {self.audio_encoder!r}")
-        if self.audio_encoder == "htsat":
-            frames = self.window_samples // self.hop_length + 1
-            if frames > htsat_frames(self.htsat, self.n_mels):
-                raise ValueError(
-                    f"a {self.clip_seconds:g} s window is {frames} frames at hop {self.hop_length}; the HTS-AT "
-                    f"takes at most {htsat_frames(self.htsat, self.n_mels)}"
-                )
-
-    @property
-    def window_samples(self) -> int:
-        """Samples in one model window (``clip_seconds * sample_rate``)."""
-        return int(round(self.clip_seconds * self.sample_rate))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["audio_channels"] = list(self.audio_channels)
-        return d
-
-    def audio_settings(self) -> dict[str, Any]:
-        """Everything besides the weights that changes an audio embedding (front-end, windows, tower)."""
-        d = self.to_dict()
-        text = {"text_config", "text_pooling", "text_max_length", "tokenizer", "text_suffix", "pad_token", "logit_scale_init"}
-        return {k: v for k, v in d.items() if k not in text}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CLAPConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown CLAP config keys: {unknown}")
-        return cls(**d)
-
-
-def _tiny_text(hidden: int, layers: int, heads: int, max_len: int) -> dict[str, Any]:
-    return {
-        **BERT_BASE_UNCASED,
-        "vocab_size": len(basic_vocab()),
-        "hidden_size": hidden,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "intermediate_size": 2 * hidden,
-        "max_position_embeddings": max_len,
-    }
-
-
-def _tiny_gpt2(hidden: int, layers: int, heads: int, max_len: int) -> dict[str, Any]:
-    return {
-        **GPT2_BASE,
-        "vocab_size": len(basic_vocab()),
-        "n_embd": hidden,
-        "n_layer": layers,
-        "n_head": heads,
-        "n_positions": max_len,
-        "bos_token_id": None,
-        "eos_token_id": None,
-    }
-
-
-_PRESETS: dict[str, CLAPConfig] = {
-    "msclap-2022": CLAPConfig(),
-    # The reference code's HTS-AT builds its front-end from its own module config, not from the
-    # release's YAML: mel filters laid out for 32 kHz, 50-14000 Hz, applied to 44.1 kHz audio.
-    "msclap-2023": CLAPConfig(
-        sample_rate=44100,
-        clip_seconds=7.0,
-        n_fft=1024,
-        hop_length=320,
-        n_mels=64,
-        fmin=50.0,
-        fmax=14000.0,
-        mel_filter_rate=32000,
-        audio_encoder="htsat",
-        audio_dim=768,
-        audio_classes=0,
-        htsat=dict(HTSAT_TINY),
-        text_config=dict(GPT2_BASE),
-        text_pooling="last",
-        text_max_length=1024,
-        tokenizer="gpt2",
-        text_suffix=" <|endoftext|>",
-        pad_token="!",
-    ),
-    # Seconds to build and run on a CPU: unit tests and examples.
-    "tiny": CLAPConfig(
-        sample_rate=16000,
-        clip_seconds=1.0,
-        n_fft=512,
-        hop_length=160,
-        n_mels=32,
-        fmin=20.0,
-        fmax=8000.0,
-        audio_channels=(8, 16, 32, 64, 128, 128),
-        audio_dim=128,
-        audio_classes=0,
-        text_config=_tiny_text(hidden=32, layers=2, heads=2, max_len=64),
-        text_pooling="mean",
-        text_max_length=32,
-        tokenizer=BASIC,
-        proj_dim=64,
-        proj_dropout=0.1,
-    ),
-    # msclap 2023's family (HTS-AT + GPT-2 with last-token pooling) at the size of "tiny".
-    "tiny-htsat": CLAPConfig(
-        sample_rate=16000,
-        clip_seconds=1.0,
-        n_fft=512,
-        hop_length=160,
-        n_mels=16,
-        fmin=20.0,
-        fmax=8000.0,
-        audio_encoder="htsat",
-        audio_dim=64,
-        audio_classes=0,
-        htsat={
-            **HTSAT_TINY,
-            "spec_size": 64,
-            "window_size": 4,
-            "patch_embeds_hidden_size": 32,
-            "depths": [1, 1],
-            "num_attention_heads": [2, 4],
-            "drop_path_rate": 0.0,
-        },
-        text_config=_tiny_gpt2(hidden=32, layers=2, heads=2, max_len=64),
-        text_pooling="last",
-        text_max_length=32,
-        tokenizer=BASIC,
-        proj_dim=64,
-        proj_dropout=0.1,
-    ),
-    # Trains in minutes on a CPU: the offline demo.
-    "small": CLAPConfig(
-        sample_rate=16000,
-        clip_seconds=2.0,
-        n_fft=512,
-        hop_length=256,
-        n_mels=48,
-        fmin=20.0,
-        fmax=8000.0,
-        audio_channels=(16, 32, 64, 128, 256, 256),
-        audio_dim=256,
-        audio_classes=0,
-        audio_freq_position=True,  # binds pitch words: plain CNN14 is nearly transposition-invariant
-        # Level and register measured from the log-mel, one direction each in the shared space: "loud"
-        # learnt on other instruments then carries to a cello (demo: generalized zero-shot 92.5 % vs 62.9 %).
-        audio_descriptors=True,
-        # No transformer layer: word + position embeddings, mean-pooled. Trained from scratch on a few
-        # thousand captions, attention layers bind a word to the words it was seen with; without them
-        # a prompt is the sum of its words, so "high" learnt on other instruments composes with
-        # "flute" (held-out attribute binding 87 % vs 65 % with two layers, demo seed 0).
-        text_config=_tiny_text(hidden=128, layers=0, heads=4, max_len=64),
-        text_pooling="mean",
-        text_max_length=48,
-        tokenizer=BASIC,
-        proj_dim=128,
-        proj_dropout=0.1,
-    ),
-}
+def preset_description(name: str) -> str:
+    """What a named architecture is for, from its file."""
+    return str(_preset_files()[name].get("description", ""))
 
 
 class _Presets(Mapping):
-    """Read-only view of the named architectures; every lookup returns a fresh deep copy."""
+    """Read-only view of the named architectures; every lookup returns a fresh config."""
 
     def __getitem__(self, name: str) -> CLAPConfig:
-        return copy.deepcopy(_PRESETS[name])
+        data = {k: v for k, v in _preset_files()[name].items() if k != "description"}
+        return CLAPConfig.from_dict(copy.deepcopy(data))
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_PRESETS)
+        return iter(_preset_files())
 
     def __len__(self) -> int:
-        return len(_PRESETS)
+        return len(_preset_files())
 
     def __repr__(self) -> str:
-        return f"PRESETS({', '.join(_PRESETS)})"
+        return f"PRESETS({', '.join(_preset_files())})"
 
 
-#: Named architectures (random weights; released weights are in :mod:`skclap.registry`).
+#: Named architectures (random weights; released weights are in :mod:`skclap.registry`), as data
+#: files in ``skclap/models/presets/``.
 PRESETS: Mapping[str, CLAPConfig] = _Presets()
 
 
 def preset_config(name: str) -> CLAPConfig:
     """A fresh copy of a named architecture's config."""
-    if name not in _PRESETS:
-        raise KeyError(f"unknown preset {name!r}; choose from {sorted(_PRESETS)}")
+    if name not in _preset_files():
+        raise KeyError(f"unknown preset {name!r}; choose from {sorted(_preset_files())}")
     return PRESETS[name]
 
 
@@ -302,22 +77,15 @@ class AudioEncoder(nn.Module):
 
     def __init__(self, cfg: CLAPConfig) -> None:
         super().__init__()
-        self.frontend = LogMel(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.fmin, cfg.fmax, filter_rate=cfg.mel_filter_rate)
-        self.backbone: nn.Module
-        if cfg.audio_encoder == "htsat":
-            self.backbone = HTSAT(cfg.htsat, cfg.n_mels)
-            if self.backbone.hidden_size != cfg.audio_dim:
-                raise ValueError(f"audio_dim {cfg.audio_dim} does not match the HTS-AT's width {self.backbone.hidden_size}")
-        else:
-            self.backbone = Cnn14(cfg.n_mels, cfg.audio_channels, cfg.audio_dim, cfg.audio_classes, cfg.audio_freq_position)
-        self.descriptors = Descriptors(cfg.n_mels) if cfg.audio_descriptors else None
-        extra = Descriptors.size if self.descriptors is not None else 0
-        self.projection = Projection(cfg.audio_dim + extra, cfg.proj_dim, cfg.proj_dropout)
+        f = cfg.frontend
+        self.frontend = LogMel(f.sample_rate, f.n_fft, f.hop_length, f.n_mels, f.fmin, f.fmax, filter_rate=f.mel_filter_rate)
+        self.backbone = build_audio_tower(cfg.audio, f)  # the tower the config's audio section names
+        self.projection = Projection(self.backbone.out_dim, cfg.space.dim, cfg.space.dropout)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32
             mel = self.frontend(wave)
-        return self.projection(with_descriptors(self.backbone(mel), self.descriptors, mel))
+        return self.projection(self.backbone(mel))
 
 
 class TextEncoder(nn.Module):
@@ -325,8 +93,8 @@ class TextEncoder(nn.Module):
 
     def __init__(self, cfg: CLAPConfig) -> None:
         super().__init__()
-        self.backbone = TextBackbone(cfg.text_config, cfg.text_pooling)
-        self.projection = Projection(self.backbone.hidden_size, cfg.proj_dim, cfg.proj_dropout)
+        self.backbone = TextBackbone(cfg.text.transformer, cfg.text.pooling)
+        self.projection = Projection(self.backbone.hidden_size, cfg.space.dim, cfg.space.dropout)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None, **extra: torch.Tensor
@@ -383,7 +151,7 @@ class CLAPModel(nn.Module):
         self.config = config if config is not None else CLAPConfig()
         self.audio_encoder = AudioEncoder(self.config)
         self.text_encoder = TextEncoder(self.config)
-        self.logit_scale = nn.Parameter(torch.tensor(float(self.config.logit_scale_init)))
+        self.logit_scale = nn.Parameter(torch.tensor(float(self.config.space.logit_scale_init)))
         self._tokenizer = None
         self.tokenizer = tokenizer
         #: Where the weights came from (a checkpoint name or directory); None for in-memory weights.
@@ -391,10 +159,11 @@ class CLAPModel(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_preset(cls, name: str, seed: int | None = 0, tokenizer: Any = None, **overrides: Any) -> CLAPModel:
+    def from_preset(cls, name: str, seed: int | None = 0, tokenizer: Any = None, **sections: dict[str, Any]) -> CLAPModel:
         """A randomly initialised model of a named architecture (see :data:`PRESETS`); keyword
-        arguments replace fields of its :class:`CLAPConfig` (e.g. ``clip_seconds=1.0``)."""
-        config = dataclasses.replace(preset_config(name), **overrides) if overrides else preset_config(name)
+        arguments change fields of its config's sections (:meth:`CLAPConfig.replace`), e.g.
+        ``frontend={"clip_seconds": 1.0}``."""
+        config = preset_config(name).replace(**sections) if sections else preset_config(name)
         if seed is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -422,12 +191,12 @@ class CLAPModel(nn.Module):
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            self.tokenizer = load_tokenizer(self.config.tokenizer)
+            self.tokenizer = load_tokenizer(self.config.text.tokenizer)
         return self._tokenizer
 
     @tokenizer.setter
     def tokenizer(self, value: Any) -> None:
-        pad = self.config.pad_token
+        pad = self.config.text.pad_token
         if value is not None and pad is not None and getattr(value, "pad_token", None) != pad:
             value.add_special_tokens({"pad_token": pad})
         self._tokenizer = value
@@ -452,13 +221,13 @@ class CLAPModel(nn.Module):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"text item {i} must be a string; got {type(t).__name__}: {t!r}")
-        return tokenize_with_suffix(self.tokenizer, texts, self.config.text_suffix, self.text_limit(), self.device)
+        return tokenize_with_suffix(self.tokenizer, texts, self.config.text.suffix, self.text_limit(), self.device)
 
     def text_limit(self) -> int:
-        """The longest text in tokens: ``text_max_length``, and never past the tower's positions."""
-        cfg = self.config.text_config
-        positions = cfg.get("max_position_embeddings", cfg.get("n_positions"))
-        return int(min(self.config.text_max_length, positions)) if positions else int(self.config.text_max_length)
+        """The longest text in tokens: the text section's ``max_length``, and never past the tower's positions."""
+        text = self.config.text
+        positions = text.transformer.get("max_position_embeddings", text.transformer.get("n_positions"))
+        return int(min(text.max_length, positions)) if positions else int(text.max_length)
 
     @property
     def window_padding(self) -> str:

@@ -53,6 +53,7 @@ class Cnn14(nn.Module):
         freq_position: bool = False,
     ) -> None:
         super().__init__()
+        self.out_dim = int(out_dim)
         self.freq_position = freq_position
         self.register_buffer("freq_ramp", torch.linspace(-1.0, 1.0, n_mels).view(1, 1, 1, n_mels), persistent=False)
         if len(channels) != 6:
@@ -86,6 +87,12 @@ class Cnn14(nn.Module):
             return x
         ramp = self.freq_ramp.to(x.dtype).expand(x.shape[0], 1, x.shape[2], x.shape[3])
         return torch.cat([x, ramp], dim=1)
+
+    def inference_form(self, frames: int | None = None) -> nn.Module:
+        """This CNN in eval mode with its batch norms folded (:class:`skclap.models.fused.FusedCnn14`)."""
+        from .fused import FusedCnn14
+
+        return FusedCnn14(self, frames)
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         x = self.with_position(self.bn0(logmel.transpose(1, 3)).transpose(1, 3))

@@ -1,4 +1,4 @@
-"""An inference-only form of the CNN14 audio encoder: the same function, fewer passes over memory.
+"""An inference-only form of the CNN14 audio tower: the same function, fewer passes over memory.
 
 Batch norm in eval mode is an affine map per channel, so it folds into the convolution before it
 (``W' = W * g / sqrt(v + eps)``, ``b' = beta - m * g / sqrt(v + eps)``); ``bn0``, per mel bin, becomes
@@ -7,8 +7,10 @@ oneDNN's CPU convolutions run fastest in; the last block's convolutions, on a fe
 dozen positions, are one matrix product each (:class:`ShiftGemmConv3x3`). Results equal the module's own eval forward to float
 rounding (checked by the tests to 1e-4).
 
-:func:`fused_audio_encoder` builds the fused copy once per model and rebuilds it when the model's
-weights change (:func:`skclap.cache.weights_stamp`) or it moves to another device.
+:meth:`Cnn14.inference_form <skclap.models.cnn14.Cnn14.inference_form>` builds the fused copy;
+:func:`fused_audio_encoder` runs a model's front-end, that copy and the model's projection, building
+the copy once per model and again when its weights change (:func:`skclap.cache.weights_stamp`) or it
+moves to another device.
 """
 
 from __future__ import annotations
@@ -21,12 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..frontend import LogMel
-from .cnn14 import Cnn14
-from .descriptors import Descriptors, with_descriptors
 from .state import weights_stamp
 
-__all__ = ["FusedAudioEncoder", "ShiftGemmConv3x3", "fold_batchnorm", "fused_audio_encoder"]
+__all__ = ["FusedCnn14", "ShiftGemmConv3x3", "fold_batchnorm", "fused_audio_encoder"]
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -71,40 +70,33 @@ class ShiftGemmConv3x3(nn.Module):
 GEMM_MAX_POSITIONS = 64
 
 
-class FusedAudioEncoder(nn.Module):
-    """Waveforms -> projected audio embeddings, like ``AudioEncoder.forward`` in eval mode."""
+class FusedCnn14(nn.Module):
+    """Log-mel -> CNN14 features, like :class:`~skclap.models.cnn14.Cnn14`'s eval forward, with its
+    batch norms folded and its last block's convolutions as matrix products."""
 
-    frontend: LogMel
     mel_scale: torch.Tensor
     mel_shift: torch.Tensor
 
-    def __init__(self, encoder: nn.Module, window_samples: int | None = None) -> None:
+    def __init__(self, cnn: Any, frames: int | None = None) -> None:
         super().__init__()
-        backbone = cast(Cnn14, encoder.backbone)
-        self.frontend = cast(LogMel, encoder.frontend)  # shared, not copied
-        self.projection = cast(nn.Module, encoder.projection)
-        self.descriptors = cast(Descriptors | None, encoder.descriptors)  # shared, in the encoder's mode
-        self.fc1 = backbone.fc1
-        self.with_position = backbone.with_position
-        bn0 = backbone.bn0
+        self.fc1 = cnn.fc1
+        self.with_position = cnn.with_position
+        bn0 = cnn.bn0
         assert bn0.running_mean is not None and bn0.running_var is not None
         scale = (bn0.weight / torch.sqrt(bn0.running_var + bn0.eps)).detach()
         self.register_buffer("mel_scale", scale.clone())
         self.register_buffer("mel_shift", (bn0.bias.detach() - bn0.running_mean.detach() * scale).clone())
         # Positions per clip of each block's feature map: frames x mels, halved after each pooling.
-        frames = None if window_samples is None else 1 + window_samples // self.frontend.hop_length
         mels = bn0.num_features
         self.convs = nn.ModuleList()
-        for i, block in enumerate(backbone.blocks):
+        for i, block in enumerate(cnn.blocks):
             small = frames is not None and (frames >> i) * (mels >> i) <= GEMM_MAX_POSITIONS
             for conv, bn in ((block.conv1, block.bn1), (block.conv2, block.bn2)):
                 folded = fold_batchnorm(conv, bn)
                 self.convs.append(ShiftGemmConv3x3(folded) if small else folded)
-        self.training = False  # inference only; the shared modules keep their own mode
+        self.training = False  # inference only
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32
-            mel = self.frontend(wave)  # (batch, 1, frames, mels)
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.with_position(torch.addcmul(self.mel_shift, mel, self.mel_scale)).contiguous(memory_format=torch.channels_last)
         for i in range(6):
             x = F.relu_(self.convs[2 * i](x))
@@ -113,25 +105,33 @@ class FusedAudioEncoder(nn.Module):
                 x = F.avg_pool2d(x, kernel_size=2)
         x = x.mean(dim=3)
         x = x.amax(dim=2) + x.mean(dim=2)
-        return self.projection(with_descriptors(F.relu(self.fc1(x)), self.descriptors, mel))
+        return F.relu(self.fc1(x))
 
 
 _FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def fused_audio_encoder(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function ``waveforms -> audio embeddings`` for inference: the fused CNN14 of a
-    :class:`~skclap.CLAPModel` (built once, rebuilt when its weights change), or the model's own
-    ``encode_audio`` for other models."""
+    """A function ``waveforms -> audio embeddings`` for inference: the model's front-end, its audio
+    tower's ``inference_form`` (built once, rebuilt when the tower's weights change or move) and its
+    projection; the model's own ``encode_audio`` when its tower has no inference form."""
     encoder = getattr(model, "audio_encoder", None)
-    if encoder is None or not isinstance(getattr(encoder, "backbone", None), Cnn14):
+    backbone = getattr(encoder, "backbone", None)
+    if encoder is None or not callable(getattr(backbone, "inference_form", None)):
         return cast(Callable[[torch.Tensor], torch.Tensor], model.encode_audio)
     first = next(encoder.parameters())
     stamp = (weights_stamp(encoder), first.device, first.dtype)
     memo = _FUSED.get(encoder)
     if memo is None or memo[0] != stamp:
-        memo = (stamp, FusedAudioEncoder(encoder, model.config.window_samples))
+        memo = (stamp, backbone.inference_form(model.config.frontend.frames))
         _FUSED[encoder] = memo
-    fused = memo[1]
+    fused, frontend, projection = memo[1], encoder.frontend, encoder.projection
     device, dtype = model.device, model.logit_scale.dtype
-    return lambda wave: fused(wave.to(device, dtype))
+
+    def encode(wave: torch.Tensor) -> torch.Tensor:
+        wave = wave.to(device, dtype)
+        with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32
+            mel = frontend(wave)
+        return projection(fused(mel))
+
+    return encode

@@ -58,7 +58,7 @@ class HTSAT(nn.Module):
         width = int(fields.get("patch_embeds_hidden_size", 96)) * 2 ** (depth - 1)
         fields.update(num_mel_bins=n_mels, hidden_size=width)
         self.max_frames = htsat_frames(fields, n_mels)
-        self.hidden_size = width
+        self.hidden_size = self.out_dim = width
         self.model = ClapAudioModel(ClapAudioConfig(**fields))
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:

@@ -72,7 +72,10 @@ def load_directory(path: str | os.PathLike, model_class: Any, device: str | torc
         from .tokenizer import load_tokenizer
 
         tok = load_tokenizer(path)
-    model = model_class(config, tokenizer=tok)
+    try:
+        model = model_class(config, tokenizer=tok)
+    except (TypeError, ValueError) as err:  # a tower that is not registered, or options it does not take
+        raise CheckpointError(f"{cfg_path}: {err}") from None
     load_state(model, state, str(weights))
     model.source = str(path)
     return model.to(device or "cpu").eval()
