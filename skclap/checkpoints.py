@@ -208,7 +208,10 @@ def import_msclap(
     rate = f.mel_filter_rate or f.sample_rate
     ours = mel_filterbank(rate, f.n_fft, f.n_mels, f.fmin, f.fmax).T
     _check_mel_filters(
-        conv.frontend.get("logmel_extractor.melW"), ours, path, f"sr={rate}, n_fft={f.n_fft}, n_mels={f.n_mels}, fmin={f.fmin}, fmax={f.fmax}"
+        conv.frontend.get("logmel_extractor.melW"),
+        ours,
+        path,
+        f"sr={rate}, n_fft={f.n_fft}, n_mels={f.n_mels}, fmin={f.fmin}, fmax={f.fmax}",
     )
     model = CLAPModel(config, tokenizer=tokenizer)
     load_state(model, conv.state, str(path))

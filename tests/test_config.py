@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from skclap import CLAPModel, CheckpointError, load_model
+from skclap import CheckpointError, CLAPModel, load_model
 from skclap.inference import embed_audio
 from skclap.models import PRESETS, CLAPConfig, audio_towers, register_audio_tower
 from skclap.models.config import upgrade_flat_config

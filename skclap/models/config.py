@@ -74,7 +74,9 @@ BERT_BASE_UNCASED: dict[str, Any] = {
 class TextConfig:
     """The text tower: a transformers config, its pooling and how texts are tokenised."""
 
-    transformer: dict[str, Any] = field(default_factory=lambda: dict(BERT_BASE_UNCASED))  # a transformers config ({"model_type": "bert", ...})
+    transformer: dict[str, Any] = field(
+        default_factory=lambda: dict(BERT_BASE_UNCASED)
+    )  # a transformers config ({"model_type": "bert", ...})
     pooling: str = "cls"  # "cls", "mean" or "last"
     # the longest text in tokens (suffix and special tokens included): msclap pads to 100 (2022) or
     # 77 (2023) tokens but never truncates, so its releases take every text their tower's positions hold
@@ -94,7 +96,13 @@ class SpaceConfig:
 
 
 #: The 2022 release's audio tower (the default).
-CNN14_2022: dict[str, Any] = {"name": "cnn14", "channels": [64, 128, 256, 512, 1024, 2048], "dim": 2048, "classes": 527, "freq_position": False}
+CNN14_2022: dict[str, Any] = {
+    "name": "cnn14",
+    "channels": [64, 128, 256, 512, 1024, 2048],
+    "dim": 2048,
+    "classes": 527,
+    "freq_position": False,
+}
 
 _SECTIONS = {"frontend": FrontendConfig, "text": TextConfig, "space": SpaceConfig}
 
@@ -235,7 +243,12 @@ def upgrade_flat_config(flat: dict[str, Any]) -> dict[str, Any]:
         audio = {"name": "htsat", **flat.get("htsat", {})}
     elif tower == "cnn14":
         audio = dict(CNN14_2022)  # the flat form's defaults
-        for key, name in (("audio_channels", "channels"), ("audio_dim", "dim"), ("audio_classes", "classes"), ("audio_freq_position", "freq_position")):
+        for key, name in (
+            ("audio_channels", "channels"),
+            ("audio_dim", "dim"),
+            ("audio_classes", "classes"),
+            ("audio_freq_position", "freq_position"),
+        ):
             if key in flat:
                 audio[name] = list(flat[key]) if name == "channels" else flat[key]
     else:
