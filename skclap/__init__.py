@@ -3,7 +3,14 @@
 from .audio import AudioError
 from .checkpoints import import_laion, import_msclap, load_model
 from .embed import embed_collection
-from .estimators import CLAPEmbedder, CLAPFewShotClassifier, CLAPLinearProbe, CLAPPromptTuner, CLAPZeroShotClassifier
+from .estimators import (
+    CLAPCompositionalClassifier,
+    CLAPEmbedder,
+    CLAPFewShotClassifier,
+    CLAPLinearProbe,
+    CLAPPromptTuner,
+    CLAPZeroShotClassifier,
+)
 from .exceptions import CheckpointError
 from .health import check_model
 from .loss import contrastive_loss
@@ -15,6 +22,7 @@ from .version import __version__ as __version__
 
 __all__ = [
     "__version__",
+    "CLAPCompositionalClassifier",
     "CLAPEmbedder",
     "CLAPFewShotClassifier",
     "CLAPLinearProbe",

@@ -1,151 +1,153 @@
-"""Prompt learning (CoOp, Zhou et al. 2022): context vectors before the class name, learnt with the
-text tower frozen.
+"""Prompts for zero-shot classes: templates, the wordings of a label, and choosing templates.
 
-A prompt ``"this is a sound of dog barking."`` is tokenised as usual; the word embeddings of its
-context tokens (``"this is a sound of"``) are replaced by vectors shared by every class, which are
-trained by gradient descent so that the CLAP similarity of labelled clips to their class prompt wins.
-Only the context receives gradients; the model's weights are not changed. Any backend whose
-``encode_text`` accepts ``inputs_embeds`` (and which exposes ``text_input_embeddings``) works.
-
-Training is full-batch on cached, normalised audio embeddings, so a step costs one text-tower pass
-over the class prompts, and the result does not depend on random state unless the context is
-initialised at random.
+A class is prompted by writing each of its wordings (``label_prompts[label]``, or the label with
+``_`` read as a space) into each template (``"this is a sound of {}."``); its vector is the
+normalised mean of those prompts' embeddings (prompt ensembling). :func:`select_templates` chooses,
+from labelled clips, the ensemble of :data:`TEMPLATE_POOL` that scores best on them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from .models.clap import ClapLike
+from .metrics import mean_average_precision
 
-__all__ = ["ContextPrompts", "PromptTuning", "tune_context"]
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "TEMPLATE_POOL",
+    "TemplateSelection",
+    "check_templates",
+    "label_wordings",
+    "prompt_vectors",
+    "prompts_for",
+    "select_templates",
+]
 
-#: The placeholder words of randomly initialised context vectors.
-_PLACEHOLDER = "x"
+#: The prompt of the paper.
+DEFAULT_TEMPLATES = ("this is a sound of {}.",)
 
+#: The templates ``templates="auto"`` chooses from, the paper's first.
+TEMPLATE_POOL = (
+    "this is a sound of {}.",
+    "a sound of {}.",
+    "the sound of {}.",
+    "{}",
+    "{}.",
+    "a recording of {}.",
+    "an audio clip of {}.",
+    "this is the sound of {}.",
+    "you can hear {}.",
+    "{} can be heard.",
+    "a clip of {}.",
+    "it sounds like {}.",
+    "this audio contains {}.",
+    "a field recording of {}.",
+    "a close-up recording of {}.",
+    "a short recording of {}.",
+)
 
-@dataclass
-class ContextPrompts:
-    """The tokenised class prompts and where their context tokens sit.
-
-    ``tokens``: the model's tokens of every prompt (one row per class wording); ``slot``:
-    ``(rows, length)`` index of the context vector at each position, ``-1`` where the token's own
-    embedding stays; ``owner``: the class of each row.
-    """
-
-    tokens: dict[str, torch.Tensor]
-    slot: torch.Tensor
-    owner: torch.Tensor
-    init: torch.Tensor  # (n_context, hidden): the context tokens' own embeddings
-
-    @classmethod
-    def build(cls, model: ClapLike, wordings: list[list[str]], context: str | int) -> ContextPrompts:
-        """``context``: a template such as ``"this is a sound of {}."`` (context = its words before
-        ``{}``, initialised with their embeddings; the words after ``{}`` stay fixed), or a number
-        of context vectors placed before the class name, followed by ``"."``."""
-        if isinstance(context, str):
-            if context.count("{}") != 1:
-                raise ValueError(f"the context template needs exactly one '{{}}'; got {context!r}")
-            prefix, suffix = context.split("{}")
-            prefix = prefix.strip()
-            if not prefix:
-                raise ValueError(f"the context template has no words before '{{}}' to learn; got {context!r}")
-        else:
-            if int(context) < 1:
-                raise ValueError(f"the number of context vectors must be at least 1; got {context}")
-            prefix, suffix = " ".join([_PLACEHOLDER] * int(context)), "."
-        texts = [f"{prefix} {w}{suffix}" for ws in wordings for w in ws]
-        owner = torch.tensor([c for c, ws in enumerate(wordings) for _ in ws])
-        tokens = model.tokenize(texts)
-        ids = tokens["input_ids"].cpu()
-        want = model.tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        m = len(want)
-        slot = torch.full(ids.shape, -1, dtype=torch.long)
-        for r, row in enumerate(ids.tolist()):
-            start = next((s for s in range(len(row) - m + 1) if row[s : s + m] == want), None)
-            if start is None:
-                raise ValueError(f"the context {prefix!r} is not found in the tokens of the prompt {texts[r]!r}")
-            slot[r, start : start + m] = torch.arange(m)
-        table = model.text_input_embeddings()
-        with torch.no_grad():
-            init = table(torch.tensor(want, device=table.weight.device)).float().cpu()
-        return cls(tokens, slot.to(model.device), owner.to(model.device), init)
-
-    def embed(self, model: ClapLike, context: torch.Tensor) -> torch.Tensor:
-        """Normalised class embeddings ``(n_classes, dim)`` with these context vectors
-        (differentiable in ``context``)."""
-        table = model.text_input_embeddings()
-        words = table(self.tokens["input_ids"]).detach()
-        filled = context.to(words.dtype)[self.slot.clamp(min=0)]
-        inputs = torch.where((self.slot >= 0).unsqueeze(-1), filled, words)
-        rows = F.normalize(model.encode_text(self.tokens, inputs_embeds=inputs).float(), dim=-1)
-        n_classes = int(self.owner.max()) + 1
-        sums = torch.zeros(n_classes, rows.shape[1], device=rows.device).index_add(0, self.owner, rows)
-        return F.normalize(sums, dim=-1)
+#: texts -> their normalised embeddings, ``(len(texts), dim)``
+EmbedText = Callable[[list[str]], np.ndarray]
 
 
-@dataclass
-class PromptTuning:
-    context: np.ndarray  # (n_context, hidden)
-    class_embeddings: np.ndarray  # (n_classes, dim), normalised, with the learnt context
-    initial_embeddings: np.ndarray  # (n_classes, dim) with the initial context
-    history: list[float]  # loss per step
+def check_templates(templates: str | Sequence[str] | None) -> list[str]:
+    """The templates to use (the paper's when None or ``"auto"``), each checked to hold one ``{}``."""
+    chosen = DEFAULT_TEMPLATES if templates in (None, "auto") else templates
+    out = [chosen] if isinstance(chosen, str) else list(chosen or ())
+    if not out:
+        raise ValueError("templates is empty; give at least one template such as 'this is a sound of {}.'")
+    for t in out:
+        if not isinstance(t, str) or t.count("{}") != 1:
+            raise ValueError(f"each template must be a string with exactly one '{{}}'; got {t!r}")
+    return out
 
 
-def tune_context(
-    model: ClapLike,
+def label_wordings(label: Any, label_prompts: Mapping[Any, Any] | None) -> list[str]:
+    """The texts that stand for a label in prompts: ``label_prompts[label]`` (a string or a list of
+    strings) or the label itself with ``_`` read as a space."""
+    texts = (label_prompts or {}).get(label, str(label).replace("_", " "))
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError(f"label_prompts[{label!r}] must be a non-empty string or list of strings")
+    return texts
+
+
+def prompts_for(labels: Sequence[Any], templates: Sequence[str], label_prompts: Mapping[Any, Any] | None) -> list[list[str]]:
+    """Each label's prompts: every wording in every template."""
+    return [[t.format(text) for text in label_wordings(label, label_prompts) for t in templates] for label in labels]
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def prompt_vectors(embed_text: EmbedText, prompts: list[list[str]]) -> np.ndarray:
+    """The normalised mean embedding of each group of prompts, ``(len(prompts), dim)``."""
+    emb = embed_text([p for group in prompts for p in group])
+    bounds = np.cumsum([0] + [len(g) for g in prompts])
+    return _normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
+
+
+class TemplateSelection(NamedTuple):
+    """What :func:`select_templates` chose."""
+
+    templates: list[str]  # the chosen ensemble
+    scores: dict[str, float]  # each pool template's score alone
+    cv_score: float | None  # the procedure's cross-validated score (None without two clips in every class, or for tag sets)
+
+
+def select_templates(
     audio: np.ndarray,
-    targets: np.ndarray,
-    wordings: list[list[str]],
-    context: str | int = "this is a sound of {}.",
-    *,
-    steps: int = 200,
-    lr: float = 2e-3,
-    regularization: float = 0.0,
-    seed: int = 0,
-) -> PromptTuning:
-    """Learn the context of the class prompts from labelled clips.
+    target: np.ndarray,
+    wordings: Sequence[Sequence[str]],
+    embed_text: EmbedText,
+    multilabel: bool = False,
+    pool: Sequence[str] = TEMPLATE_POOL,
+) -> TemplateSelection:
+    """Greedy forward selection from ``pool`` of the template ensemble that scores best on labelled
+    clips: ``audio`` their normalised embeddings, ``target`` their class indices (or an indicator
+    matrix for tag sets, scored by mean average precision), ``wordings`` each class's texts. Ties
+    keep the pool's order. The cross-validated score estimates the procedure itself: templates chosen
+    on stratified training folds, scored on the held-out fold."""
+    pool = list(pool)
+    emb = embed_text([t.format(w) for t in pool for ws in wordings for w in ws])
+    sums = np.zeros((len(pool), len(wordings), emb.shape[1]))  # per template: summed prompt embeddings
+    row = 0
+    for ti in range(len(pool)):
+        for ci, ws in enumerate(wordings):
+            sums[ti, ci] = emb[row : row + len(ws)].sum(axis=0)
+            row += len(ws)
 
-    ``audio``: normalised audio embeddings ``(n, dim)``; ``targets``: class index per clip;
-    ``wordings``: the texts of each class (their prompt embeddings are averaged). The loss is the
-    cross-entropy of ``logit_scale * cos(audio, class prompt)`` plus ``regularization`` times the mean
-    squared distance of each class's prompt embedding from its embedding with the initial context
-    (KgCoOp, Yao et al. 2023): it keeps the tuned prompts near the hand-written ones, which matters
-    when there are few clips.
-    """
-    was_training = model.training
-    model.eval()  # no dropout: the text tower is a fixed function of the context
-    try:
-        prompts = ContextPrompts.build(model, wordings, context)
-        if isinstance(context, str):
-            init = prompts.init.clone()
-        else:
-            gen = torch.Generator().manual_seed(int(seed))
-            init = torch.randn(prompts.init.shape, generator=gen) * 0.02
-        ctx = torch.nn.Parameter(init.to(model.device))
-        a = torch.as_tensor(np.asarray(audio, dtype=np.float32), device=model.device)
-        y = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=model.device)
-        scale = float(model.logit_scale.detach().exp())
-        with torch.no_grad():
-            initial = prompts.embed(model, ctx)
-        optimizer = torch.optim.Adam([ctx], lr=lr)
-        history = []
-        with torch.enable_grad():
-            for _ in range(int(steps)):
-                text = prompts.embed(model, ctx)
-                loss = F.cross_entropy(scale * a @ text.T, y)
-                if regularization:
-                    loss = loss + regularization * (text - initial).pow(2).sum(dim=1).mean()
-                (grad,) = torch.autograd.grad(loss, [ctx])  # the model's weights get no gradient
-                ctx.grad = grad
-                optimizer.step()
-                history.append(float(loss.detach()))
-        with torch.no_grad():
-            final = prompts.embed(model, ctx)
-    finally:
-        model.train(was_training)
-    return PromptTuning(ctx.detach().float().cpu().numpy(), final.cpu().numpy(), initial.cpu().numpy(), history)
+    def score(chosen: list[int], rows: np.ndarray) -> float:
+        cos = audio[rows] @ _normalize(sums[chosen].sum(axis=0)).T
+        if multilabel:
+            return mean_average_precision(target[rows], cos)
+        return float((cos.argmax(axis=1) == target[rows]).mean())
+
+    def select(rows: np.ndarray) -> list[int]:
+        chosen: list[int] = []
+        best = -np.inf
+        while len(chosen) < len(pool):
+            trials = [(score(chosen + [t], rows), -t) for t in range(len(pool)) if t not in chosen]
+            value, neg_t = max(trials)
+            if value <= best:
+                break
+            chosen.append(-neg_t)
+            best = value
+        return chosen
+
+    everything = np.arange(len(audio))
+    scores = {pool[t]: score([t], everything) for t in range(len(pool))}
+    cv_score = None
+    if not multilabel:
+        counts = np.bincount(target, minlength=len(wordings))
+        folds = int(min(5, counts[counts > 0].min()))
+        if folds >= 2:
+            from sklearn.model_selection import StratifiedKFold
+
+            split = StratifiedKFold(folds, shuffle=True, random_state=0).split(audio, target)
+            cv_score = float(np.mean([score(select(tr), te) for tr, te in split]))
+    return TemplateSelection([pool[t] for t in select(everything)], scores, cv_score)

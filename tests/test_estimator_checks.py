@@ -1,18 +1,53 @@
 """scikit-learn's estimator contract (parametrize_with_checks) on every estimator."""
 
+from collections.abc import Iterator, Mapping
+
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skclap import CLAPEmbedder, CLAPFewShotClassifier, CLAPLinearProbe, CLAPPromptTuner, CLAPZeroShotClassifier
+from skclap import (
+    CLAPCompositionalClassifier,
+    CLAPEmbedder,
+    CLAPFewShotClassifier,
+    CLAPLinearProbe,
+    CLAPPromptTuner,
+    CLAPZeroShotClassifier,
+)
 
 from .conftest import LAION_DIR, TINY_DIR
 
 KW = dict(model=str(TINY_DIR), sample_rate=16000, progress=False, device="cpu")
 LAION = dict(model=str(LAION_DIR), sample_rate=48000, progress=False, device="cpu")  # the LAION backend
 
+
+class EveryLabel(Mapping):
+    """Parts for whatever labels scikit-learn's checks draw: ("a sound", label)."""
+
+    def __getitem__(self, label):
+        return ("a sound", str(label))
+
+    def __contains__(self, label) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, EveryLabel)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "EveryLabel()"
+
+
 ESTIMATORS = [
     CLAPEmbedder(**KW),
     CLAPZeroShotClassifier(**KW),
+    CLAPCompositionalClassifier(label_parts=EveryLabel(), **KW),
     CLAPLinearProbe(**KW),
     CLAPPromptTuner(steps=10, **KW),
     CLAPFewShotClassifier(alphas=(0.1, 10.0), **KW),
@@ -39,7 +74,7 @@ def expected_failures(estimator):
         "check_n_features_in": WAVEFORM_LENGTH,
         "check_n_features_in_after_fitting": WAVEFORM_LENGTH,
     }
-    if isinstance(estimator, CLAPZeroShotClassifier):
+    if isinstance(estimator, (CLAPZeroShotClassifier, CLAPCompositionalClassifier)):
         failures["check_classifiers_train"] = (
             "A zero-shot classifier does not learn from X: its classes come from prompts, so it "
             "cannot fit the training data of an arbitrary toy problem. " + NO_AUDIO_IN_TOY_DATA

@@ -14,32 +14,15 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from skclap import AudioError, CheckpointError, CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
+from skclap import AudioError, CheckpointError, CLAPCompositionalClassifier, CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
 from skclap.audio import prepare, windows
 from skclap.cache import DiskCache, get_cache
 from skclap.checkpoints import resolve_model
 
 from .conftest import gtzan_files, sine
+from .helpers import EncoderCalls
 
 KW = dict(sample_rate=16000, progress=False, device="cpu")
-
-
-class EncoderCalls:
-    """Counts the waveform windows that go through a model's audio encoder (its front-end, shared by
-    the training-time module and the fused inference form)."""
-
-    def __init__(self, model):
-        self.rows = 0
-        self.handle = model.audio_encoder.frontend.register_forward_hook(self._hook)
-
-    def _hook(self, module, args, output):
-        self.rows += args[0].shape[0]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 @pytest.fixture(autouse=True)
@@ -199,16 +182,15 @@ PARTS = {
 }
 
 
-def test_zero_shot_label_parts_multiply_the_parts_probabilities(tiny_model_dir, tiny_model):
+def test_compositional_classifier_multiplies_the_parts_probabilities(tiny_model_dir, tiny_model):
     """A class made of parts scores the product of one zero-shot classifier per position (pitch,
     instrument), each over its own parts; a missing part is uniform. Checked against a direct
     computation from the model's embeddings."""
     templates = ["this is a sound of {}.", "a {} sound"]
     prompts = {"high": ["high", "high pitched"], "snare drum": "snare"}
-    clf = CLAPZeroShotClassifier(
-        model=tiny_model_dir, labels=list(PARTS), label_parts=PARTS, templates=templates, label_prompts=prompts, **KW
-    )
+    clf = CLAPCompositionalClassifier(model=tiny_model_dir, label_parts=PARTS, templates=templates, label_prompts=prompts, **KW)
     clf.fit()
+    assert list(clf.classes_) == list(PARTS)  # the classes in the order label_parts gives them
     assert [list(p) for p in clf.parts_] == [["high", "low"], ["flute", "cello", "snare drum"]]
     assert clf.part_index_.tolist() == [[0, 0], [1, 0], [0, 1], [1, 1], [-1, 2]]
     assert clf.prompts_[4] == ["this is a sound of snare.", "a snare sound"]
@@ -247,64 +229,16 @@ def test_zero_shot_label_parts_multiply_the_parts_probabilities(tiny_model_dir, 
     np.testing.assert_allclose(clf.predict_proba(X), product / product.sum(1, keepdims=True), atol=1e-5)
     np.testing.assert_allclose(clf.decision_function(X), np.log(product) / scale, atol=1e-5)
     np.testing.assert_array_equal(clf.predict(X), np.array(list(PARTS))[product.argmax(1)])
-    # refitted without parts, it is the plain classifier again
-    plain = clf.set_params(label_parts=None).fit()
-    assert not hasattr(plain, "part_embeddings_") and plain.prompts_[0] == ["this is a sound of high flute.", "a high flute sound"]
+    # classes from y: the sorted labels, each looked up in label_parts
+    fitted = clone(clf).fit(X, ["low cello", "high flute", "snare drum", "low cello", "high flute"])
+    assert list(fitted.classes_) == ["high flute", "low cello", "snare drum"] and fitted.part_index_.tolist() == [[0, 0], [1, 1], [-1, 2]]
 
 
-def test_zero_shot_relative_parts_judge_the_word_against_the_noun(tiny_model_dir, tiny_model):
-    """With ``relative_to``, a class's pitch is scored by the audio's similarity to "high" / "low"
-    minus its own instrument prompt's similarity to them, softmaxed per instrument; the instrument
-    part, and the uniform missing part, are as before. Checked against a direct computation."""
-    templates = ["this is a sound of {}."]
-    clf = CLAPZeroShotClassifier(model=tiny_model_dir, labels=list(PARTS), label_parts=PARTS, templates=templates, relative_to=1, **KW)
-    clf.fit()
-    X = np.stack([sine(f, 1.0, 16000) for f in (200, 1000, 4000, 300, 2500)])
-    with torch.inference_mode():
-        audio = tiny_model.encode_audio(torch.from_numpy(X), normalize=True).numpy().astype(np.float64)
-        text = tiny_model.encode_text([templates[0].format(w) for w in ("high", "low", "flute", "cello", "snare drum")], normalize=True)
-        text = text.numpy().astype(np.float64)
-        scale = float(tiny_model.logit_scale.exp())
-    pitch, instrument = text[:2], text[2:]
-
-    def softmax(z):
-        e = np.exp(z - z.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
-
-    p_inst = softmax(scale * audio @ instrument.T)
-    # pitch relative to each instrument: the instrument prompt's own similarity to the pitch words is taken off
-    p_pitch = {k: softmax(scale * (audio @ pitch.T - instrument[k] @ pitch.T)) for k in range(2)}
-    product = np.stack(
-        [
-            p_pitch[0][:, 0] * p_inst[:, 0],
-            p_pitch[0][:, 1] * p_inst[:, 0],
-            p_pitch[1][:, 0] * p_inst[:, 1],
-            p_pitch[1][:, 1] * p_inst[:, 1],
-            0.5 * p_inst[:, 2],
-        ],
-        axis=1,
-    )
-    np.testing.assert_allclose(clf.predict_proba(X), product / product.sum(1, keepdims=True), atol=1e-5)
-    np.testing.assert_allclose(clf.decision_function(X), np.log(product) / scale, atol=1e-5)
-    np.testing.assert_allclose(clf.part_offsets_[0][2], instrument[1] @ pitch.T, atol=1e-6)  # "high cello": cello's offsets
-    assert not clf.part_offsets_[1].any()
-    absolute = clone(clf).set_params(relative_to=None).fit()
-    assert not hasattr(absolute, "part_offsets_")
-    assert np.abs(absolute.decision_function(X) - clf.decision_function(X)).max() > 1e-4  # the offsets matter
-    # the noun position must exist, and every class must have a noun to be judged against
-    with pytest.raises(ValueError, match="relative_to=2 but the labels have 2 parts"):
-        clone(clf).set_params(relative_to=2).fit()
-    with pytest.raises(ValueError, match="relative_to=0: the label 'snare drum' has no part in that position"):
-        clone(clf).set_params(relative_to=0).fit()
-    with pytest.raises(ValueError, match="give label_parts too"):
-        clone(clf).set_params(label_parts=None).fit()
-
-
-def test_zero_shot_label_parts_errors_name_the_label(tiny_model_dir):
+def test_compositional_classifier_errors_name_the_label(tiny_model_dir):
     labels = list(PARTS)
 
     def fit(parts, **kw):
-        return CLAPZeroShotClassifier(model=tiny_model_dir, labels=labels, label_parts=parts, **{**KW, **kw}).fit()
+        return CLAPCompositionalClassifier(model=tiny_model_dir, labels=labels, label_parts=parts, **{**KW, **kw}).fit()
 
     with pytest.raises(ValueError, match="no entry for the label 'snare drum'"):
         fit({k: v for k, v in PARTS.items() if k != "snare drum"})
@@ -314,7 +248,7 @@ def test_zero_shot_label_parts_errors_name_the_label(tiny_model_dir):
         fit({**PARTS, "snare drum": (None, None)})
     with pytest.raises(ValueError, match="'high flute' and 'low flute' have the same parts"):
         fit({**PARTS, "low flute": ("high", "flute")})
-    with pytest.raises(ValueError, match="templates='auto'"):
+    with pytest.raises(ValueError, match="templates='auto' chooses templates for whole labels"):
         fit(PARTS, templates="auto")
 
 

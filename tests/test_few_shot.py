@@ -17,7 +17,7 @@ from skclap.backends.laion import LaionCLAP
 from skclap.cli import main as cli
 from skclap.estimators.few_shot import fit_gaussian_head, fit_prior_head
 from skclap.evaluation.fewshot import draw_shots, shot_curve, summarize_curve
-from skclap.prompting import ContextPrompts, tune_context
+from skclap.prompt_tuning import ContextPrompts, tune_context
 
 from .conftest import LAION_DIR, sine
 
@@ -314,7 +314,7 @@ def test_cli_evaluate_fewshot_mode(tmp_path, tiny_model_dir, capsys):
 
 
 def test_few_shot_prior_can_choose_its_templates_on_the_clips():
-    from skclap.estimators.zero_shot import TEMPLATE_POOL
+    from skclap.prompting import TEMPLATE_POOL
 
     X, y = _clips(3, seed=2)
     few = CLAPFewShotClassifier(templates="auto", alpha=1.0, space="cosine", **KW).fit(X, y)

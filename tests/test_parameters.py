@@ -9,10 +9,11 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
+import skclap.estimators.compositional
 import skclap.estimators.embedder
 import skclap.estimators.linear_probe
 import skclap.estimators.zero_shot
-from skclap import CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
+from skclap import CLAPCompositionalClassifier, CLAPEmbedder, CLAPLinearProbe, CLAPZeroShotClassifier
 
 from .conftest import sine
 
@@ -24,11 +25,10 @@ BAD = {
         "labels": 3,
         "templates": 3,
         "label_prompts": ["dog"],
-        "label_parts": ["dog"],
-        "relative_to": -1,
         "multilabel": "maybe",
         "threshold": 1.5,
     },
+    CLAPCompositionalClassifier: {**SHARED, "label_parts": ["dog"], "labels": 3, "templates": 3, "label_prompts": ["dog"]},
     CLAPLinearProbe: {**SHARED, "estimator": object(), "finetune": "yes", "finetune_params": [1]},
 }
 X = [sine(440, 1.0, 16000), sine(880, 1.0, 16000), sine(220, 1.0, 16000), sine(1760, 1.0, 16000)]
@@ -41,11 +41,11 @@ def test_every_parameter_is_declared_and_checked(cls):
     assert set(cls._parameter_constraints) == params
     assert set(BAD[cls]) == params, "one bad value for each parameter"
     for name, value in BAD[cls].items():
-        est = (
-            cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu", labels=["a", "b"])
-            if cls is CLAPZeroShotClassifier
-            else cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
-        )
+        est = cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
+        if cls is CLAPZeroShotClassifier:
+            est.set_params(labels=["a", "b"])
+        if cls is CLAPCompositionalClassifier:
+            est.set_params(label_parts={"a": ("high", "flute"), "b": ("low", "flute")})
         est.set_params(**{name: value})
         with pytest.raises(ValueError, match=f"The '{name}' parameter of {cls.__name__} must be"):
             est.fit(X, Y)
@@ -70,9 +70,12 @@ def test_transform_without_fit_validates_and_sets_nothing():
 
 
 def test_continuous_targets_are_refused_by_scikit_learns_check():
-    for cls in (CLAPZeroShotClassifier, CLAPLinearProbe):
+    for cls in (CLAPZeroShotClassifier, CLAPLinearProbe, CLAPCompositionalClassifier):
+        est = cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
+        if cls is CLAPCompositionalClassifier:
+            est.set_params(label_parts={v: ("note", str(v)) for v in (0.5, 1.5, 2.5, 3.5)})
         with pytest.raises(ValueError, match="Unknown label type"):
-            cls(model="preset:tiny", sample_rate=16000, progress=False, device="cpu").fit(X, [0.5, 1.5, 2.5, 3.5])
+            est.fit(X, [0.5, 1.5, 2.5, 3.5])
 
 
 def test_finetune_settings_are_routed_by_prefix():
@@ -97,7 +100,15 @@ def test_finetune_settings_are_routed_by_prefix():
     assert {c["finetune__lr"] for c in search.cv_results_["params"]} == {1e-3, 0.0}
 
 
-@pytest.mark.parametrize("module", [skclap.estimators.embedder, skclap.estimators.zero_shot, skclap.estimators.linear_probe])
+@pytest.mark.parametrize(
+    "module", [skclap.estimators.embedder, skclap.estimators.zero_shot, skclap.estimators.compositional, skclap.estimators.linear_probe]
+)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_zero_shot_has_no_parts_and_the_compositional_classifier_needs_them():
+    assert {"label_parts", "relative_to"}.isdisjoint(CLAPZeroShotClassifier().get_params())
+    with pytest.raises(ValueError, match="label_parts is required"):
+        CLAPCompositionalClassifier(model="preset:tiny", sample_rate=16000, progress=False, device="cpu").fit(X, Y)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from skclap import CLAPZeroShotClassifier
-from skclap.estimators.zero_shot import DEFAULT_TEMPLATES, TEMPLATE_POOL
+from skclap.prompting import DEFAULT_TEMPLATES, TEMPLATE_POOL
 
 from .conftest import sine
 

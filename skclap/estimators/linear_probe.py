@@ -147,7 +147,7 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
 
         import torch
 
-        from ..training import TrainConfig, Trainer
+        from ..training import SupervisedObjective, TrainConfig, Trainer
 
         if self.multilabel_:
             raise ValueError("finetune=True supports single-label targets; fit multi-label heads on frozen features")
@@ -165,7 +165,7 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         }
         params.update(self.finetune_params or {})
         params["batch_size"] = min(params["batch_size"], len(items))
-        trainer = Trainer(model, TrainConfig(**params), head=head)
+        trainer = Trainer(model, TrainConfig(**params), objective=SupervisedObjective(head))
         trainer.fit((items, [int(c) for c in codes]), item_rate=self.sample_rate)
         self.finetuned_model_ = model.eval()
         self.finetune_history_ = trainer.history

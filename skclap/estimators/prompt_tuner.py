@@ -10,10 +10,10 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 
 from ..inputs import class_codes
-from ..prompting import tune_context
+from ..prompt_tuning import tune_context
+from ..prompting import label_wordings
 from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
-from .zero_shot import label_wordings
 
 __all__ = ["CLAPPromptTuner"]
 
