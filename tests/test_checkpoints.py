@@ -8,6 +8,8 @@ import torch
 from skclap import PRESETS, PRETRAINED, CheckpointError, CLAPModel, import_msclap, list_models, load_model
 from skclap.checkpoints import resolve_checkpoint
 
+from .helpers import msclap_state
+
 
 def embeddings(model: CLAPModel) -> tuple[torch.Tensor, torch.Tensor]:
     wave = torch.sin(torch.linspace(0, 2000, model.config.window_samples))[None]
@@ -114,18 +116,6 @@ def test_registered_checkpoint_resolves_from_skclap_home_and_hf_cache(monkeypatc
 
 
 # ------------------------------------------------------------------------------ msclap format
-def msclap_state(model: CLAPModel) -> dict[str, torch.Tensor]:
-    """skclap's state dict renamed to the reference code's keys (as its released file has them)."""
-    out = {}
-    for k, v in model.state_dict().items():
-        k = k.replace("audio_encoder.backbone.", "audio_encoder.base.")
-        k = k.replace("text_encoder.backbone.model.", "caption_encoder.base.")
-        k = k.replace("text_encoder.projection.", "caption_encoder.projection.")
-        out["module." + k] = v
-    out["module.caption_encoder.base.embeddings.position_ids"] = torch.arange(64)[None]
-    return out
-
-
 def test_import_msclap_format_round_trip(tiny_model, tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"model": msclap_state(tiny_model), "optimizer": {}}, path)

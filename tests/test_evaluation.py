@@ -26,7 +26,7 @@ from skclap.evaluation import (
 )
 
 from . import downstream_fixtures as fx
-from .test_estimators import EncoderCalls
+from .helpers import EncoderCalls
 
 
 @pytest.fixture(scope="module")

@@ -82,3 +82,37 @@ def test_no_private_names_across_modules():
             if private and not m.startswith(".".join(parts[: private[0]]) + "."):
                 bad.append(f"{m} imports the private module {t}")
     assert not bad, sorted(bad)
+
+
+def test_importing_skclap_loads_neither_the_instrument_extra_nor_the_experiments():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, skclap, skclap.datasets, skclap.training, skclap.models, skclap.cli; "
+        "print(sorted(m for m in ('pretty_midi', 'tinysoundfont', 'experiments') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_package_does_not_import_the_lab():
+    """``experiments/`` uses skclap; skclap never imports it (``skclap demo`` finds it by path)."""
+    bad = [f"{m} imports {t}" for m, deps in imports().items() for t, _ in deps if t.startswith("experiments")]
+    for path in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                bad += [f"{path.name} imports {n}" for n in names if n.split(".")[0] == "experiments"]
+    assert not bad
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in tests/helpers.py (and the fixture modules), never in a test module."""
+    bad = []
+    for path in [*PKG.parent.joinpath("tests").glob("*.py"), *PKG.parent.joinpath("experiments").rglob("test_*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.split(".")[-1].startswith("test_") or any(a.name.startswith("test_") for a in node.names):
+                    bad.append(f"{path.name} imports from {node.module}")
+    assert not bad, bad

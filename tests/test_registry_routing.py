@@ -21,7 +21,7 @@ from skclap.registry import PRETRAINED
 
 from .conftest import LAION_DIR, sine
 from .downstream_fixtures import esc50
-from .test_checkpoints import msclap_state
+from .helpers import msclap_state
 
 _HTSAT_BACK = [
     (r"^batch_norm\.", "bn0."),

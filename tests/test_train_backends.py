@@ -17,8 +17,7 @@ from skclap.registry import PRETRAINED
 from skclap.training import TrainConfig, Trainer, contrastive_backward, train
 
 from .conftest import LAION_DIR
-from .test_checkpoints import msclap_state
-from .test_training import Killed, assert_same_grads, grads, two_rank_step
+from .helpers import Killed, assert_same_grads, grads, msclap_state, two_rank_step
 
 BACKENDS = ["tiny", "tiny-htsat", pytest.param("laion", marks=pytest.mark.slow)]
 

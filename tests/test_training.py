@@ -5,12 +5,9 @@ from __future__ import annotations
 import copy
 import math
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -20,29 +17,11 @@ import torch.multiprocessing as mp
 from skclap import CLAPEmbedder, CLAPModel
 from skclap.datasets import make_corpus
 from skclap.devices import cpu_has_native_bf16
-from skclap.training import TrainConfig, Trainer, contrastive_backward, read_manifest, retrieval_metrics
-from skclap.training.distributed import DistInfo, average_gradients, close_distributed
+from skclap.training import ContrastiveObjective, TrainConfig, Trainer, contrastive_backward, read_manifest, retrieval_metrics
+from skclap.training.distributed import close_distributed
 from skclap.training.trainer import warmup_cosine
 
-CAPTIONS = [f"caption number {i} about a {w} sound" for i, w in enumerate("dog rain bell siren drum hiss click buzz".split())]
-
-
-def batch(n: int = 8, seed: int = 0, dtype=torch.float64, captions: Sequence[str] = CAPTIONS):
-    """A tiny model and a batch, in float64 so that equalities are exact up to 1e-5 with margin."""
-    g = torch.Generator().manual_seed(seed)
-    model = CLAPModel.from_preset("tiny", seed=seed).to(dtype)
-    waves = (torch.randn(n, model.config.window_samples, generator=g) * 0.1).to(dtype)
-    return model, waves, model.tokenize(list(captions[:n]))
-
-
-def grads(model: CLAPModel) -> dict[str, torch.Tensor]:
-    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
-def assert_same_grads(a: dict, b: dict, atol: float) -> None:
-    assert a.keys() == b.keys() and len(a) > 10
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=1e-4, msg=k)
+from .helpers import Killed, assert_same_grads, batch, free_port, grads, two_rank_step, write_manifest
 
 
 # --------------------------------------------------------------------------- gradient caching
@@ -81,42 +60,6 @@ def test_gradient_cache_replays_dropout_masks():
 
 
 # ------------------------------------------------------------------------ distributed (gloo)
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rank_worker(rank: int, world: int, port: int, make: Callable, micro: int | None, unsaid: Any, out: str) -> None:
-    """One of ``world`` gloo processes: its share of ``make()``'s batch (model in eval mode), with
-    ``unsaid`` = (UnsaidAttributes, captions) or None; rank 0 saves the loss and the gradients."""
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        model, waves, tokens = make()
-        model.eval()
-        per = waves.shape[0] // world
-        sl = slice(rank * per, (rank + 1) * per)
-        info = DistInfo(rank, world)
-        share = None if unsaid is None else unsaid[0].batch(model, unsaid[1][sl])  # each rank knows its own captions only
-        loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, micro, info, unsaid=share)
-        average_gradients([p for p in model.parameters() if p.grad is not None], info)
-        if rank == 0:
-            torch.save({"loss": loss, "grads": grads(model)}, out)
-        dist.barrier()  # neither rank tears gloo down while the other still uses it
-    finally:
-        dist.destroy_process_group()
-
-
-def two_rank_step(tmp_path: Path, make: Callable, micro: int | None = None, unsaid: Any = None) -> dict:
-    """Loss and gradients of rank 0 after one step on two gloo processes sharing ``make()``'s batch."""
-    out = str(tmp_path / "rank0.pt")
-    mp.spawn(_rank_worker, args=(2, free_port(), make, micro, unsaid, out), nprocs=2, join=True)
-    return torch.load(out, weights_only=True)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("micro", [None, 2])
 def test_two_processes_match_one_process_on_the_global_batch(tmp_path, micro):
@@ -162,10 +105,6 @@ def train_run(out_dir, steps, resume=False, callbacks=(), **kw):
     items, caps = corpus()
     trainer.fit((items, caps), item_rate=16000, resume=resume, callbacks=callbacks)
     return trainer
-
-
-class Killed(Exception):
-    pass
 
 
 def test_resume_after_a_crash_ends_with_identical_weights(tmp_path):
@@ -272,10 +211,6 @@ def test_training_learns_retrieval_far_above_chance(tmp_path):
 
 
 # --------------------------------------------------------------------------- manifest and CLI
-def write_manifest(tmp_path, n=16) -> Path:
-    return make_corpus(n, seed=3, seconds=1.0).write(tmp_path / "data")
-
-
 def test_read_manifest_groups_captions(tmp_path):
     path = write_manifest(tmp_path, 4)
     audio, captions = read_manifest(path)
@@ -482,12 +417,12 @@ def test_trainer_uses_groups_and_checks_their_length(tmp_path):
         trainer.fit((corpus.waveforms(), corpus.captions), item_rate=16000, groups=["a", "b", "c"])
     seen = []
 
-    class Spy(Trainer):
-        def _backward(self, waves, captions, *args):
-            seen.append(list(captions))
-            return super()._backward(waves, captions, *args)
+    class Spy(ContrastiveObjective):  # sees each batch's captions
+        def texts(self, targets, step):
+            seen.append(list(targets))
+            return super().texts(targets, step)
 
-    Spy(CLAPModel.from_preset("tiny", seed=0), cfg, tmp_path / "b").fit(
+    Trainer(CLAPModel.from_preset("tiny", seed=0), cfg, tmp_path / "b", objective=Spy()).fit(
         (corpus.waveforms(), corpus.captions), item_rate=16000, groups=corpus.labels
     )
     fam_of = {cap: c.family for c in corpus.clips for cap in c.captions}

@@ -1,4 +1,4 @@
-"""One contrastive training step's forward and backward, optionally with gradient caching.
+"""One training step's forward and backward for any objective, optionally with gradient caching.
 
 Gradient caching (Gao et al., 2021) computes the loss of a batch of B pairs with micro-batches of m:
 embed every micro-batch without autograd, compute the full-batch loss and its gradient with respect
@@ -10,18 +10,17 @@ replayed by restoring the random state of the first pass).
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 
-from ..loss import contrastive_loss
 from ..models.clap import ClapLike
-from .distributed import DistInfo, all_gather_uneven, all_gather_with_grad
-from .unsaid import UnsaidBatch
+from .distributed import DistInfo
+from .objectives import ContrastiveObjective, Objective, loss_precision
 
-__all__ = ["contrastive_backward"]
+__all__ = ["cached_backward", "contrastive_backward", "objective_backward"]
 
 
 @contextmanager
@@ -45,62 +44,29 @@ def _replay_rng(state: dict[str, Any]):
             torch.cuda.set_rng_state_all(cuda_now)
 
 
-def _full_precision(x: torch.Tensor) -> torch.Tensor:
-    """Embeddings from autocast regions are half precision; the loss is computed in float32 (or higher)."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
 def _slice_tokens(tokens: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
     return {k: v[a:b] for k, v in tokens.items()}
 
 
-def contrastive_backward(
+LossFn = Callable[[torch.Tensor, list[torch.Tensor]], tuple[torch.Tensor, float]]
+
+
+def cached_backward(
     model: ClapLike,
     waves: torch.Tensor,
-    tokens: dict[str, torch.Tensor],
+    texts: Sequence[dict[str, torch.Tensor]],
+    loss_of: LossFn,
     micro_batch: int | None = None,
-    dist_info: DistInfo | None = None,
     autocast: Any = None,
     scaler: Any = None,
-    unsaid: UnsaidBatch | None = None,
 ) -> torch.Tensor:
-    """Accumulate into ``.grad`` the gradient of the symmetric contrastive loss of this batch.
-
-    ``waves``/``tokens`` are this rank's share of the global batch. With ``dist_info`` the loss is
-    over the global batch (all ranks' embeddings); the gradient left on this rank is its share, so
-    that averaging gradients across ranks gives the single-process gradient. With ``unsaid`` (this
-    rank's captions' said bits, and completions) captions that leave attributes unsaid are treated
-    as :mod:`skclap.training.unsaid` says. Returns the loss.
-    """
-    info = dist_info or DistInfo()
+    """Accumulate into ``.grad`` the gradient of ``loss_of(audio_embeds, [text_embeds, ...])`` for
+    this batch's ``waves`` and token groups ``texts``, embedding ``micro_batch`` rows at a time
+    (gradient caching; all at once when None). ``loss_of`` returns ``(loss, scale)``; backward runs
+    on ``loss * scale``. Returns the loss."""
     amp = autocast if autocast is not None else nullcontext
     n = waves.shape[0]
     m = n if micro_batch is None or micro_batch >= n else int(micro_batch)
-    # The text side: the captions, then (mode "complete") the completions of those that leave attributes unsaid.
-    texts = [tokens]
-    if unsaid is not None and unsaid.completions:
-        texts.append(model.tokenize(list(unsaid.completions)))
-
-    def loss_of(a: torch.Tensor, ts: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
-        a_all = all_gather_with_grad(_full_precision(a), info)
-        t_all = all_gather_with_grad(_full_precision(ts[0]), info)
-        # Each rank differentiates the global loss through its own slice of embeddings only, so the
-        # loss is scaled by the world size for the rank-average of gradients to be the full
-        # gradient. The temperature sees the whole loss on every rank: its gradient is scaled back.
-        w = info.world_size
-        logit_scale = model.logit_scale.exp()
-        if w > 1:
-            logit_scale = logit_scale / w + (logit_scale - logit_scale / w).detach()
-        if unsaid is None:
-            return contrastive_loss(a_all, t_all, logit_scale), w
-        said = all_gather_with_grad(unsaid.said.to(a.device), info)
-        if unsaid.mode == "project":
-            return dataclasses.replace(unsaid, said=said).loss(a_all, t_all, logit_scale), w
-        # Completions: as many as this rank's captions leave unsaid; their owners index the global batch.
-        local = ts[1] if len(ts) > 1 else a.new_zeros((0, a.shape[1]))
-        owner = all_gather_uneven(unsaid.owner.to(a.device) + info.rank * n, info)
-        c_all = all_gather_uneven(_full_precision(local), info)
-        return dataclasses.replace(unsaid, said=said, owner=owner).loss(a_all, t_all, logit_scale, c_all), w
 
     def backward(loss: torch.Tensor) -> None:
         (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -121,7 +87,7 @@ def contrastive_backward(
 
     def embed(kind: int, s: int, e: int) -> torch.Tensor:
         out = model.encode_audio(waves[s:e]) if kind < 0 else model.encode_text(_slice_tokens(texts[kind], s, e))
-        return _full_precision(out)
+        return loss_precision(out)
 
     rng_states: list[dict[str, Any]] = [{} for _ in chunks]
     with torch.no_grad():
@@ -129,7 +95,7 @@ def contrastive_backward(
         for state, chunk in zip(rng_states, chunks):
             with _replay_rng(state), amp():
                 parts.append(embed(*chunk))
-    # 2. Full-batch loss; gradient with respect to the embeddings (and the temperature).
+    # 2. Full-batch loss; gradient with respect to the embeddings (and the temperature, and the objective's own weights).
     cats = [torch.cat([p for p, c in zip(parts, chunks) if c[0] == kind]).requires_grad_(True) for kind in range(-1, len(texts))]
     loss, scale = loss_of(cats[0], cats[1:])
     backward(loss * scale)
@@ -142,3 +108,42 @@ def contrastive_backward(
             out = embed(kind, s, e)
         (out * grad[s:e]).sum().backward()
     return loss.detach()
+
+
+def objective_backward(
+    model: ClapLike,
+    objective: Objective,
+    waves: torch.Tensor,
+    targets: Sequence[Any],
+    step: int = 0,
+    micro_batch: int | None = None,
+    dist_info: DistInfo | None = None,
+    autocast: Any = None,
+    scaler: Any = None,
+) -> torch.Tensor:
+    """One training step's gradients for ``objective`` on this rank's share of the batch (``waves``
+    and their ``targets``): the objective's text groups are tokenised and embedded beside the audio,
+    and its loss (gathered across ranks as it says) is back-propagated. Returns the loss."""
+    info = dist_info or DistInfo()
+    texts = [model.tokenize(list(group)) for group in objective.texts(targets, step)]
+    return cached_backward(model, waves, texts, lambda a, ts: objective.loss(model, a, ts, targets, info), micro_batch, autocast, scaler)
+
+
+def contrastive_backward(
+    model: ClapLike,
+    waves: torch.Tensor,
+    tokens: dict[str, torch.Tensor],
+    micro_batch: int | None = None,
+    dist_info: DistInfo | None = None,
+    autocast: Any = None,
+    scaler: Any = None,
+) -> torch.Tensor:
+    """:func:`objective_backward` for the contrastive objective on captions already tokenised.
+
+    ``waves``/``tokens`` are this rank's share of the global batch. With ``dist_info`` the loss is
+    over the global batch (all ranks' embeddings); the gradient left on this rank is its share, so
+    that averaging gradients across ranks gives the single-process gradient. Returns the loss.
+    """
+    info = dist_info or DistInfo()
+    objective = ContrastiveObjective()
+    return cached_backward(model, waves, [tokens], lambda a, ts: objective.loss(model, a, ts, [], info), micro_batch, autocast, scaler)

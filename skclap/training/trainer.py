@@ -1,7 +1,8 @@
 """Contrastive training of CLAP from audio-caption pairs.
 
-The loop: seeded epoch permutations (:class:`EpochBatchSampler`), symmetric contrastive loss over
-the global batch (all-gathered across ranks under ``torchrun``), optional gradient caching, AdamW with
+The loop: seeded epoch permutations (:class:`EpochBatchSampler`), an objective's loss (by default
+the symmetric contrastive loss over the global batch, all-gathered across ranks under ``torchrun``;
+:mod:`skclap.training.objectives`), optional gradient caching, AdamW with
 linear warm-up and cosine decay, gradient clipping, a learnable temperature clamped to
 ``max_logit_scale``, mixed precision on CUDA only, retrieval validation, atomic checkpoints that
 resume bit-for-bit, and a CSV/JSON history.
@@ -16,14 +17,13 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -31,15 +31,13 @@ from tqdm.auto import tqdm
 from ..checkpoints import load_model, save_model
 from ..devices import autocast_dtype, resolve_device, resolve_precision
 from ..fileio import write_atomic
-from ..inference import embed_audio, embed_text
-from ..metrics import retrieval_metrics
+from ..inference import embed_audio
 from ..models.clap import ClapLike, CLAPModel
-from ..models.state import eval_mode
 from ..registry import parse_spec
 from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
-from .distributed import DistInfo, average_gradients, init_distributed
-from .step import contrastive_backward
-from .unsaid import UnsaidAttributes
+from .distributed import average_gradients, init_distributed
+from .objectives import ContrastiveObjective, Objective
+from .step import objective_backward
 
 __all__ = ["TrainConfig", "Trainer", "start_model", "train"]
 
@@ -65,10 +63,6 @@ class TrainConfig:
     freeze_audio: bool = False  # freeze the audio tower (CNN14, HTS-AT); its projection trains
     amp: bool = True  # float16 autocast, on CUDA only
     cpu_bf16: bool = False  # bfloat16 autocast on a CPU that computes bf16 natively (avx512_bf16, AMX); float32 on others
-    # captions that leave an attribute unsaid ({attribute: {value: phrases}}) don't fully decide it: see training/unsaid.py
-    unsaid_attributes: Mapping[str, Mapping[str, Sequence[str]]] | None = None
-    unsaid_weight: float = 0.5
-    unsaid_mode: str = "project"  # or "complete": such a caption is scored by its best completion
     num_workers: int = 0
     seed: int = 0
     checkpoint_every: int | None = None  # steps
@@ -85,12 +79,6 @@ class TrainConfig:
             raise ValueError("a contrastive batch needs at least 2 pairs")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError("micro_batch_size must be >= 1")
-        self.unsaid()  # validates the table and the weight
-
-    def unsaid(self) -> UnsaidAttributes | None:
-        if self.unsaid_attributes is None:
-            return None
-        return UnsaidAttributes(self.unsaid_attributes, self.unsaid_weight, self.unsaid_mode)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -105,10 +93,9 @@ class Trainer:
     """Train a :class:`CLAPModel`; ``out_dir`` receives checkpoints, history and the final model
     (loadable with ``CLAPModel.from_pretrained`` and by the estimators).
 
-    By default the objective is contrastive on audio-caption pairs. With ``head`` (a module mapping
-    audio embeddings to class logits) it is supervised fine-tuning: targets are integer labels, the
-    loss is cross-entropy of ``head(encode_audio(x))``, the text tower is left out, and validation
-    reports accuracy.
+    ``objective`` (:mod:`skclap.training.objectives`) says what is minimised: by default
+    :class:`ContrastiveObjective` on audio-caption pairs; :class:`SupervisedObjective` fine-tunes the
+    audio tower under a classification head (targets are integer labels).
     """
 
     def __init__(
@@ -116,11 +103,11 @@ class Trainer:
         model: ClapLike,
         config: TrainConfig | None = None,
         out_dir: str | os.PathLike | None = None,
-        head: torch.nn.Module | None = None,
+        objective: Objective | None = None,
         **overrides: Any,
     ) -> None:
         self.model = model
-        self.head = head
+        self.objective = objective if objective is not None else ContrastiveObjective()
         self.config = dataclasses.replace(config or TrainConfig(), **overrides)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.history: list[dict[str, Any]] = []
@@ -129,7 +116,6 @@ class Trainer:
         self.batch_in_epoch = 0
         self.is_main = True
         self.precision = "fp32"  # the arithmetic of the last fit: "fp32", "bf16" (CPU) or "fp16" (CUDA)
-        self._unsaid: UnsaidAttributes | None = None
 
     # ------------------------------------------------------------------------------ set-up
     def _dataset(self, data: Any, item_rate: int | None) -> CaptionDataset:
@@ -144,14 +130,11 @@ class Trainer:
         m, c = self.model, self.config
         m.text_backbone.requires_grad_(not c.freeze_text)
         m.audio_backbone.requires_grad_(not c.freeze_audio)
-        if self.head is not None:  # supervised: the audio tower and the head
-            return [p for p in (*m.audio_encoder.parameters(), *self.head.parameters()) if p.requires_grad]
-        return [p for p in m.parameters() if p.requires_grad]
+        return [p for p in self.objective.trainable(m) if p.requires_grad]
 
     def _train_mode(self) -> None:
         self.model.train()
-        if self.head is not None:
-            self.head.train()
+        self.objective.train()
         if self.config.freeze_text:
             self.model.text_backbone.eval()
         if self.config.freeze_audio:
@@ -166,20 +149,6 @@ class Trainer:
         if c.optimizer == "adam":
             return torch.optim.Adam(groups, lr=c.lr)
         return torch.optim.AdamW(groups, lr=c.lr)
-
-    def _backward(self, waves: torch.Tensor, targets: list[Any], info: DistInfo, autocast: Any, scaler: Any) -> torch.Tensor:
-        """Gradients of this batch's loss; returns the loss."""
-        model = self.model
-        if self.head is None:
-            tokens = model.tokenize(targets)
-            unsaid = None if self._unsaid is None else self._unsaid.batch(model, targets, seed=self.config.seed * 1_000_003 + self.step)
-            return contrastive_backward(model, waves, tokens, self.config.micro_batch_size, info, autocast, scaler, unsaid)
-        labels = torch.as_tensor([int(t) for t in targets], device=waves.device)
-        with autocast():
-            logits = self.head(model.encode_audio(waves))
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        return loss.detach()
 
     # --------------------------------------------------------------------------- training
     def fit(
@@ -196,15 +165,13 @@ class Trainer:
         training item, e.g. its instrument) with ``TrainConfig.group_size`` puts items of one group
         together in each batch (hard negatives)."""
         c = self.config
-        self._unsaid = c.unsaid()  # the attribute table, read once per run
         info = init_distributed(c.device)
         self.is_main = info.is_main
         device = resolve_device(c.device)
         if device.type == "cuda" and info.enabled:
             device = torch.device("cuda", info.local_rank)
         model = self.model.to(device)
-        if self.head is not None:
-            self.head.to(device)
+        self.objective.to(device)
         data = self._dataset(train, item_rate)
         if groups is not None and len(groups) != len(data):
             raise ValueError(f"{len(data)} training items but {len(groups)} groups")
@@ -243,7 +210,17 @@ class Trainer:
                 )
                 for waves, captions, _ in loader:
                     self._train_mode()
-                    loss = self._backward(waves.to(device, non_blocking=True), captions, info, autocast, scaler)
+                    loss = objective_backward(
+                        model,
+                        self.objective,
+                        waves.to(device, non_blocking=True),
+                        captions,
+                        self.step,
+                        c.micro_batch_size,
+                        info,
+                        autocast,
+                        scaler,
+                    )
                     average_gradients(params, info)
                     if scaler is not None:
                         scaler.unscale_(optimizer)
@@ -276,12 +253,11 @@ class Trainer:
                         self.batch_in_epoch = 0
                     if val_data is not None and ((c.eval_every and self.step % c.eval_every == 0) or epoch_done or self.step == total):
                         record.update(self.evaluate(*val_data, item_rate=item_rate))
-                    evaluated = "val_t2a_R@1" in record or "val_accuracy" in record
-                    if self.step % c.log_every == 0 or evaluated or self.step == total:
+                    headline = self.objective.headline
+                    if self.step % c.log_every == 0 or headline in record or self.step == total:
                         self.history.append(record)
                         bar.set_postfix(
-                            loss=f"{record['loss']:.3f}",
-                            **({k: f"{v:.2f}" for k, v in record.items() if k in ("val_t2a_R@1", "val_accuracy")}),
+                            loss=f"{record['loss']:.3f}", **({headline: f"{record[headline]:.2f}"} if headline in record else {})
                         )
                     if c.checkpoint_every and self.step % c.checkpoint_every == 0 and info.is_main:
                         self.save_checkpoint(optimizer, scheduler, scaler)
@@ -292,8 +268,7 @@ class Trainer:
         finally:
             bar.close()
         model.eval()
-        if self.head is not None:
-            self.head.eval()
+        self.objective.eval()
         if info.is_main and self.out_dir is not None:
             save_model(model, self.out_dir)
             self._write_history()
@@ -301,19 +276,10 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, items: Sequence[Any], captions: Sequence[Sequence[Any]], item_rate: int | None = None) -> dict[str, float]:
-        """Retrieval R@1/5/10 in both directions on held-out pairs (deterministic windows), or
-        accuracy when fine-tuning a classification head."""
+        """The objective's validation measures on held-out items (deterministic windows) and their
+        targets (caption lists; for a classification head, ``[[label], ...]``)."""
         a = embed_audio(self.model, items, sample_rate=item_rate, batch_size=64, cache=None, progress=False)
-        if self.head is not None:
-            with eval_mode(self.head):
-                logits = self.head(torch.from_numpy(a).to(self.model.device)).cpu().numpy()
-            return {"val_accuracy": float((logits.argmax(1) == np.array([int(c[0]) for c in captions])).mean())}
-        flat = [t for caps in captions for t in caps]
-        owner = [i for i, caps in enumerate(captions) for _ in caps]
-        t = embed_text(self.model, flat)
-        a /= np.linalg.norm(a, axis=1, keepdims=True)
-        t /= np.linalg.norm(t, axis=1, keepdims=True)
-        return {f"val_{k}": v for k, v in retrieval_metrics(a, t, owner).items()}
+        return self.objective.evaluate(self.model, a, captions)
 
     # ------------------------------------------------------------------------ checkpoints
     @property
@@ -341,7 +307,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "history": json.dumps(self.history),
-            "head": self.head.state_dict() if self.head is not None else None,
+            "objective": self.objective.state_dict(),
             "config": json.dumps(dataclasses.asdict(self.config)),
         }
         torch.save(state, tmp / STATE_NAME)
@@ -370,8 +336,7 @@ class Trainer:
         state = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
         saved = load_model(path, device="cpu", tokenizer=getattr(self.model, "tokenizer", None))
         self.model.load_state_dict(saved.state_dict(), strict=True)
-        if self.head is not None:
-            self.head.load_state_dict(state["head"])
+        self.objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state["scaler"] is not None:
@@ -420,6 +385,7 @@ def train(
     val_data: Any = None,
     resume: bool = False,
     item_rate: int | None = None,
+    objective: Objective | None = None,
     **config: Any,
 ) -> Trainer:
     """Train a CLAP model. ``model``: ``"preset:NAME"`` (an architecture, random init), a released
@@ -427,7 +393,8 @@ def train(
     backend: CNN14/HTS-AT + BERT/GPT-2, or LAION's ``ClapModel``).
 
     ``train_data``/``val_data`` are ``(items, captions)`` or a manifest path (CSV/Parquet with
-    ``audio`` and ``caption`` columns). Keyword arguments are :class:`TrainConfig` fields.
+    ``audio`` and ``caption`` columns). ``objective``: what is minimised (default: contrastive,
+    :mod:`skclap.training.objectives`). Keyword arguments are :class:`TrainConfig` fields.
     Returns the :class:`Trainer`: ``.model`` is the trained model, ``.history`` its metrics.
     """
     from .data import read_manifest
@@ -437,6 +404,6 @@ def train(
         train_data = read_manifest(train_data)
     if isinstance(val_data, (str, os.PathLike)):
         val_data = read_manifest(val_data)
-    trainer = Trainer(model, TrainConfig(**config), out_dir)
+    trainer = Trainer(model, TrainConfig(**config), out_dir, objective=objective)
     trainer.fit(train_data, val_data, item_rate=item_rate, resume=resume)
     return trainer
