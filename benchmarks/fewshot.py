@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -40,17 +41,19 @@ def main() -> None:
 
     from skclap import load_model
     from skclap.datasets.instruments import attribute_classes, instrument_prompts, make_instrument_corpus
-    from skclap.demo import DemoConfig, run_demo
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the experiment lives beside the package
+    from experiments.composition.protocol import CompositionConfig, run_experiment
     from skclap.evaluation.fewshot import shot_curve, summarize_curve
 
     torch.set_num_threads(int(os.environ.get("SKCLAP_THREADS", "2")))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = DemoConfig(progress=False, cache_dir=args.cache_dir)
+    cfg = CompositionConfig(progress=False, cache_dir=args.cache_dir)
     model_dir = args.model
     if model_dir is None:
         t = time.perf_counter()
-        run_demo(out / "demo", cfg, log=lambda *a: None)
+        run_experiment(out / "demo", cfg, log=lambda *a: None)
         model_dir = str(out / "demo" / "model")
         print(f"trained the demo model in {time.perf_counter() - t:.0f} s")
     model = load_model(model_dir)

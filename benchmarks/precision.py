@@ -13,8 +13,10 @@ weights, 5 s windows) in each. bfloat16 is measured only where the CPU computes 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +31,9 @@ def main() -> None:
 
     from skclap import CLAPLinearProbe, CLAPModel, load_model
     from skclap.datasets.instruments import make_instrument_corpus
-    from skclap.demo import DemoConfig, evaluate_zero_shot, run_demo, split_corpus, zero_shot_classifiers
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the experiment lives beside the package
+    from experiments.composition.protocol import CompositionConfig, evaluate_zero_shot, run_experiment, split_corpus, zero_shot_classifiers
     from skclap.devices import cpu_has_native_bf16
     from skclap.inference import embed_audio
     from skclap.models.tokenizer import basic_tokenizer
@@ -38,10 +42,10 @@ def main() -> None:
         print("this CPU has no native bfloat16 (avx512_bf16/AMX): bf16 is not measured (skclap never chooses it here)")
         return
     torch.set_num_threads(2)
-    cfg = DemoConfig(steps=args.steps, progress=False)
+    cfg = CompositionConfig(steps=args.steps, progress=False)
     out = tempfile.mkdtemp(prefix="skclap-precision-")
     t = time.perf_counter()
-    run_demo(out, cfg, log=lambda *a: None)
+    run_experiment(out, cfg, log=lambda *a: None)
     print(f"trained the demo model in {time.perf_counter() - t:.0f} s")
     model = load_model(f"{out}/model")
     rate = model.config.sample_rate

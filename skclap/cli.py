@@ -60,25 +60,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-text", action="store_true", help="freeze the text transformer")
     p.add_argument("--freeze-audio", action="store_true", help="freeze the CNN14 audio backbone")
     p.add_argument("--cpu-bf16", action="store_true", help="bfloat16 autocast on a CPU that computes bf16 natively (else float32)")
-    p.add_argument(
-        "--unsaid-attributes",
-        metavar="JSON",
-        help='attributes captions may leave unsaid, a JSON file {"pitch": {"low": ["low", "deep"], "high": ["high", "shrill"]}}: '
-        "a caption that says none of an attribute's words decides it only partly",
-    )
-    p.add_argument(
-        "--unsaid-weight",
-        type=float,
-        default=0.5,
-        help="the unsaid treatment's share of the loss: 0 the plain loss, 1 the treated loss alone (default: 0.5)",
-    )
-    p.add_argument(
-        "--unsaid-mode",
-        choices=["project", "complete"],
-        default="project",
-        help="project: remove the unsaid attributes' text directions from such pairs; "
-        "complete: score such a caption by its best completion with each value (default: project)",
-    )
     p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
     p.add_argument("--eval-every", type=int, help="steps between validations (also at every epoch end)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
@@ -86,26 +67,6 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
     p.add_argument("--no-progress", action="store_true")
-
-
-def _read_attribute_table(path: str | None, weight: float) -> dict | None:
-    from .training.unsaid import UnsaidAttributes
-
-    if not 0.0 <= weight <= 1.0:
-        raise SystemExit(f"--unsaid-weight must lie in [0, 1]; got {weight}")
-    if path is None:
-        return None
-    try:
-        table = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"--unsaid-attributes {path}: cannot read it as JSON ({e})") from None
-    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
-        raise SystemExit(f'--unsaid-attributes {path}: expected {{"attribute": {{"value": ["phrase", ...]}}}}; got {table!r:.200}')
-    try:
-        UnsaidAttributes(table, weight)
-    except ValueError as e:
-        raise SystemExit(f"--unsaid-attributes {path}: {e}") from None
-    return table
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -124,9 +85,6 @@ def run_train(args: argparse.Namespace) -> int:
         freeze_text=args.freeze_text,
         freeze_audio=args.freeze_audio,
         cpu_bf16=args.cpu_bf16,
-        unsaid_attributes=_read_attribute_table(args.unsaid_attributes, args.unsaid_weight),
-        unsaid_weight=args.unsaid_weight,
-        unsaid_mode=args.unsaid_mode,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         num_workers=args.num_workers,
@@ -152,27 +110,20 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo_cmd(args: argparse.Namespace) -> int:
-    from .demo import DemoConfig, run_demo_seeds
+def run_demo(argv: list[str]) -> int:
+    """``skclap demo ...``: the composition experiment of skclap's source tree (``experiments/composition``),
+    which lives beside the package, not in it."""
+    import importlib
 
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise SystemExit(f"--seeds takes whole numbers separated by commas, e.g. 0,1,2; got {args.seeds!r}") from None
-    if not seeds:
-        raise SystemExit("--seeds is empty; give at least one seed, e.g. 0")
-    given = {"preset": args.preset, "n_clips": args.clips, "steps": args.steps, "seconds": args.seconds, "batch_size": args.batch_size}
-    cfg = DemoConfig(
-        **{k: v for k, v in given.items() if v is not None},  # the rest: DemoConfig's defaults
-        group_size=args.group_size or None,
-        unsaid_weight=args.unsaid_weight,
-        unsaid_mode=args.unsaid_mode,
-        descriptors=False if args.no_descriptors else None,
-        progress=not args.no_progress,
-        cache_dir=args.cache_dir,
-    )
-    run_demo_seeds(args.out, seeds, cfg)
-    return 0
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "experiments" / "composition" / "__init__.py").is_file():
+        raise SystemExit(
+            "skclap demo runs the composition experiment of skclap's source tree (experiments/composition/), which is not part "
+            "of the installed package: clone the repository, pip install -e '.[instruments]' there and run it from the checkout"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return int(importlib.import_module("experiments.composition.cli").main(argv))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -289,43 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="list architectures and checkpoints, run an offline self-check")
     info.add_argument("--preset", default="tiny")
     info.set_defaults(func=_cmd_info)
-    from .demo import DemoConfig
-
-    d = DemoConfig()
-    demo = sub.add_parser("demo", help="offline demo: train a small CLAP on real sampled instruments, zero-shot transfer, probe, retrieval")
-    demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
-    demo.add_argument("--preset", help=f"architecture (default: {d.preset})")
-    demo.add_argument("--clips", type=int, help=f"rendered clips (default: {d.n_clips})")
-    demo.add_argument("--steps", type=int, help=f"training steps (default: {d.steps})")
-    demo.add_argument("--seconds", type=float, help=f"clip length (default: {d.seconds:g})")
-    demo.add_argument("--batch-size", type=int, help=f"contrastive batch (default: {d.batch_size})")
-    demo.add_argument(
-        "--group-size",
-        type=int,
-        default=d.group_size,
-        help="runs of this many clips of one group (instrument or attributes) in each batch: hard negatives; 0: off",
+    sub.add_parser(
+        "demo",
+        add_help=False,
+        help="the composition experiment from a source checkout: zero-shot on held-out instrument x attribute combinations "
+        "(skclap demo --help for its options)",
     )
-    demo.add_argument(
-        "--unsaid-weight",
-        type=float,
-        default=d.unsaid_weight,
-        help=f"how far a caption that leaves pitch or dynamics unsaid is kept from deciding it, 0 (the plain loss) to 1 (default: {d.unsaid_weight:g})",
-    )
-    demo.add_argument(
-        "--unsaid-mode",
-        choices=["project", "complete"],
-        default=d.unsaid_mode,
-        help=f"how such a caption is kept from deciding it: its directions removed, or scored by its best completion (default: {d.unsaid_mode})",
-    )
-    demo.add_argument(
-        "--no-descriptors",
-        action="store_true",
-        help="train without the audio tower's level and register descriptors (default: the preset's; on in 'small')",
-    )
-    demo.add_argument("--seeds", default="0", help="one run per seed, e.g. 0,1,2: the report gives mean ± std (default: 0)")
-    demo.add_argument("--cache-dir", default=None, help="keep the rendered clips here and reuse them (default: render each time)")
-    demo.add_argument("--no-progress", action="store_true")
-    demo.set_defaults(func=run_demo_cmd)
     ev = sub.add_parser("evaluate", help="downstream tasks of the paper: zero-shot and linear probe, one table")
     ev.add_argument("--task", action="append", required=True, help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS")
     ev.add_argument("--data-dir", required=True, help="the dataset's folder, or a root holding each dataset in its standard folder name")
@@ -373,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:  # its options are the experiment's own
+        return run_demo(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -140,5 +140,5 @@ def test_classes_and_prompts():
 
 def test_missing_soundfont_says_what_to_install(monkeypatch):
     monkeypatch.setattr(ins.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModuleNotFoundError, match="pip install pretty-midi"):
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'skclap\[instruments\]'"):
         ins.soundfont_path()

@@ -1,4 +1,5 @@
-"""Level and pitch-register descriptors of a log-mel spectrogram, beside the audio tower.
+"""Level and pitch-register descriptors of a log-mel spectrogram, beside a CNN14: the audio tower
+``cnn14-descriptors``, registered with skclap when this module is imported.
 
 A CNN's features mix what a sound is with how loud and how high it is, so a word learnt for
 loudness on some instruments need not carry to another. :class:`Descriptors` measures four
@@ -6,8 +7,11 @@ numbers straight from the log-mel (no learnt weights before a batch norm): the l
 level, the mean level of the frames within 20 dB of it, the position of the lowest mel bin within
 30 dB of each frame's strongest bin (a fundamental's register), and the power-weighted mean
 position (the spectral centroid), the last two averaged over those loud frames. Concatenated to
-the tower's output before the projection, each is one direction of the shared space for every
+the CNN's output before the projection, each is one direction of the shared space for every
 instrument.
+
+These four numbers measure exactly the attributes the composition protocol holds out (level and
+register), which is why they live with the experiment and not in skclap.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["Descriptors", "with_descriptors"]
+from skclap.models import Cnn14, register_audio_tower
+from skclap.models.config import FrontendConfig
+from skclap.models.towers import check_options
+
+__all__ = ["TOWER", "Descriptors", "DescriptorsCnn14"]
+
+#: The tower's name in a config's audio section.
+TOWER = "cnn14-descriptors"
 
 _DB = 10.0 / math.log(10.0)  # natural log -> dB
 
@@ -55,8 +66,38 @@ class Descriptors(nn.Module):
         return self.norm(d.to(self.norm.weight.dtype))
 
 
-def with_descriptors(features: torch.Tensor, descriptors: Descriptors | None, mel: torch.Tensor) -> torch.Tensor:
-    """The tower's ``features`` of ``mel`` with its descriptors appended (unchanged without them)."""
-    if descriptors is None:
-        return features
-    return torch.cat([features, descriptors(mel).to(features.dtype)], dim=1)
+class _WithDescriptors(nn.Module):
+    """A tower's inference form with the descriptors appended."""
+
+    def __init__(self, features: nn.Module, descriptors: Descriptors) -> None:
+        super().__init__()
+        self.features, self.descriptors = features, descriptors
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.features(mel)
+        return torch.cat([x, self.descriptors(mel).to(x.dtype)], dim=1)
+
+
+class DescriptorsCnn14(Cnn14):
+    """CNN14 features with the four descriptors appended: ``(batch, dim + 4)``."""
+
+    def __init__(self, n_mels: int, **options: object) -> None:
+        super().__init__(n_mels, **options)  # type: ignore[arg-type]
+        self.descriptors = Descriptors(n_mels)
+        self.out_dim += Descriptors.size
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        x = super().forward(logmel)
+        return torch.cat([x, self.descriptors(logmel).to(x.dtype)], dim=1)
+
+    def inference_form(self, frames: int | None = None) -> nn.Module:
+        return _WithDescriptors(super().inference_form(frames), self.descriptors)
+
+
+def _build(options: dict, frontend: FrontendConfig) -> nn.Module:
+    check_options(TOWER, options, ("channels", "dim", "classes", "freq_position"))
+    names = {"channels": "channels", "dim": "out_dim", "classes": "n_classes", "freq_position": "freq_position"}
+    return DescriptorsCnn14(frontend.n_mels, **{names[k]: v for k, v in options.items()})
+
+
+register_audio_tower(TOWER, _build)

@@ -1,14 +1,16 @@
-"""The offline demo: train a small CLAP on real sampled instruments and measure zero-shot transfer.
+"""The composition experiment: train a small CLAP on real sampled instruments and measure zero-shot
+transfer to instrument x attribute combinations its captions never name.
 
 1. Render a captioned corpus of 17 real sampled instruments (General MIDI soundfont) with pitch
    register, dynamics and articulation, captions such as "a soft low cello".
 2. Hold out twelve instrument x attribute combinations ("high flute", "soft flute", "low cello", ...)
    from the training *captions*: their clips are heard in training, described without that word, so
    the words of these classes never appear together. Each word is learnt on other instruments.
-3. Train a CLAP (``small`` preset, one window per clip) contrastively.
-4. Report, each with its chance level and for three ways of prompting a class (its attribute and its
-   instrument prompted apart, their zero-shot probabilities multiplied: the headline; the same with
-   the attribute judged against the instrument's own prompt; the whole class said at once):
+3. Train a CLAP (``small`` preset, one window per clip; by default with the ``cnn14-descriptors``
+   tower and the completion objective of this experiment).
+4. Report, each with its chance level and for two ways of prompting a class (its attribute and its
+   instrument prompted apart, their zero-shot probabilities multiplied, with
+   :class:`skclap.CLAPCompositionalClassifier`: the headline; the whole class said at once):
    **generalised zero-shot** (new clips of the held-out
    combinations among *all* classes of their attribute task: the headline), attribute binding (the
    same clips between their own instrument's two classes: only the attribute word separates them),
@@ -26,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from .datasets.instruments import (
+from skclap.datasets.instruments import (
     ATTRIBUTES,
     InstrumentCorpus,
     attribute_classes,
@@ -37,13 +40,18 @@ from .datasets.instruments import (
     value_prompts,
     value_words,
 )
+from skclap.models import PRESETS, CLAPConfig
+from skclap.training import ContrastiveObjective, Objective, TrainConfig
+
+from .descriptors import TOWER
+from .unsaid import CompletionObjective
 
 __all__ = [
     "HELD_OUT",
-    "DemoConfig",
+    "CompositionConfig",
     "evaluate_zero_shot",
-    "run_demo",
-    "run_demo_seeds",
+    "run_experiment",
+    "run_seeds",
     "split_corpus",
     "train_config",
     "zero_shot_classifiers",
@@ -77,7 +85,7 @@ def held_out_labels(task: str, held_out: Sequence[tuple[str, str]] = HELD_OUT) -
 
 
 @dataclass
-class DemoConfig:
+class CompositionConfig:
     preset: str = "small"
     n_clips: int = 3000  # rendered; the zero-shot and evaluation clips are split off
     n_zero_shot: int = 300  # new clips of held-out combinations, classified zero-shot
@@ -89,13 +97,11 @@ class DemoConfig:
     group_size: int | None = 4  # hard negatives: runs of this many clips of one group in each batch
     group_by: str = "both"  # the groups: "instrument", "attributes" (same pitch and dynamics) or "both"
     keep: float = 0.7  # probability that a caption says a given attribute (the same for every instrument)
-    # a caption that leaves pitch or dynamics unsaid: scored by its best completion with each value ("complete"),
-    # or those directions removed ("project"); the weight is that loss's share, 0 the plain loss (docs/demo.md)
+    # a caption that leaves pitch or dynamics unsaid is scored by its best completion with each value
+    # (unsaid.CompletionObjective); the weight is that loss's share, 0 the plain contrastive loss
     unsaid_weight: float = 0.5
-    unsaid_mode: str = "complete"
-    # the audio tower's level and register descriptors (CLAPConfig.audio_descriptors): one direction each
-    # in the shared space, so "loud" learnt on other instruments carries to a cello; None: the preset's
-    descriptors: bool | None = None
+    # the cnn14-descriptors tower (level and register measured beside the CNN14) instead of the plain CNN14
+    descriptors: bool = True
     seed: int = 0
     probe_folds: int = 5
     progress: bool = True
@@ -122,7 +128,7 @@ def _is_held(clip, held: set[tuple[str, str]]) -> bool:
     return any((clip.family, v) in held for v in clip.attributes.values())
 
 
-def split_corpus(corpus: InstrumentCorpus, cfg: DemoConfig) -> tuple[InstrumentCorpus, InstrumentCorpus, InstrumentCorpus]:
+def split_corpus(corpus: InstrumentCorpus, cfg: CompositionConfig) -> tuple[InstrumentCorpus, InstrumentCorpus, InstrumentCorpus]:
     """Zero-shot test clips (a held-out combination), evaluation clips (none), and the training rest,
     whose clips of held-out combinations are described without the held-out words."""
     held = set(cfg.held_out)
@@ -214,18 +220,16 @@ def _binding(s: np.ndarray, clips, task: str, column: dict[str, int], classes: n
     return np.asarray(out)
 
 
-def zero_shot_classifiers(parts: bool = False, relative: bool = False, **params: Any) -> dict[str, Any]:
+def zero_shot_classifiers(parts: bool = False, **params: Any) -> dict[str, Any]:
     """One fitted zero-shot classifier per attribute task, over all of its classes.
 
     Class prompts (``parts=False``): each class said whole ("a low cello") with every caption
-    template and synonym (:func:`instrument_prompts`). Part prompts (``parts=True``): the attribute
-    value ("a low note", :func:`value_prompts`) and the instrument ("a cello") prompted apart, a class
-    scoring the product of the two zero-shot probabilities (``label_parts``); with ``relative``, the
-    value is judged against the class's instrument prompt (``relative_to=1``)."""
-    from .estimators import CLAPZeroShotClassifier
+    template and synonym (:func:`instrument_prompts`), by :class:`~skclap.CLAPZeroShotClassifier`.
+    Part prompts (``parts=True``): the attribute value ("a low note", :func:`value_prompts`) and the
+    instrument ("a cello") prompted apart, a class scoring the product of the two zero-shot
+    probabilities, by :class:`~skclap.CLAPCompositionalClassifier`."""
+    from skclap import CLAPCompositionalClassifier, CLAPZeroShotClassifier
 
-    if relative and not parts:
-        raise ValueError("relative judges a class's attribute against its instrument: it needs parts=True")
     out = {}
     for task in TASKS:
         labels = attribute_classes(task)
@@ -235,40 +239,51 @@ def zero_shot_classifiers(parts: bool = False, relative: bool = False, **params:
             continue
         split = {c: class_parts(c) for c in labels}
         prompts = {v: value_prompts(v) for v in ATTRIBUTES[task]} | {i: instrument_prompts(i) for _, i in split.values()}
-        out[task] = CLAPZeroShotClassifier(
-            labels=labels, templates="{}", label_prompts=prompts, label_parts=split, relative_to=1 if relative else None, **params
-        ).fit()
+        out[task] = CLAPCompositionalClassifier(labels=labels, templates="{}", label_prompts=prompts, label_parts=split, **params).fit()
     return out
 
 
-def train_config(cfg: DemoConfig) -> Any:
-    """The demo's :class:`~skclap.training.TrainConfig`."""
-    from .training import TrainConfig
+def model_config(preset: str = "small", seconds: float = 1.0, descriptors: bool = True) -> CLAPConfig:
+    """The experiment's architecture: ``preset`` with one window per clip, and its CNN14 options
+    kept under the ``cnn14-descriptors`` tower when ``descriptors``."""
+    config = PRESETS[preset].replace(frontend={"clip_seconds": seconds})
+    if descriptors:
+        if config.audio["name"] != "cnn14":
+            raise ValueError(f"the descriptors sit beside a CNN14; the {preset!r} preset's tower is {config.audio['name']!r}")
+        config = config.replace(audio={**config.audio, "name": TOWER})
+    return config
 
+
+def objective(cfg: CompositionConfig) -> Objective:
+    """The training objective: captions that leave pitch or dynamics unsaid scored by their best
+    completion (``unsaid_weight`` its share), or the plain contrastive loss with weight 0."""
+    if not 0.0 <= cfg.unsaid_weight <= 1.0:
+        raise ValueError(f"the unsaid weight must lie in [0, 1]; got {cfg.unsaid_weight}")
+    return CompletionObjective(ATTRIBUTES, cfg.unsaid_weight, seed=cfg.seed) if cfg.unsaid_weight else ContrastiveObjective()
+
+
+def train_config(cfg: CompositionConfig) -> TrainConfig:
+    """The experiment's :class:`~skclap.training.TrainConfig`."""
     return TrainConfig(
         batch_size=cfg.batch_size,
         max_steps=cfg.steps,
         lr=cfg.lr,
         warmup_steps=50,
         group_size=cfg.group_size,
-        unsaid_attributes=ATTRIBUTES if cfg.unsaid_weight else None,  # pitch and dynamics
-        unsaid_weight=cfg.unsaid_weight,
-        unsaid_mode=cfg.unsaid_mode,
         seed=cfg.seed,
         log_every=10,
         progress=cfg.progress,
     )
 
 
-def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = None, log=print) -> dict[str, Any]:
-    """Run the whole demo for one seed; returns the metrics and writes ``out_dir/report.md`` with plots."""
+def run_experiment(out_dir: str | Path = "composition-report", config: CompositionConfig | None = None, log=print) -> dict[str, Any]:
+    """Run the whole experiment for one seed; returns the metrics and writes ``out_dir/report.md`` with plots."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    from .estimators import CLAPEmbedder, CLAPLinearProbe
-    from .models.clap import PRESETS, CLAPModel
-    from .training import Trainer
+    from skclap import CLAPEmbedder, CLAPLinearProbe, CLAPModel
+    from skclap.training import Trainer
 
-    cfg = config or DemoConfig()
+    cfg = config or CompositionConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -287,10 +302,11 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     )
 
     log(f"[2/4] training a '{cfg.preset}' CLAP for {cfg.steps} steps of {cfg.batch_size} pairs")
-    overrides: dict[str, Any] = {} if cfg.descriptors is None else {"audio_descriptors": cfg.descriptors}
-    model = CLAPModel.from_preset(cfg.preset, seed=cfg.seed, clip_seconds=cfg.seconds, **overrides)  # one window per clip
-    train_cfg = train_config(cfg)
-    trainer = Trainer(model, train_cfg, out / "model")
+    config = model_config(cfg.preset, cfg.seconds, cfg.descriptors)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = CLAPModel(config).eval()
+    trainer = Trainer(model, train_config(cfg), out / "model", objective=objective(cfg))
     t_train = time.perf_counter()
     trainer.fit((train_waves, train.captions), item_rate=rate, groups=_groups(train, cfg.group_by, cfg.seed))
     train_seconds = time.perf_counter() - t_train
@@ -300,7 +316,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     common: dict[str, Any] = dict(model=model, sample_rate=rate, progress=cfg.progress, device=str(model.device))
     zs_waves, eval_waves = zs.waveforms(), evaluation.waveforms()
     results, classifiers = {}, {}
-    for suffix, (kind, _) in SCORERS.items():  # part prompts (the headline), relative to the instrument, class prompts
+    for suffix, (kind, _) in SCORERS.items():  # part prompts (the headline), class prompts
         classifiers[suffix] = zero_shot_classifiers(**kind, **common)
         scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers[suffix].items()}
         eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers[suffix].items()}
@@ -332,7 +348,6 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
         "zero_shot_items": zero_shot["n_items"],
         "tasks": {t: {k: v for k, v in r.items() if k not in ("true", "pred")} for t, r in zero_shot["tasks"].items()},
         "per_value": zero_shot["per_value"],
-        "per_value_relative": results["_relative"]["per_value"],
         "linear_probe_accuracy_mean": float(probe_scores.mean()),
         "linear_probe_accuracy_std": float(probe_scores.std()),
         "linear_probe_chance": 1 / len(set(instruments)),
@@ -358,7 +373,6 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     (out / "report.md").write_text(_report(cfg, metrics))
     log(
         f"generalized zero-shot on held-out combinations: {metrics['generalized_zero_shot']:.1%} with part prompts, "
-        f"{metrics['generalized_zero_shot_relative']:.1%} judged relative to the instrument, "
         f"{metrics['generalized_zero_shot_class_prompts']:.1%} with class prompts "
         f"(chance {metrics['generalized_zero_shot_chance']:.1%}); attribute binding {metrics['attribute_binding']:.1%} (chance 50%); "
         f"linear probe {probe_scores.mean():.1%}; text->audio R@10 {retrieval['val_t2a_R@10']:.1%}. "
@@ -367,17 +381,17 @@ def run_demo(out_dir: str | Path = "skclap-demo", config: DemoConfig | None = No
     return metrics
 
 
-def run_demo_seeds(out_dir: str | Path, seeds: Sequence[int], config: DemoConfig | None = None, log=print) -> dict[str, Any]:
-    """The demo once per seed (corpus, split and initialisation all follow the seed), each in
+def run_seeds(out_dir: str | Path, seeds: Sequence[int], config: CompositionConfig | None = None, log=print) -> dict[str, Any]:
+    """The experiment once per seed (corpus, split and initialisation all follow the seed), each in
     ``out_dir/seed-K``; ``out_dir/report.md`` gives mean ± std over the seeds and every seed's value."""
-    cfg = config or DemoConfig()
+    cfg = config or CompositionConfig()
     if len(seeds) == 1:
-        return run_demo(out_dir, replace(cfg, seed=seeds[0]), log)
+        return run_experiment(out_dir, replace(cfg, seed=seeds[0]), log)
     out = Path(out_dir)
     runs = {}
     for seed in seeds:
         log(f"=== seed {seed} ===")
-        runs[seed] = run_demo(out / f"seed-{seed}", replace(cfg, seed=seed), log)
+        runs[seed] = run_experiment(out / f"seed-{seed}", replace(cfg, seed=seed), log)
     summary = {key: _over_seeds([runs[s][key] for s in seeds]) for key in _SUMMARY}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(
@@ -394,13 +408,10 @@ def run_demo_seeds(out_dir: str | Path, seeds: Sequence[int], config: DemoConfig
 
 _SUMMARY = {
     "generalized_zero_shot": "generalized_zero_shot_chance",
-    "generalized_zero_shot_relative": "generalized_zero_shot_chance",
     "generalized_zero_shot_class_prompts": "generalized_zero_shot_chance",
     "attribute_binding": "attribute_binding_chance",
-    "attribute_binding_relative": "attribute_binding_chance",
     "attribute_binding_class_prompts": "attribute_binding_chance",
     "unseen_classes_only": "unseen_classes_only_chance",
-    "unseen_classes_only_relative": "unseen_classes_only_chance",
     "linear_probe_accuracy_mean": "linear_probe_chance",
     "val_t2a_R@10": None,
     "val_a2t_R@10": None,
@@ -420,11 +431,6 @@ SCORERS: dict[str, tuple[dict[str, bool], str]] = {
         "part prompts: the attribute (*a high note*) and the instrument (*a flute*) prompted apart, a class scored by the "
         "product of their two zero-shot probabilities",
     ),
-    "_relative": (
-        {"parts": True, "relative": True},
-        "relative to the instrument: part prompts, the attribute judged against the instrument's own prompt "
-        "(how much higher than *a flute* the clip sounds: `relative_to`)",
-    ),
     "_class_prompts": (
         {"parts": False},
         "class prompts: the whole class said at once (*a high flute*, *the sound of a shrill flute*, ...)",
@@ -432,7 +438,7 @@ SCORERS: dict[str, tuple[dict[str, bool], str]] = {
 }
 
 
-def _protocol_rows(cfg: DemoConfig, m: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _protocol_rows(cfg: CompositionConfig, m: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(measure, protocol, chance) for the zero-shot rows."""
     t = m["tasks"]
     return [
@@ -456,32 +462,27 @@ def _protocol_rows(cfg: DemoConfig, m: dict[str, Any]) -> list[tuple[str, str, s
     ]
 
 
-def _unsaid_clause(cfg: DemoConfig) -> str:
+def _unsaid_clause(cfg: CompositionConfig) -> str:
     """'' for the plain loss, else how captions that leave an attribute unsaid were trained."""
     if not cfg.unsaid_weight:
         return ""
-    if cfg.unsaid_mode == "complete":
-        return (
-            "; a caption that leaves pitch or dynamics unsaid is scored by its best completion with each value, "
-            f"`unsaid_mode='complete'`, `unsaid_weight={cfg.unsaid_weight:g}`"
-        )
-    return f"; a caption that leaves pitch or dynamics unsaid decides it only partly, `unsaid_weight={cfg.unsaid_weight:g}`"
+    return (
+        "; a caption that leaves pitch or dynamics unsaid is scored by its best completion with each value "
+        f"(`CompletionObjective`, weight {cfg.unsaid_weight:g})"
+    )
 
 
-def _descriptors_clause(cfg: DemoConfig) -> str:
+def _descriptors_clause(cfg: CompositionConfig) -> str:
     """Whether the audio tower measured level and register beside its CNN."""
-    from .models.clap import PRESETS
-
-    on = PRESETS[cfg.preset].audio_descriptors if cfg.descriptors is None else cfg.descriptors
-    if on:
-        return "; the audio tower measures each clip's level and register beside its CNN (`audio_descriptors`)"
+    if cfg.descriptors:
+        return "; the audio tower measures each clip's level and register beside its CNN (`cnn14-descriptors`)"
     return "; no level and register descriptors beside the CNN"
 
 
-def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
+def _report(cfg: CompositionConfig, m: dict[str, Any]) -> str:
     held = ", ".join(f"*{v} {i}*" for i, v in cfg.held_out)
     lines = [
-        "# skclap demo report",
+        "# Composition experiment report",
         "",
         f"A `{cfg.preset}` CLAP trained from scratch for {cfg.steps} steps of {cfg.batch_size} pairs on "
         f"{cfg.n_clips} captioned clips of 17 real sampled instruments (General MIDI soundfont: piano, organ, guitar, harp, "
@@ -495,8 +496,8 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
         "held-out word; each word is learnt on other instruments. Zero-shot classification of new clips uses prompts only, "
         f"in {len(SCORERS)} ways: " + "; ".join(f"**{text.split(':')[0]}**:{text.split(':', 1)[1]}" for _, text in SCORERS.values()) + ".",
         "",
-        "| measure | protocol | part prompts | relative to the instrument | class prompts | chance |",
-        "|---|---|---|---|---|---|",
+        "| measure | protocol | part prompts | class prompts | chance |",
+        "|---|---|---|---|---|",
     ]
     for key, protocol, chance in _protocol_rows(cfg, m):
         cells = " | ".join(f"{m[key + suffix]:.1%}" for suffix in SCORERS)
@@ -504,27 +505,24 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
     lines += [
         f"| linear probe | logistic regression on frozen audio embeddings, 17 instruments, {cfg.probe_folds}-fold CV over "
         f"{cfg.n_eval} clips of seen combinations | {m['linear_probe_accuracy_mean']:.1%} ± {m['linear_probe_accuracy_std']:.1%} "
-        f"| | | {m['linear_probe_chance']:.1%} |",
+        f"| | {m['linear_probe_chance']:.1%} |",
         f"| text→audio R@1 / R@10 | each caption of {cfg.n_eval} unseen clips retrieves its clip | "
-        f"{m['val_t2a_R@1']:.1%} / {m['val_t2a_R@10']:.1%} | | | {1 / cfg.n_eval:.1%} / {10 / cfg.n_eval:.1%} |",
-        f"| audio→text R@1 / R@10 | each clip retrieves one of its captions | {m['val_a2t_R@1']:.1%} / {m['val_a2t_R@10']:.1%} | | | |",
+        f"{m['val_t2a_R@1']:.1%} / {m['val_t2a_R@10']:.1%} | | {1 / cfg.n_eval:.1%} / {10 / cfg.n_eval:.1%} |",
+        f"| audio→text R@1 / R@10 | each clip retrieves one of its captions | {m['val_a2t_R@1']:.1%} / {m['val_a2t_R@10']:.1%} | | |",
         "",
         "Retrieval captions are often near-duplicates (same instrument and attributes), which bounds R@1.",
         "",
         "## Which words the model binds",
         "",
-        "Two-way decision between an instrument's two classes of one attribute (chance 50%; part prompts, and relative to "
-        "the instrument): on held-out combinations (the word never said with that instrument) and on seen combinations "
-        "(clips not trained on).",
+        "Two-way decision between an instrument's two classes of one attribute (chance 50%; part prompts): on held-out "
+        "combinations (the word never said with that instrument) and on seen combinations (clips not trained on).",
         "",
-        "| word | attribute | held-out combinations | relative | clips | seen combinations | relative | clips |",
-        "|---|---|---|---|---|---|---|---|",
+        "| word | attribute | held-out combinations | clips | seen combinations | clips |",
+        "|---|---|---|---|---|---|",
     ]
     for value, r in m["per_value"].items():
-        q = m["per_value_relative"][value]
         lines.append(
-            f"| {value} | {r['attribute']} | {r['held_out_binding']:.1%} | {q['held_out_binding']:.1%} | {r['held_out_n']} "
-            f"| {r['seen_binding']:.1%} | {q['seen_binding']:.1%} | {r['seen_n']} |"
+            f"| {value} | {r['attribute']} | {r['held_out_binding']:.1%} | {r['held_out_n']} | {r['seen_binding']:.1%} | {r['seen_n']} |"
         )
     lines += [
         "",
@@ -544,20 +542,20 @@ def _report(cfg: DemoConfig, m: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _seeds_report(cfg: DemoConfig, seeds: Sequence[int], runs: dict[int, dict[str, Any]], summary: dict[str, Any]) -> str:
+def _seeds_report(cfg: CompositionConfig, seeds: Sequence[int], runs: dict[int, dict[str, Any]], summary: dict[str, Any]) -> str:
     first = runs[seeds[0]]
     protocols = {key: (protocol, chance) for key, protocol, chance in _protocol_rows(cfg, first)}
     for key, (protocol, chance) in list(protocols.items()):
-        for suffix, (_, text) in SCORERS.items():  # ", part prompts" (the headline), ", relative to the instrument", ...
+        for suffix, (_, text) in SCORERS.items():  # ", part prompts" (the headline), ", class prompts"
             said = protocol if not suffix else protocol.replace(" (headline)", "")
             protocols[key + suffix] = (f"{said}, {text.split(':')[0]}", chance)
     protocols["linear_probe_accuracy_mean"] = ("linear probe, 17 instruments, 5-fold CV", f"{first['linear_probe_chance']:.1%}")
     protocols["val_t2a_R@10"] = (f"text→audio R@10 over {cfg.n_eval} unseen clips", f"{10 / cfg.n_eval:.1%}")
     protocols["val_a2t_R@10"] = (f"audio→text R@10 over {cfg.n_eval} unseen clips", "")
     lines = [
-        "# skclap demo report, over seeds",
+        "# Composition experiment report, over seeds",
         "",
-        f"The demo (`{cfg.preset}` preset, {cfg.steps} steps of {cfg.batch_size} pairs{_unsaid_clause(cfg)}{_descriptors_clause(cfg)}) "
+        f"The experiment (`{cfg.preset}` preset, {cfg.steps} steps of {cfg.batch_size} pairs{_unsaid_clause(cfg)}{_descriptors_clause(cfg)}) "
         f"run once per seed {list(seeds)}: "
         "the corpus, the split and the initialisation follow the seed. Each run's report is in `seed-K/`. "
         + " ".join(f"{text[0].upper()}{text[1:]}." for _, text in SCORERS.values()),

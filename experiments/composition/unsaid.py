@@ -1,30 +1,21 @@
-"""Captions that leave an attribute unsaid: keep them from deciding it.
+"""Captions that leave an attribute unsaid, scored by their best completion: a training objective.
 
 A caption rarely says everything about its clip: *a flute* says nothing of the pitch. Contrastive
 training still pulls each clip onto its caption, so every flute, high or low, is drawn to the place
 that *a flute* holds along the pitch axis of the shared space; a combination that no caption names
 (*a high flute*) then sits where *a flute* is, and cannot be told from a low one.
 
-:class:`UnsaidAttributes` names the attributes (``{"pitch": {"low": ("low", "deep"), "high": ...}}``)
-and treats such captions in one of two ways (``mode``).
+:class:`UnsaidAttributes` names the attributes (``{"pitch": {"low": ("low", "deep"), "high": ...}}``).
+:class:`CompletionObjective` treats a caption that leaves some unsaid as a partial label: it is
+completed with every value of each attribute it leaves unsaid (*a flute, high* and *a flute, low*;
+one phrase of the value per completion, drawn by a hash of the caption and the step), and its logit
+against any clip is the log-mean-exp of its completions' logits, so each clip is pulled towards the
+completion it matches best rather than onto the bare noun. The loss is
+``(1 - weight) * plain + weight * completed``: a share of the plain loss keeps the bare caption
+itself tied to its clips.
 
-``"project"``: for an audio clip whose caption says none of an attribute's words, its similarity to
-every caption of the batch becomes::
-
-    (1 - weight) * cos(t, a) + weight * cos(P t, P a)
-
-where ``P`` removes the text directions of the attributes that caption leaves unsaid (each value's
-mean phrase embedding minus the first value's, from the current text tower, without gradient), and
-the two projected embeddings are renormalised. With ``weight=1`` such a pair exerts no pull at all
-along those directions; a part of the plain cosine (``weight < 1``) keeps the attribute tied to the
-rest of the embedding. Pairs whose caption says every attribute are scored as usual.
-
-``"complete"``: the caption is a partial label. It is completed with every value of each attribute
-it leaves unsaid (*a flute, high* and *a flute, low*; one phrase of the value per completion, drawn
-by a hash of the caption and the step), and its logit against any clip is the log-mean-exp of its
-completions' logits, so each clip is pulled towards the completion it matches best rather than onto
-the bare noun. The loss is ``(1 - weight) * plain + weight * completed``: a share of the plain loss
-keeps the bare caption itself tied to its clips.
+It plugs into skclap's trainer as an objective (:class:`skclap.training.Objective`): its texts are
+the captions and the completions, its loss gathers both across ranks.
 """
 
 from __future__ import annotations
@@ -33,19 +24,20 @@ import itertools
 import re
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from ..loss import contrastive_logits, similarity_logits, symmetric_cross_entropy
-from ..models.clap import ClapLike
-from ..models.state import eval_mode
+from skclap.loss import contrastive_logits, similarity_logits, symmetric_cross_entropy
+from skclap.models.clap import ClapLike
+from skclap.training import ContrastiveObjective, Objective
+from skclap.training.distributed import DistInfo, all_gather_uneven, all_gather_with_grad
+from skclap.training.objectives import gathered_logit_scale, loss_precision
 
-__all__ = ["MODES", "UnsaidAttributes", "UnsaidBatch", "completed_logits"]
+__all__ = ["CompletionObjective", "UnsaidAttributes", "completed_logits"]
 
-MODES = ("project", "complete")
 _WORD = re.compile(r"[\w']+")
 
 
@@ -70,95 +62,15 @@ def completed_logits(
 
 
 @dataclass(frozen=True)
-class UnsaidBatch:
-    """One batch's view: which attributes each pair's caption says, and what the mode needs (the
-    attribute directions, or the completions of the captions that leave attributes unsaid)."""
-
-    said: torch.Tensor  # (n,) int64, bit k set when the caption says attribute k
-    directions: tuple[torch.Tensor, ...]  # "project": per attribute, (values - 1, dim)
-    weight: float
-    mode: str = "project"
-    completions: tuple[str, ...] = ()  # "complete": captions' completions, caption by caption
-    owner: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))  # "complete": the caption each completes
-
-    def logits(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-        """``(texts, audios)`` logits like :func:`skclap.loss.contrastive_logits`; an audio column
-        whose caption leaves attributes unsaid mixes in the cosine with their directions removed
-        (mode ``"project"``)."""
-        if self.mode != "project":
-            raise ValueError(f"logits() is the 'project' mode's; this batch is {self.mode!r}: use loss()")
-        self._check_pairs(audio_embeds, text_embeds)
-        logits = contrastive_logits(audio_embeds, text_embeds, logit_scale)
-        if self.weight == 0:
-            return logits
-        a = F.normalize(audio_embeds, dim=-1)
-        t = F.normalize(text_embeds, dim=-1)
-        every = (1 << len(self.directions)) - 1
-        said = self.said.to(a.device)
-        logits = logits.clone()
-        for key in torch.unique(said).tolist():
-            if key == every:
-                continue
-            cols = (said == key).nonzero().flatten()
-            unsaid = [d for k, d in enumerate(self.directions) if not key >> k & 1]
-            basis, _ = torch.linalg.qr(torch.cat(unsaid).to(a).T)  # (dim, r), orthonormal
-            ap = F.normalize(a[cols] - a[cols] @ basis @ basis.T, dim=-1)
-            tp = F.normalize(t - t @ basis @ basis.T, dim=-1)
-            logits[:, cols] = (1 - self.weight) * logits[:, cols] + self.weight * logit_scale * (tp @ ap.T)
-        return logits
-
-    def _check_pairs(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor) -> None:
-        if audio_embeds.shape != text_embeds.shape or self.said.shape != audio_embeds.shape[:1]:
-            raise ValueError(
-                f"audio {tuple(audio_embeds.shape)}, text {tuple(text_embeds.shape)} and said {tuple(self.said.shape)} must pair up"
-            )
-
-    def loss(
-        self,
-        audio_embeds: torch.Tensor,
-        text_embeds: torch.Tensor,
-        logit_scale: torch.Tensor,
-        completion_embeds: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The batch's contrastive loss; mode ``"complete"`` takes the completions' embeddings
-        (``(len(owner), dim)``, in the order of ``completions``)."""
-        if self.mode == "project":
-            return symmetric_cross_entropy(self.logits(audio_embeds, text_embeds, logit_scale))
-        self._check_pairs(audio_embeds, text_embeds)
-        n = text_embeds.shape[0]
-        owner = self.owner.to(text_embeds.device)
-        if completion_embeds is None:
-            completion_embeds = text_embeds[:0]
-        if completion_embeds.shape[0] != owner.shape[0]:
-            raise ValueError(f"{owner.shape[0]} completions but {completion_embeds.shape[0]} completion embeddings")
-        plain = contrastive_logits(audio_embeds, text_embeds, logit_scale)
-        if self.weight == 0:
-            return symmetric_cross_entropy(plain)
-        bare = torch.bincount(owner, minlength=n) == 0  # captions that say every attribute stand for themselves
-        candidates = torch.cat([text_embeds[bare], completion_embeds])
-        whose = torch.cat([torch.arange(n, device=owner.device)[bare], owner])
-        completed = completed_logits(audio_embeds, candidates, whose, n, logit_scale)
-        return (1 - self.weight) * symmetric_cross_entropy(plain) + self.weight * symmetric_cross_entropy(completed)
-
-
-@dataclass(frozen=True)
 class UnsaidAttributes:
     """Attributes that captions may leave unsaid: ``{attribute: {value: phrases}}`` with two or more
     values each. A caption says an attribute when it holds a word that one value's phrases use and no
-    other value's (``"pitched"`` in *low pitched* and *high pitched* says nothing); the directions
-    and the completions come from the phrases themselves. ``mode`` is ``"project"`` or
-    ``"complete"`` (module docstring); ``weight`` in [0, 1] is the share of the treated loss, 0
-    being the plain loss."""
+    other value's (``"pitched"`` in *low pitched* and *high pitched* says nothing); the completions
+    come from the phrases themselves."""
 
     table: Mapping[str, Mapping[str, Sequence[str]]]
-    weight: float = 0.5
-    mode: str = "project"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.weight <= 1.0:
-            raise ValueError(f"the unsaid weight must lie in [0, 1]; got {self.weight}")
-        if self.mode not in MODES:
-            raise ValueError(f"the unsaid mode must be one of {MODES}; got {self.mode!r}")
         if not self.table:
             raise ValueError("no attributes given; e.g. {'pitch': {'low': ['low', 'deep'], 'high': ['high', 'shrill']}}")
         if len(self.table) > 62:
@@ -216,23 +128,51 @@ class UnsaidAttributes:
     def _phrase(seed: int, caption: str, key: str, phrases: list[str]) -> str:
         return phrases[zlib.crc32(f"{seed}|{caption}|{key}".encode()) % len(phrases)]
 
-    @torch.no_grad()
-    def directions(self, model: ClapLike) -> tuple[torch.Tensor, ...]:
-        """Per attribute, ``(values - 1, dim)``: each value's mean normalised phrase embedding minus
-        the first value's, from the text tower in eval mode (no dropout, no gradient)."""
-        out = []
-        with eval_mode(model):
-            for values in self.table.values():
-                means = torch.stack(
-                    [F.normalize(model.encode_text(model.tokenize(list(p))).float(), dim=-1).mean(0) for p in values.values()]
-                )
-                out.append(means[1:] - means[:1])
-        return tuple(out)
 
-    def batch(self, model: ClapLike, captions: Sequence[str], seed: int = 0) -> UnsaidBatch:
-        """What the loss needs for these captions; ``seed`` draws the completions' phrases."""
-        said = self.said(captions)
-        if self.mode == "project":
-            return UnsaidBatch(said, self.directions(model), self.weight)
-        texts, owner = self.completions(captions, said.tolist(), seed) if self.weight else ([], [])
-        return UnsaidBatch(said, (), self.weight, "complete", tuple(texts), torch.tensor(owner, dtype=torch.int64))
+class CompletionObjective(Objective):
+    """Contrastive loss where a caption that leaves attributes of ``attributes`` unsaid is scored by
+    its completions (module docstring); ``weight`` in [0, 1] is the completed loss's share, 0 the
+    plain loss. ``seed`` with the step draws the completions' phrases."""
+
+    headline = "val_t2a_R@1"
+
+    def __init__(self, attributes: Mapping[str, Mapping[str, Sequence[str]]], weight: float = 0.5, seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"the unsaid weight must lie in [0, 1]; got {weight}")
+        self.attributes = attributes if isinstance(attributes, UnsaidAttributes) else UnsaidAttributes(attributes)
+        self.weight, self.seed = float(weight), int(seed)
+        self._plain = ContrastiveObjective()
+
+    def _completions(self, captions: Sequence[str], step: int) -> tuple[list[str], list[int]]:
+        said = self.attributes.said(captions).tolist()
+        return self.attributes.completions(captions, said, self.seed * 1_000_003 + step) if self.weight else ([], [])
+
+    def texts(self, targets: Sequence[Any], step: int) -> list[list[str]]:
+        completions, _ = self._completions(targets, step)
+        return [list(targets), completions] if completions else [list(targets)]
+
+    def loss(
+        self, model: ClapLike, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
+    ) -> tuple[torch.Tensor, float]:
+        # The step is not passed to loss(); the owners do not depend on it (only the phrases do).
+        _, owner_local = self._completions(targets, 0)
+        a = all_gather_with_grad(loss_precision(audio), info)
+        t = all_gather_with_grad(loss_precision(texts[0]), info)
+        scale = gathered_logit_scale(model, info)
+        plain = contrastive_logits(a, t, scale)
+        if self.weight == 0:
+            return symmetric_cross_entropy(plain), float(info.world_size)
+        n = audio.shape[0]
+        local = texts[1] if len(texts) > 1 else audio.new_zeros((0, audio.shape[1]))
+        owner = all_gather_uneven(torch.tensor(owner_local, dtype=torch.int64, device=audio.device) + info.rank * n, info)
+        c = all_gather_uneven(loss_precision(local), info)
+        bare = torch.bincount(owner, minlength=t.shape[0]) == 0  # captions that say every attribute stand for themselves
+        candidates = torch.cat([t[bare], c])
+        whose = torch.cat([torch.arange(t.shape[0], device=owner.device)[bare], owner])
+        completed = completed_logits(a, candidates, whose, t.shape[0], scale)
+        loss = (1 - self.weight) * symmetric_cross_entropy(plain) + self.weight * symmetric_cross_entropy(completed)
+        return loss, float(info.world_size)
+
+    def evaluate(self, model: ClapLike, audio: Any, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
+        return self._plain.evaluate(model, audio, targets)

@@ -1,6 +1,6 @@
-"""Data sets made offline — real sampled instruments rendered from a General MIDI soundfont (the
-demo's corpus) and synthetic sounds (the unit tests' fast fixture) — and loaders for downstream
-datasets' standard local layouts."""
+"""Data sets made offline — real sampled instruments rendered from a General MIDI soundfont (with the
+``instruments`` extra: ``pip install 'skclap[instruments]'``) and synthetic sounds (the unit tests'
+fast fixture) — and loaders for downstream datasets' standard local layouts."""
 
 from .corpus import CaptionedCorpus, Clip
 from .downstream import LOADERS, DatasetNotFoundError, LabelledAudio, load_downstream

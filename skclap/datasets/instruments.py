@@ -188,7 +188,9 @@ def soundfont_path() -> Path:
     """The General MIDI soundfont shipped by the ``pretty-midi`` package (found without importing it)."""
     spec = importlib.util.find_spec("pretty_midi")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the real-instrument corpus needs the soundfont of the 'pretty-midi' package: pip install pretty-midi")
+        raise ModuleNotFoundError(
+            "the real-instrument corpus needs the soundfont of the 'pretty-midi' package: pip install 'skclap[instruments]'"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "TimGM6mb.sf2"
     if not path.is_file():
         raise FileNotFoundError(f"the soundfont {path} is missing from the installed pretty-midi package; reinstall it")
@@ -202,10 +204,10 @@ class _Renderer:
     def __init__(self, sample_rate: int) -> None:
         try:
             import tinysoundfont
-        except ImportError:  # pragma: no cover - a declared dependency
+        except ImportError:
             raise ModuleNotFoundError(
                 "the real-instrument corpus needs 'tinysoundfont': pip install --no-deps tinysoundfont "
-                "(its pyaudio dependency is only for playback)"
+                "(its pyaudio dependency is only for playback), beside pip install 'skclap[instruments]'"
             ) from None
         self.rate = sample_rate
         self._synth = tinysoundfont.Synth

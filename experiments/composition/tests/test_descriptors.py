@@ -1,4 +1,4 @@
-"""Level and register descriptors beside the audio tower (skclap.models.descriptors)."""
+"""Level and register descriptors beside the CNN14: the experiment's audio tower ``cnn14-descriptors``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from skclap import CLAPModel
+from experiments.composition.descriptors import TOWER, Descriptors, DescriptorsCnn14
+from experiments.composition.protocol import model_config
+from skclap import CLAPModel, load_model
 from skclap.frontend import LogMel
-from skclap.models.clap import PRESETS
-from skclap.models.descriptors import Descriptors
 from skclap.models.fused import fused_audio_encoder
 
 RATE = 16000
@@ -76,11 +76,13 @@ def test_silence_after_a_note_leaves_its_level(frontend):
     assert b[2] == pytest.approx(a[2], abs=1 / (N_MELS - 1))  # within half a mel bin (the cut-off clicks)
 
 
-def test_model_with_descriptors(tmp_path):
-    assert not PRESETS["msclap-2022"].audio_descriptors and PRESETS["small"].audio_descriptors
-    model = CLAPModel.from_preset("small", seed=0, clip_seconds=1.0)
+def test_a_model_with_the_descriptors_tower(tmp_path):
+    config = model_config("small", seconds=1.0, descriptors=True)
+    assert config.audio["name"] == TOWER and config.audio["freq_position"]  # the small preset's CNN14 options kept
+    model = CLAPModel(config)
     encoder = model.audio_encoder
-    assert encoder.projection.linear1.in_features == model.config.audio_dim + Descriptors.size
+    assert isinstance(encoder.backbone, DescriptorsCnn14)
+    assert encoder.projection.linear1.in_features == config.audio["dim"] + Descriptors.size
     waves = torch.as_tensor(np.stack([tone(f, amplitude=a) for f in (110.0, 660.0) for a in (0.01, 0.3)]), dtype=torch.float32)
     model.train()
     with torch.no_grad():
@@ -93,8 +95,8 @@ def test_model_with_descriptors(tmp_path):
         encoder.projection.linear1.weight[:, -Descriptors.size :].zero_()  # cut the descriptors
         assert (model.encode_audio(waves) - before).abs().max() > 1e-3
     model.save_pretrained(tmp_path / "m")
-    again = CLAPModel.from_pretrained(tmp_path / "m").eval()
-    assert again.config.audio_descriptors
-    assert torch.equal(again.audio_encoder.descriptors.norm.running_mean, encoder.descriptors.norm.running_mean)
+    again = load_model(tmp_path / "m").eval()  # the tower is registered: importing the experiment did it
+    assert again.config.audio["name"] == TOWER
+    assert torch.equal(again.audio_encoder.backbone.descriptors.norm.running_mean, encoder.backbone.descriptors.norm.running_mean)
     with torch.inference_mode():
         torch.testing.assert_close(again.encode_audio(waves), model.encode_audio(waves))

@@ -1,24 +1,27 @@
-"""The offline demo: its held-out protocol, its zero-shot measures, and a smaller run that learns."""
+"""The composition experiment: its held-out protocol, its zero-shot measures, and a smaller run that learns."""
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from skclap import demo as demo_mod
-from skclap.datasets.instruments import ATTRIBUTES, attribute_classes, make_instrument_corpus, value_words
-from skclap.demo import (
+from experiments.composition import cli as experiment_cli
+from experiments.composition import protocol as protocol_mod
+from experiments.composition.descriptors import TOWER
+from experiments.composition.protocol import (
     HELD_OUT,
-    DemoConfig,
+    CompositionConfig,
     check_held_out,
     evaluate_zero_shot,
-    run_demo,
-    run_demo_seeds,
+    model_config,
+    objective,
+    run_experiment,
+    run_seeds,
     split_corpus,
-    train_config,
-    zero_shot_classifiers,
 )
+from experiments.composition.unsaid import CompletionObjective
+from skclap.datasets.instruments import ATTRIBUTES, attribute_classes, make_instrument_corpus, value_words
+from skclap.training import ContrastiveObjective
 
 ATTRIBUTE_OF = {v: a for a, t in ATTRIBUTES.items() for v in t}
 
@@ -26,7 +29,7 @@ ATTRIBUTE_OF = {v: a for a, t in ATTRIBUTES.items() for v in t}
 @pytest.fixture(scope="module")
 def split():
     corpus = make_instrument_corpus(900, seed=0, seconds=0.25)
-    return split_corpus(corpus, DemoConfig(n_zero_shot=120, n_eval=120))
+    return split_corpus(corpus, CompositionConfig(n_zero_shot=120, n_eval=120))
 
 
 def _has(clip, instrument, value):
@@ -100,10 +103,7 @@ def test_seeds_report_gives_mean_std_and_every_seed(tmp_path, monkeypatch):
             "generalized_zero_shot": g,
             "generalized_zero_shot_chance": 0.03,
             "generalized_zero_shot_class_prompts": g / 2,
-            "generalized_zero_shot_relative": g / 4,
             "attribute_binding_class_prompts": 0.7,
-            "attribute_binding_relative": 0.6,
-            "unseen_classes_only_relative": 0.95,
             "attribute_binding": 0.9,
             "attribute_binding_chance": 0.5,
             "unseen_classes_only": 0.85,
@@ -115,24 +115,24 @@ def test_seeds_report_gives_mean_std_and_every_seed(tmp_path, monkeypatch):
             "tasks": {"pitch": {"classes": 30}, "dynamics": {"classes": 34}},
         }
 
-    monkeypatch.setattr(demo_mod, "run_demo", fake)
-    summary = run_demo_seeds(tmp_path, [0, 1, 2], DemoConfig(), log=lambda *a: None)
+    monkeypatch.setattr(protocol_mod, "run_experiment", fake)
+    summary = run_seeds(tmp_path, [0, 1, 2], CompositionConfig(), log=lambda *a: None)
     g = summary["generalized_zero_shot"]
     assert g["mean"] == pytest.approx(0.7) and g["std"] == pytest.approx(np.std([0.8, 0.6, 0.7])) and g["min"] == pytest.approx(0.6)
     report = (tmp_path / "report.md").read_text()
     assert "70.0% ± 8.2%" in report and "80.0% / 60.0% / 70.0%" in report and "3.0%" in report
     assert "35.0% ± 4.1%" in report and "class prompts" in report  # the other ways of prompting, beside
-    assert "17.5% ± 2.0%" in report and "relative to the instrument" in report
+    assert "relative" not in report
     assert json.loads((tmp_path / "metrics.json").read_text())["seeds"] == [0, 1, 2]
-    assert "level and register" in report  # the small preset measures them beside its CNN
-    run_demo_seeds(tmp_path, [0, 1, 2], DemoConfig(descriptors=False), log=lambda *a: None)
+    assert "level and register" in report  # the experiment measures them beside its CNN by default
+    run_seeds(tmp_path, [0, 1, 2], CompositionConfig(descriptors=False), log=lambda *a: None)
     assert "no level and register descriptors" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.slow
-def test_small_demo_learns_and_writes_its_report(tmp_path):
-    cfg = DemoConfig(preset="tiny", n_clips=1400, n_zero_shot=150, n_eval=150, steps=300, batch_size=32, seconds=1.0, progress=False)
-    m = run_demo(tmp_path, cfg, log=lambda *a: None)
+def test_a_small_run_learns_and_writes_its_report(tmp_path):
+    cfg = CompositionConfig(preset="tiny", n_clips=1400, n_zero_shot=150, n_eval=150, steps=300, batch_size=32, seconds=1.0, progress=False)
+    m = run_experiment(tmp_path, cfg, log=lambda *a: None)
     # Measured here at this size: generalized 19.7 % with part prompts, 15.0 % with class prompts (chance
     # 3.1 %), binding 79 %, probe 47 % (chance 5.9 %), t2a R@10 53 %; float rounding on another CPU moves
     # these by a few clips, hence the margins.
@@ -147,15 +147,11 @@ def test_small_demo_learns_and_writes_its_report(tmp_path):
     assert [tuple(h) for h in saved["held_out"]] == list(HELD_OUT)
     report = (tmp_path / "report.md").read_text()
     assert f"{m['generalized_zero_shot']:.1%}" in report and "| high | pitch |" in report
-    assert (
-        f"{m['generalized_zero_shot_class_prompts']:.1%}" in report
-        and "| part prompts | relative to the instrument | class prompts |" in report
-    )
-    assert f"{m['unseen_classes_only_relative']:.1%}" in report and 0 <= m["attribute_binding_relative"] <= 1
+    assert f"{m['generalized_zero_shot_class_prompts']:.1%}" in report and "| part prompts | class prompts |" in report
 
 
 def test_hard_negative_groups():
-    from skclap.demo import _groups
+    from experiments.composition.protocol import _groups
 
     corpus = make_instrument_corpus(40, seed=0, seconds=0.25)
     assert _groups(corpus, "instrument") == corpus.labels
@@ -169,58 +165,47 @@ def test_hard_negative_groups():
         _groups(corpus, "family")
 
 
-def test_demo_model_window_is_the_clip_length(monkeypatch, tmp_path):
+def test_the_model_window_is_the_clip_length_and_the_tower_keeps_the_presets_cnn():
     """The model sees each clip once: its window is the clips' length (a longer one would tile them)."""
-    from skclap.models.clap import CLAPModel
+    from skclap.models import PRESETS
 
-    class Built(Exception):
-        pass
-
-    def capture(name, seed=0, tokenizer=None, **overrides):
-        raise Built(overrides)
-
-    monkeypatch.setattr(CLAPModel, "from_preset", staticmethod(capture))
-    cfg = DemoConfig(n_clips=400, n_zero_shot=50, n_eval=50, seconds=0.5, progress=False)
-    with pytest.raises(Built) as got:
-        run_demo(tmp_path, cfg, log=lambda *a: None)
-    assert got.value.args[0] == {"clip_seconds": 0.5}  # the preset's descriptors
-    with pytest.raises(Built) as got:
-        run_demo(tmp_path, replace(cfg, descriptors=False), log=lambda *a: None)
-    assert got.value.args[0] == {"clip_seconds": 0.5, "audio_descriptors": False}
+    config = model_config("small", seconds=0.5)
+    assert config.frontend.clip_seconds == 0.5 and config.audio == {**PRESETS["small"].audio, "name": TOWER}
+    plain = model_config("small", seconds=0.5, descriptors=False)
+    assert plain.audio == PRESETS["small"].audio
+    with pytest.raises(ValueError, match="beside a CNN14"):
+        model_config("tiny-htsat")
 
 
 def test_cli_seeds_are_parsed_and_checked(monkeypatch):
     from skclap import cli
 
     got = {}
-    monkeypatch.setattr(demo_mod, "run_demo_seeds", lambda out, seeds, cfg: got.update(out=out, seeds=seeds, cfg=cfg))
+    monkeypatch.setattr(experiment_cli, "run_seeds", lambda out, seeds, cfg: got.update(out=out, seeds=seeds, cfg=cfg))
     assert cli.main(["demo", "--seeds", "0,1,2", "--out", "rep", "--steps", "5", "--group-size", "0", "--no-progress"]) == 0
     assert got["seeds"] == [0, 1, 2] and got["out"] == "rep" and got["cfg"].steps == 5 and got["cfg"].group_size is None
     with pytest.raises(SystemExit, match="whole numbers"):
         cli.main(["demo", "--seeds", "zero"])
-    # without options the command runs DemoConfig's defaults (the configuration the docs report)
+    # without options the command runs CompositionConfig's defaults (the configuration the docs report)
     assert cli.main(["demo", "--no-progress"]) == 0
-    assert got["cfg"] == DemoConfig(progress=False)
+    assert got["cfg"] == CompositionConfig(progress=False)
     assert cli.main(["demo", "--seconds", "2", "--no-progress"]) == 0 and got["cfg"].seconds == 2.0
     assert cli.main(["demo", "--unsaid-weight", "0.3", "--no-progress"]) == 0 and got["cfg"].unsaid_weight == 0.3
-    assert cli.main(["demo", "--unsaid-mode", "complete", "--no-progress"]) == 0 and got["cfg"].unsaid_mode == "complete"
-    assert got["cfg"].descriptors is None
+    assert got["cfg"].descriptors is True
     assert cli.main(["demo", "--no-descriptors", "--no-progress"]) == 0 and got["cfg"].descriptors is False
+    with pytest.raises(SystemExit, match=r"must lie in \[0, 1\]"):
+        cli.main(["demo", "--unsaid-weight", "2"])
 
 
-def test_unsaid_weight_trains_pitch_and_dynamics_as_unsaid_attributes():
-    assert train_config(DemoConfig(unsaid_weight=0.0)).unsaid() is None  # the plain loss
-    default = train_config(DemoConfig()).unsaid()
-    assert default is not None and (default.mode, default.weight) == ("complete", 0.5)
-    unsaid = train_config(DemoConfig(unsaid_weight=0.3, unsaid_mode="project")).unsaid()
-    assert unsaid is not None and unsaid.weight == 0.3 and list(unsaid.table) == ["pitch", "dynamics"]
-    said = unsaid.said(["a shrill flute", "a loud cello", "a deep quiet piano", "a flute playing a long note"]).tolist()
+def test_the_objective_treats_pitch_and_dynamics_as_attributes_captions_may_leave_unsaid():
+    assert isinstance(objective(CompositionConfig(unsaid_weight=0.0)), ContrastiveObjective)  # the plain loss
+    default = objective(CompositionConfig(seed=4))
+    assert isinstance(default, CompletionObjective) and (default.weight, default.seed) == (0.5, 4)
+    assert list(default.attributes.table) == ["pitch", "dynamics"]
+    said = default.attributes.said(["a shrill flute", "a loud cello", "a deep quiet piano", "a flute playing a long note"]).tolist()
     assert said == [1, 2, 3, 0]
-    assert unsaid.mode == "project"
     with pytest.raises(ValueError, match="weight must lie in"):
-        train_config(DemoConfig(unsaid_weight=2.0))
-    with pytest.raises(ValueError, match="mode must be one of"):
-        train_config(DemoConfig(unsaid_weight=0.3, unsaid_mode="fill"))
+        objective(CompositionConfig(unsaid_weight=2.0))
 
 
 def test_zero_shot_measures_follow_the_given_held_out_set(split):
@@ -234,8 +219,3 @@ def test_zero_shot_measures_follow_the_given_held_out_set(split):
     assert m["n_items"] == len(clips) > 0
     assert m["unseen_only"] == m["generalized"] == 1.0
     assert m["chance_unseen_only"] == 1.0  # one held-out class per attribute
-
-
-def test_relative_scoring_needs_parts():
-    with pytest.raises(ValueError, match="needs parts=True"):
-        zero_shot_classifiers(parts=False, relative=True)
