@@ -8,9 +8,10 @@ transfer to instrument x attribute combinations its captions never name.
    the words of these classes never appear together. Each word is learnt on other instruments.
 3. Train a CLAP (``small`` preset, one window per clip; by default with the ``cnn14-descriptors``
    tower and the completion objective of this experiment).
-4. Report, each with its chance level and for two ways of prompting a class (its attribute and its
+4. Report, each with its chance level and for three ways of prompting a class (its attribute and its
    instrument prompted apart, their zero-shot probabilities multiplied, with
-   :class:`skclap.CLAPCompositionalClassifier`: the headline; the whole class said at once):
+   :class:`skclap.CLAPCompositionalClassifier`: the headline; the same with the attribute judged
+   against the instrument's own prompt, :mod:`.relative`; the whole class said at once):
    **generalised zero-shot** (new clips of the held-out
    combinations among *all* classes of their attribute task: the headline), attribute binding (the
    same clips between their own instrument's two classes: only the attribute word separates them),
@@ -44,6 +45,7 @@ from skclap.models import PRESETS, CLAPConfig
 from skclap.training import ContrastiveObjective, Objective, TrainConfig
 
 from .descriptors import TOWER
+from .relative import RelativeCompositionalClassifier
 from .unsaid import CompletionObjective
 
 __all__ = [
@@ -220,16 +222,19 @@ def _binding(s: np.ndarray, clips, task: str, column: dict[str, int], classes: n
     return np.asarray(out)
 
 
-def zero_shot_classifiers(parts: bool = False, **params: Any) -> dict[str, Any]:
+def zero_shot_classifiers(parts: bool = False, relative: bool = False, **params: Any) -> dict[str, Any]:
     """One fitted zero-shot classifier per attribute task, over all of its classes.
 
     Class prompts (``parts=False``): each class said whole ("a low cello") with every caption
     template and synonym (:func:`instrument_prompts`), by :class:`~skclap.CLAPZeroShotClassifier`.
     Part prompts (``parts=True``): the attribute value ("a low note", :func:`value_prompts`) and the
     instrument ("a cello") prompted apart, a class scoring the product of the two zero-shot
-    probabilities, by :class:`~skclap.CLAPCompositionalClassifier`."""
+    probabilities, by :class:`~skclap.CLAPCompositionalClassifier`; with ``relative``, the value is
+    judged against the class's instrument prompt (:class:`.relative.RelativeCompositionalClassifier`)."""
     from skclap import CLAPCompositionalClassifier, CLAPZeroShotClassifier
 
+    if relative and not parts:
+        raise ValueError("relative judges a class's attribute against its instrument: it needs parts=True")
     out = {}
     for task in TASKS:
         labels = attribute_classes(task)
@@ -239,7 +244,8 @@ def zero_shot_classifiers(parts: bool = False, **params: Any) -> dict[str, Any]:
             continue
         split = {c: class_parts(c) for c in labels}
         prompts = {v: value_prompts(v) for v in ATTRIBUTES[task]} | {i: instrument_prompts(i) for _, i in split.values()}
-        out[task] = CLAPCompositionalClassifier(labels=labels, templates="{}", label_prompts=prompts, label_parts=split, **params).fit()
+        common = dict(labels=labels, templates="{}", label_prompts=prompts, label_parts=split, **params)
+        out[task] = (RelativeCompositionalClassifier(relative_to=1, **common) if relative else CLAPCompositionalClassifier(**common)).fit()
     return out
 
 
@@ -302,10 +308,10 @@ def run_experiment(out_dir: str | Path = "composition-report", config: Compositi
     )
 
     log(f"[2/4] training a '{cfg.preset}' CLAP for {cfg.steps} steps of {cfg.batch_size} pairs")
-    config = model_config(cfg.preset, cfg.seconds, cfg.descriptors)
+    architecture = model_config(cfg.preset, cfg.seconds, cfg.descriptors)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = CLAPModel(config).eval()
+        model = CLAPModel(architecture).eval()
     trainer = Trainer(model, train_config(cfg), out / "model", objective=objective(cfg))
     t_train = time.perf_counter()
     trainer.fit((train_waves, train.captions), item_rate=rate, groups=_groups(train, cfg.group_by, cfg.seed))
@@ -316,7 +322,7 @@ def run_experiment(out_dir: str | Path = "composition-report", config: Compositi
     common: dict[str, Any] = dict(model=model, sample_rate=rate, progress=cfg.progress, device=str(model.device))
     zs_waves, eval_waves = zs.waveforms(), evaluation.waveforms()
     results, classifiers = {}, {}
-    for suffix, (kind, _) in SCORERS.items():  # part prompts (the headline), class prompts
+    for suffix, (kind, _) in SCORERS.items():  # part prompts (the headline), relative to the instrument, class prompts
         classifiers[suffix] = zero_shot_classifiers(**kind, **common)
         scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers[suffix].items()}
         eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers[suffix].items()}
@@ -348,6 +354,7 @@ def run_experiment(out_dir: str | Path = "composition-report", config: Compositi
         "zero_shot_items": zero_shot["n_items"],
         "tasks": {t: {k: v for k, v in r.items() if k not in ("true", "pred")} for t, r in zero_shot["tasks"].items()},
         "per_value": zero_shot["per_value"],
+        "per_value_relative": results["_relative"]["per_value"],
         "linear_probe_accuracy_mean": float(probe_scores.mean()),
         "linear_probe_accuracy_std": float(probe_scores.std()),
         "linear_probe_chance": 1 / len(set(instruments)),
@@ -373,6 +380,7 @@ def run_experiment(out_dir: str | Path = "composition-report", config: Compositi
     (out / "report.md").write_text(_report(cfg, metrics))
     log(
         f"generalized zero-shot on held-out combinations: {metrics['generalized_zero_shot']:.1%} with part prompts, "
+        f"{metrics['generalized_zero_shot_relative']:.1%} judged relative to the instrument, "
         f"{metrics['generalized_zero_shot_class_prompts']:.1%} with class prompts "
         f"(chance {metrics['generalized_zero_shot_chance']:.1%}); attribute binding {metrics['attribute_binding']:.1%} (chance 50%); "
         f"linear probe {probe_scores.mean():.1%}; text->audio R@10 {retrieval['val_t2a_R@10']:.1%}. "
@@ -408,10 +416,13 @@ def run_seeds(out_dir: str | Path, seeds: Sequence[int], config: CompositionConf
 
 _SUMMARY = {
     "generalized_zero_shot": "generalized_zero_shot_chance",
+    "generalized_zero_shot_relative": "generalized_zero_shot_chance",
     "generalized_zero_shot_class_prompts": "generalized_zero_shot_chance",
     "attribute_binding": "attribute_binding_chance",
+    "attribute_binding_relative": "attribute_binding_chance",
     "attribute_binding_class_prompts": "attribute_binding_chance",
     "unseen_classes_only": "unseen_classes_only_chance",
+    "unseen_classes_only_relative": "unseen_classes_only_chance",
     "linear_probe_accuracy_mean": "linear_probe_chance",
     "val_t2a_R@10": None,
     "val_a2t_R@10": None,
@@ -430,6 +441,11 @@ SCORERS: dict[str, tuple[dict[str, bool], str]] = {
         {"parts": True},
         "part prompts: the attribute (*a high note*) and the instrument (*a flute*) prompted apart, a class scored by the "
         "product of their two zero-shot probabilities",
+    ),
+    "_relative": (
+        {"parts": True, "relative": True},
+        "relative to the instrument: part prompts, the attribute judged against the instrument's own prompt "
+        "(how much higher than *a flute* the clip sounds: `RelativeCompositionalClassifier`)",
     ),
     "_class_prompts": (
         {"parts": False},
@@ -496,8 +512,8 @@ def _report(cfg: CompositionConfig, m: dict[str, Any]) -> str:
         "held-out word; each word is learnt on other instruments. Zero-shot classification of new clips uses prompts only, "
         f"in {len(SCORERS)} ways: " + "; ".join(f"**{text.split(':')[0]}**:{text.split(':', 1)[1]}" for _, text in SCORERS.values()) + ".",
         "",
-        "| measure | protocol | part prompts | class prompts | chance |",
-        "|---|---|---|---|---|",
+        "| measure | protocol | part prompts | relative to the instrument | class prompts | chance |",
+        "|---|---|---|---|---|---|",
     ]
     for key, protocol, chance in _protocol_rows(cfg, m):
         cells = " | ".join(f"{m[key + suffix]:.1%}" for suffix in SCORERS)
@@ -505,24 +521,27 @@ def _report(cfg: CompositionConfig, m: dict[str, Any]) -> str:
     lines += [
         f"| linear probe | logistic regression on frozen audio embeddings, 17 instruments, {cfg.probe_folds}-fold CV over "
         f"{cfg.n_eval} clips of seen combinations | {m['linear_probe_accuracy_mean']:.1%} ± {m['linear_probe_accuracy_std']:.1%} "
-        f"| | {m['linear_probe_chance']:.1%} |",
+        f"| | | {m['linear_probe_chance']:.1%} |",
         f"| text→audio R@1 / R@10 | each caption of {cfg.n_eval} unseen clips retrieves its clip | "
-        f"{m['val_t2a_R@1']:.1%} / {m['val_t2a_R@10']:.1%} | | {1 / cfg.n_eval:.1%} / {10 / cfg.n_eval:.1%} |",
-        f"| audio→text R@1 / R@10 | each clip retrieves one of its captions | {m['val_a2t_R@1']:.1%} / {m['val_a2t_R@10']:.1%} | | |",
+        f"{m['val_t2a_R@1']:.1%} / {m['val_t2a_R@10']:.1%} | | | {1 / cfg.n_eval:.1%} / {10 / cfg.n_eval:.1%} |",
+        f"| audio→text R@1 / R@10 | each clip retrieves one of its captions | {m['val_a2t_R@1']:.1%} / {m['val_a2t_R@10']:.1%} | | | |",
         "",
         "Retrieval captions are often near-duplicates (same instrument and attributes), which bounds R@1.",
         "",
         "## Which words the model binds",
         "",
-        "Two-way decision between an instrument's two classes of one attribute (chance 50%; part prompts): on held-out "
-        "combinations (the word never said with that instrument) and on seen combinations (clips not trained on).",
+        "Two-way decision between an instrument's two classes of one attribute (chance 50%; part prompts, and relative to "
+        "the instrument): on held-out combinations (the word never said with that instrument) and on seen combinations "
+        "(clips not trained on).",
         "",
-        "| word | attribute | held-out combinations | clips | seen combinations | clips |",
-        "|---|---|---|---|---|---|",
+        "| word | attribute | held-out combinations | relative | clips | seen combinations | relative | clips |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for value, r in m["per_value"].items():
+        q = m["per_value_relative"][value]
         lines.append(
-            f"| {value} | {r['attribute']} | {r['held_out_binding']:.1%} | {r['held_out_n']} | {r['seen_binding']:.1%} | {r['seen_n']} |"
+            f"| {value} | {r['attribute']} | {r['held_out_binding']:.1%} | {q['held_out_binding']:.1%} | {r['held_out_n']} "
+            f"| {r['seen_binding']:.1%} | {q['seen_binding']:.1%} | {r['seen_n']} |"
         )
     lines += [
         "",
@@ -546,7 +565,7 @@ def _seeds_report(cfg: CompositionConfig, seeds: Sequence[int], runs: dict[int, 
     first = runs[seeds[0]]
     protocols = {key: (protocol, chance) for key, protocol, chance in _protocol_rows(cfg, first)}
     for key, (protocol, chance) in list(protocols.items()):
-        for suffix, (_, text) in SCORERS.items():  # ", part prompts" (the headline), ", class prompts"
+        for suffix, (_, text) in SCORERS.items():  # ", part prompts" (the headline), ", relative to the instrument", ...
             said = protocol if not suffix else protocol.replace(" (headline)", "")
             protocols[key + suffix] = (f"{said}, {text.split(':')[0]}", chance)
     protocols["linear_probe_accuracy_mean"] = ("linear probe, 17 instruments, 5-fold CV", f"{first['linear_probe_chance']:.1%}")

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,7 @@ class AudioEncoder(nn.Module):
         f = cfg.frontend
         self.frontend = LogMel(f.sample_rate, f.n_fft, f.hop_length, f.n_mels, f.fmin, f.fmax, filter_rate=f.mel_filter_rate)
         self.backbone = build_audio_tower(cfg.audio, f)  # the tower the config's audio section names
-        self.projection = Projection(self.backbone.out_dim, cfg.space.dim, cfg.space.dropout)
+        self.projection = Projection(cast(int, self.backbone.out_dim), cfg.space.dim, cfg.space.dropout)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         with torch.autocast(wave.device.type, enabled=False):  # the front-end stays in float32

@@ -117,7 +117,7 @@ def fused_audio_encoder(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     projection; the model's own ``encode_audio`` when its tower has no inference form."""
     encoder = getattr(model, "audio_encoder", None)
     backbone = getattr(encoder, "backbone", None)
-    if encoder is None or not callable(getattr(backbone, "inference_form", None)):
+    if encoder is None or backbone is None or not callable(getattr(backbone, "inference_form", None)):
         return cast(Callable[[torch.Tensor], torch.Tensor], model.encode_audio)
     first = next(encoder.parameters())
     stamp = (weights_stamp(encoder), first.device, first.dtype)

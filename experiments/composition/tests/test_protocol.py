@@ -18,6 +18,7 @@ from experiments.composition.protocol import (
     run_experiment,
     run_seeds,
     split_corpus,
+    zero_shot_classifiers,
 )
 from experiments.composition.unsaid import CompletionObjective
 from skclap.datasets.instruments import ATTRIBUTES, attribute_classes, make_instrument_corpus, value_words
@@ -103,7 +104,10 @@ def test_seeds_report_gives_mean_std_and_every_seed(tmp_path, monkeypatch):
             "generalized_zero_shot": g,
             "generalized_zero_shot_chance": 0.03,
             "generalized_zero_shot_class_prompts": g / 2,
+            "generalized_zero_shot_relative": g / 4,
             "attribute_binding_class_prompts": 0.7,
+            "attribute_binding_relative": 0.6,
+            "unseen_classes_only_relative": 0.95,
             "attribute_binding": 0.9,
             "attribute_binding_chance": 0.5,
             "unseen_classes_only": 0.85,
@@ -122,7 +126,7 @@ def test_seeds_report_gives_mean_std_and_every_seed(tmp_path, monkeypatch):
     report = (tmp_path / "report.md").read_text()
     assert "70.0% ± 8.2%" in report and "80.0% / 60.0% / 70.0%" in report and "3.0%" in report
     assert "35.0% ± 4.1%" in report and "class prompts" in report  # the other ways of prompting, beside
-    assert "relative" not in report
+    assert "17.5% ± 2.0%" in report and "relative to the instrument" in report
     assert json.loads((tmp_path / "metrics.json").read_text())["seeds"] == [0, 1, 2]
     assert "level and register" in report  # the experiment measures them beside its CNN by default
     run_seeds(tmp_path, [0, 1, 2], CompositionConfig(descriptors=False), log=lambda *a: None)
@@ -147,7 +151,11 @@ def test_a_small_run_learns_and_writes_its_report(tmp_path):
     assert [tuple(h) for h in saved["held_out"]] == list(HELD_OUT)
     report = (tmp_path / "report.md").read_text()
     assert f"{m['generalized_zero_shot']:.1%}" in report and "| high | pitch |" in report
-    assert f"{m['generalized_zero_shot_class_prompts']:.1%}" in report and "| part prompts | class prompts |" in report
+    assert (
+        f"{m['generalized_zero_shot_class_prompts']:.1%}" in report
+        and "| part prompts | relative to the instrument | class prompts |" in report
+    )
+    assert f"{m['unseen_classes_only_relative']:.1%}" in report and 0 <= m["attribute_binding_relative"] <= 1
 
 
 def test_hard_negative_groups():
@@ -219,3 +227,8 @@ def test_zero_shot_measures_follow_the_given_held_out_set(split):
     assert m["n_items"] == len(clips) > 0
     assert m["unseen_only"] == m["generalized"] == 1.0
     assert m["chance_unseen_only"] == 1.0  # one held-out class per attribute
+
+
+def test_relative_scoring_needs_parts():
+    with pytest.raises(ValueError, match="needs parts=True"):
+        zero_shot_classifiers(parts=False, relative=True)
