@@ -62,7 +62,7 @@ def ours(reference, local_gpt2_dir):
     from transformers import GPT2Config
 
     cfg = preset_config("msclap-2023")
-    cfg.text_config = {"model_type": "gpt2", **GPT2Config.from_pretrained(local_gpt2_dir).to_diff_dict()}
+    cfg.text.transformer = {"model_type": "gpt2", **GPT2Config.from_pretrained(local_gpt2_dir).to_diff_dict()}
     return load_model(reference[1], tokenizer=str(local_gpt2_dir), config=cfg)
 
 
@@ -155,7 +155,7 @@ def test_the_import_reports_foreign_and_missing_keys(reference, tmp_path, local_
     cfg = preset_config("msclap-2023")
     from transformers import GPT2Config
 
-    cfg.text_config = {"model_type": "gpt2", **GPT2Config.from_pretrained(local_gpt2_dir).to_diff_dict()}
+    cfg.text.transformer = {"model_type": "gpt2", **GPT2Config.from_pretrained(local_gpt2_dir).to_diff_dict()}
     with pytest.raises(
         CheckpointError,
         match=r"missing keys: .*layers\.1\.blocks\.0\.attention\.self\.key\.weight.*unexpected keys: text_encoder\.backbone\.model\.h\.0\.extra",

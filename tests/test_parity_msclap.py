@@ -1,7 +1,5 @@
 """Parity with the reference code (msclap's own model classes), through the released checkpoint format."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -52,7 +50,7 @@ def released_format(tmp_path_factory, msclap_models, local_bert_dir):
     path = tmp_path_factory.mktemp("released") / "CLAP_weights_2022.pth"
     torch.save({"model": ref.state_dict(), "epoch": 1}, path)
     text_config = {"model_type": "bert", **BertConfig.from_pretrained(local_bert_dir).to_diff_dict()}
-    config = dataclasses.replace(PRESETS["msclap-2022"], text_config=text_config)
+    config = PRESETS["msclap-2022"].replace(text={"transformer": text_config})
     return ref, path, config
 
 

@@ -258,14 +258,12 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
 
     Dropout is off and the audio backbone frozen (batch norm on running statistics), so the two runs
     must agree to float tolerance after several optimiser steps."""
-    import dataclasses
-
     from skclap import PRESETS
 
-    cfg = dataclasses.replace(
-        PRESETS["tiny"],
-        proj_dropout=0.0,
-        text_config={**PRESETS["tiny"].text_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+    tiny = PRESETS["tiny"]
+    cfg = tiny.replace(
+        space={"dropout": 0.0},
+        text={"transformer": {**tiny.text.transformer, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}},
     )
     CLAPModel(cfg).save_pretrained(tmp_path / "init")
     path = write_manifest(tmp_path)
