@@ -15,6 +15,15 @@ from skclap.datasets import make_corpus
 from skclap.training import contrastive_backward, objective_backward
 from skclap.training.distributed import DistInfo, average_gradients
 
+#: Classes made of parts (a pitch, an instrument; a drum has no pitch), for the compositional classifiers.
+PARTS = {
+    "high flute": ("high", "flute"),
+    "low flute": ("low", "flute"),
+    "high cello": ("high", "cello"),
+    "low cello": ("low", "cello"),
+    "snare drum": (None, "snare drum"),
+}
+
 CAPTIONS = [f"caption number {i} about a {w} sound" for i, w in enumerate("dog rain bell siren drum hiss click buzz".split())]
 
 

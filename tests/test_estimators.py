@@ -20,7 +20,7 @@ from skclap.cache import DiskCache, get_cache
 from skclap.checkpoints import resolve_model
 
 from .conftest import gtzan_files, sine
-from .helpers import EncoderCalls
+from .helpers import PARTS, EncoderCalls
 
 KW = dict(sample_rate=16000, progress=False, device="cpu")
 
@@ -171,15 +171,6 @@ def test_zero_shot_matches_manual_prompt_ensembling(tiny_model_dir, tiny_model):
     proba /= proba.sum(1, keepdims=True)
     np.testing.assert_allclose(clf.predict_proba(X), proba, atol=1e-4)
     np.testing.assert_array_equal(clf.predict(X), np.array(["dog_bark", "rain", "siren"])[cos.argmax(1)])
-
-
-PARTS = {
-    "high flute": ("high", "flute"),
-    "low flute": ("low", "flute"),
-    "high cello": ("high", "cello"),
-    "low cello": ("low", "cello"),
-    "snare drum": (None, "snare drum"),
-}
 
 
 def test_compositional_classifier_multiplies_the_parts_probabilities(tiny_model_dir, tiny_model):

@@ -17,7 +17,16 @@ import torch.multiprocessing as mp
 from skclap import CLAPEmbedder, CLAPModel
 from skclap.datasets import make_corpus
 from skclap.devices import cpu_has_native_bf16
-from skclap.training import ContrastiveObjective, TrainConfig, Trainer, contrastive_backward, read_manifest, retrieval_metrics
+from skclap.training import (
+    ContrastiveObjective,
+    SupervisedObjective,
+    TrainConfig,
+    Trainer,
+    contrastive_backward,
+    objective_backward,
+    read_manifest,
+    retrieval_metrics,
+)
 from skclap.training.distributed import close_distributed
 from skclap.training.trainer import warmup_cosine
 
@@ -36,6 +45,55 @@ def test_gradient_cache_equals_full_batch(micro):
     assert float(cached_loss) == pytest.approx(float(full_loss), abs=1e-6)
     assert_same_grads(full, grads(model), atol=1e-5)
     assert model.logit_scale.grad.abs() > 0
+
+
+def test_gradient_cache_equals_full_batch_for_the_supervised_objective():
+    """The step is generic: a classification head's loss, cached in micro-batches, gives the
+    full-batch gradients of the audio tower and of the head."""
+    model, waves, _ = batch()
+    model.eval()
+    head = torch.nn.Linear(model.config.proj_dim, 3).to(torch.float64)
+    objective = SupervisedObjective(head)
+    labels = [0, 1, 2, 0, 1, 2, 0, 1]
+    assert objective.texts(labels, 0) == []  # no text tower
+    full_loss = objective_backward(model, objective, waves, labels)
+    full = {**grads(model), **{f"head.{n}": p.grad.clone() for n, p in head.named_parameters()}}
+    assert not any(k.startswith("text_encoder.") for k in full)
+    model.zero_grad()
+    head.zero_grad()
+    cached_loss = objective_backward(model, objective, waves, labels, micro_batch=3)
+    assert float(cached_loss) == pytest.approx(float(full_loss), abs=1e-10)
+    assert_same_grads(full, {**grads(model), **{f"head.{n}": p.grad.clone() for n, p in head.named_parameters()}}, atol=1e-8)
+
+
+def test_a_supervised_run_resumes_to_identical_weights_and_head(tmp_path):
+    """The objective's own weights (the head) are checkpointed and restored with the model's."""
+    items, _ = corpus()
+    labels = [i % 3 for i in range(len(items))]
+
+    def run(out, resume=False, callbacks=()):
+        torch.manual_seed(0)
+        head = torch.nn.Linear(64, 3)
+        cfg = TrainConfig(batch_size=8, max_steps=6, lr=1e-3, warmup_steps=2, progress=False, checkpoint_every=2)
+        trainer = Trainer(CLAPModel.from_preset("tiny", seed=1), cfg, out, objective=SupervisedObjective(head))
+        trainer.fit((items, labels), item_rate=16000, resume=resume, callbacks=callbacks)
+        return trainer
+
+    straight = run(tmp_path / "straight")
+
+    def crash(trainer, record):
+        if trainer.step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(tmp_path / "resumed", callbacks=[crash])
+    resumed = run(tmp_path / "resumed", resume=True)
+    for a, b in ((straight.model, resumed.model), (straight.objective, resumed.objective)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa and all(torch.equal(sa[k], sb[k]) for k in sa)
+    torch.manual_seed(0)
+    initial = torch.nn.Linear(64, 3).state_dict()
+    assert not any(torch.equal(v, initial[k]) for k, v in straight.objective.head.state_dict().items())  # the head trained
 
 
 def test_gradient_cache_replays_dropout_masks():

@@ -9,14 +9,7 @@ from sklearn.base import clone
 
 from experiments.composition.relative import RelativeCompositionalClassifier
 from skclap import CLAPCompositionalClassifier, CLAPModel
-
-PARTS = {
-    "high flute": ("high", "flute"),
-    "low flute": ("low", "flute"),
-    "high cello": ("high", "cello"),
-    "low cello": ("low", "cello"),
-    "snare drum": (None, "snare drum"),
-}
+from tests.helpers import PARTS
 
 
 def sine(freq: float, seconds: float = 1.0, rate: int = 16000) -> np.ndarray:
