@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +37,79 @@ def test_deterministic_and_independent_of_render_order():
     np.testing.assert_array_equal(a.waveform(17), alone)
     c = make_instrument_corpus(40, seed=4, seconds=1.0)
     assert [x.captions for x in c.clips] != [x.captions for x in a.clips]
+
+
+def test_a_clip_sounds_the_same_after_any_other_from_the_shared_synthesizer():
+    """One synthesizer per soundfont renders every clip: nothing of the clip before may sound into
+    the next (a fresh synthesizer is the reference)."""
+    corpus = make_instrument_corpus(40, seed=3, seconds=1.0)
+    shared = ins._renderer(16000, "TimGM6mb")
+    fresh = ins._Renderer(ins.soundfont_path(), 16000)
+    cello, marimba = ins._BY_NAME["cello"], ins._BY_NAME["marimba"]
+    events = [(0.0, 0.2, 50, 40)]
+    reference = fresh.render(marimba, events, 1.0)
+    shared.render(cello, [(0.0, 0.95, 40, 127)], 1.0)  # a loud note still sounding when its clip ends
+    np.testing.assert_array_equal(shared.render(marimba, events, 1.0), reference)
+    for i in (0, 2, 29):
+        alone = ins.render_note(corpus.clips[i], 16000, 1.0)
+        shared.render(ins._BY_NAME["crash cymbal"], [(0.0, 0.9, 49, 127)], 1.0)
+        np.testing.assert_array_equal(ins.render_note(corpus.clips[i], 16000, 1.0), alone)
+
+
+needs_debian_soundfonts = pytest.mark.skipif(
+    not all(Path(where).is_file() for _, where in ins.SOUNDFONTS.values() if where),
+    reason="the Debian soundfonts (musescore-general-soundfont-small, csound-soundfont) are not installed",
+)
+
+
+@needs_debian_soundfonts
+def test_clips_are_rendered_from_the_soundfonts_asked_for():
+    fonts = ("MuseScore_General_Lite", "sf_GMbank")
+    corpus = make_instrument_corpus(34, seed=2, seconds=1.0, soundfonts=fonts)
+    used = [corpus.soundfont(i) for i in range(len(corpus))]
+    assert set(used) == set(fonts) and all(u == fonts[c.seed % 2] for u, c in zip(used, corpus.clips))
+    tim = make_instrument_corpus(34, seed=2, seconds=1.0)  # the same clips (notes, captions) from TimGM6mb
+    assert [c.captions for c in tim.clips] == [c.captions for c in corpus.clips]
+    gaps: dict[str, list[float]] = {f: [] for f in fonts}
+    for i in range(len(corpus)):
+        x, y = corpus.waveform(i), tim.waveform(i)
+        gaps[used[i]].append(_db(x) - _db(y))
+        if used[i] == "MuseScore_General_Lite":  # other samples (sf_GMbank shares some of TimGM6mb's)
+            assert np.abs(x - y).max() > 1e-3
+    for font, gap in gaps.items():  # calibrated alike: a soundfont recorded quieter is brought up
+        assert abs(np.mean(gap)) < 3 and np.max(np.abs(gap)) < 20, (font, gap)  # one note may decay faster
+    # a subset keeps each clip's soundfont
+    sub = corpus.subset([3, 0])
+    assert [sub.soundfont(0), sub.soundfont(1)] == [used[3], used[0]]
+    np.testing.assert_array_equal(sub.waveform(0), corpus.waveform(3))
+
+
+def test_augmented_clips_keep_their_notes_and_level_in_conditions_of_their_own():
+    plain = make_instrument_corpus(34, seed=5, seconds=1.0)
+    aug = make_instrument_corpus(34, seed=5, seconds=1.0, augment=True)
+    again = make_instrument_corpus(34, seed=5, seconds=1.0, augment=True)
+    assert [c.captions for c in aug.clips] == [c.captions for c in plain.clips]
+    diffs = []
+    for i in range(len(aug)):
+        x, y = aug.waveform(i), plain.waveform(i)
+        np.testing.assert_array_equal(x, again.waveform(i))  # deterministic in the clip
+        assert abs(_db(x) - _db(y)) < 1.5  # the level (soft or loud) is kept
+        diffs.append(np.abs(x - y).max())
+    assert min(diffs) > 1e-3  # every clip is changed
+    rng = np.random.default_rng(0)
+    tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000) * 0.1
+    out = ins.recording_conditions(tone, 16000, rng)
+    assert out.shape == tone.shape and abs(_db(out) - _db(tone)) < 0.5
+
+
+def test_a_missing_soundfont_names_its_package(monkeypatch, tmp_path):
+    monkeypatch.setitem(ins.SOUNDFONTS, "sf_GMbank", ("the Debian package csound-soundfont", str(tmp_path / "none.sf2")))
+    with pytest.raises(FileNotFoundError, match="csound-soundfont"):
+        make_instrument_corpus(4, soundfonts=("TimGM6mb", "sf_GMbank"))
+    with pytest.raises(FileNotFoundError, match="neither a name"):
+        ins.soundfont_path("no-such-font")
+    with pytest.raises(ValueError, match="soundfonts is empty"):
+        make_instrument_corpus(4, soundfonts=())
 
 
 def test_captions_say_only_the_clips_own_attributes():

@@ -1,11 +1,12 @@
-"""A captioned corpus of real sampled instruments, rendered offline from a General MIDI soundfont.
+"""A captioned corpus of real sampled instruments, rendered offline from General MIDI soundfonts.
 
-Notes of real recorded instrument samples (the ``TimGM6mb.sf2`` soundfont shipped by the PyPI
-package ``pretty-midi``, rendered by the PyPI package ``tinysoundfont``; no system library, nothing
-downloaded) with describable attributes: pitch register (low/high), dynamics (soft/loud) and
-articulation (a short note, a long note, repeated notes). Each clip gets several captions such as
-"a soft low cello" or "a trumpet playing a short high note". Deterministic in the seed; rendered
-waveforms can be cached on disk.
+Notes of real recorded instrument samples, rendered by the PyPI package ``tinysoundfont`` from a
+soundfont (:data:`SOUNDFONTS`: ``TimGM6mb.sf2``, shipped by the PyPI package ``pretty-midi``, and two
+that Debian packages install), with describable attributes: pitch register (low/high), dynamics
+(soft/loud) and articulation (a short note, a long note, repeated notes). Each clip gets several
+captions such as "a soft low cello" or "a trumpet playing a short high note". With ``augment``, each
+clip is also played as a recording might have caught it: detuned a little, filtered, in a room, over
+noise. Deterministic in the seed; rendered waveforms can be cached on disk.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .corpus import CaptionedCorpus, Clip, draw_clips
 
 __all__ = [
     "ATTRIBUTES",
+    "DEFAULT_SOUNDFONT",
     "INSTRUMENTS",
+    "SOUNDFONTS",
     "Instrument",
     "InstrumentCorpus",
     "attribute_classes",
@@ -184,24 +187,47 @@ def caption(inst: Instrument, attrs: Mapping[str, str], rng: np.random.Generator
     return _article(" ".join(text.split()))
 
 
-def soundfont_path() -> Path:
-    """The General MIDI soundfont shipped by the ``pretty-midi`` package (found without importing it)."""
-    spec = importlib.util.find_spec("pretty_midi")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the real-instrument corpus needs the soundfont of the 'pretty-midi' package: pip install 'skclap[instruments]'"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "TimGM6mb.sf2"
+#: The soundfonts the corpus renders from: name -> (what provides it, where it is installed). TimGM6mb
+#: is found inside the ``pretty-midi`` package; the others are the files their Debian packages install.
+SOUNDFONTS: Mapping[str, tuple[str, str | None]] = {
+    "TimGM6mb": ("the PyPI package pretty-midi: pip install 'skclap[instruments]'", None),
+    "MuseScore_General_Lite": (
+        "the Debian package musescore-general-soundfont-small",
+        "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
+    ),
+    "sf_GMbank": ("the Debian package csound-soundfont", "/usr/share/sounds/sf2/sf_GMbank.sf2"),
+}
+DEFAULT_SOUNDFONT = "TimGM6mb"
+
+
+def soundfont_path(name: str = DEFAULT_SOUNDFONT) -> Path:
+    """The file of a soundfont of :data:`SOUNDFONTS` (or a path to a ``.sf2`` / ``.sf3`` file)."""
+    if name not in SOUNDFONTS:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no soundfont {name!r}: neither a name of {sorted(SOUNDFONTS)} nor a file")
+        return path
+    provider, where = SOUNDFONTS[name]
+    if where is None:  # inside pretty-midi, found without importing it
+        spec = importlib.util.find_spec("pretty_midi")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(f"the real-instrument corpus needs the soundfont {name} of {provider}")
+        path = Path(next(iter(spec.submodule_search_locations))) / "TimGM6mb.sf2"
+        if not path.is_file():
+            raise FileNotFoundError(f"the soundfont {path} is missing from the installed pretty-midi package; reinstall it")
+        return path
+    path = Path(where)
     if not path.is_file():
-        raise FileNotFoundError(f"the soundfont {path} is missing from the installed pretty-midi package; reinstall it")
+        raise FileNotFoundError(f"the soundfont {name} is not installed: {path} comes with {provider} (apt-get install ...)")
     return path
 
 
 class _Renderer:
-    """Renders note events with a fresh tinysoundfont synthesizer per clip (the soundfont's bytes
-    are read once), so that a clip's samples never depend on what was rendered before it."""
+    """Renders note events with one tinysoundfont synthesizer per soundfont (loading a compressed
+    ``.sf3`` takes seconds). Every clip starts from silence, its program and its pitch bend set
+    afresh, so that a clip's samples never depend on what was rendered before it."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, soundfont: Path, sample_rate: int) -> None:
         try:
             import tinysoundfont
         except ImportError:
@@ -210,15 +236,20 @@ class _Renderer:
                 "(its pyaudio dependency is only for playback), beside pip install 'skclap[instruments]'"
             ) from None
         self.rate = sample_rate
-        self._synth = tinysoundfont.Synth
-        self._soundfont = soundfont_path().read_bytes()
+        self.soundfont = soundfont
+        self._synth = tinysoundfont.Synth(samplerate=sample_rate)
+        self._sfid = self._synth.sfload(str(soundfont))
 
-    def render(self, inst: Instrument, events: Sequence[tuple[float, float, int, int]], seconds: float) -> np.ndarray:
-        """``events``: (onset s, duration s, key, velocity), sorted by onset, not overlapping."""
-        synth = self._synth(samplerate=self.rate)
-        sfid = synth.sfload(self._soundfont)
+    def render(self, inst: Instrument, events: Sequence[tuple[float, float, int, int]], seconds: float, cents: float = 0.0) -> np.ndarray:
+        """``events``: (onset s, duration s, key, velocity), sorted by onset, not overlapping;
+        ``cents``: a detuning of every note (pitched instruments)."""
+        synth = self._synth
+        synth.sounds_off()  # every voice of an earlier clip fades out within milliseconds ...
+        synth.generate(int(0.05 * self.rate))  # ... here, before this clip begins
         channel = 9 if inst.drums else 0
-        synth.program_select(channel, sfid, 128 if inst.drums else 0, 0 if inst.drums else inst.program, is_drums=inst.drums)
+        synth.program_select(channel, self._sfid, 128 if inst.drums else 0, 0 if inst.drums else inst.program, is_drums=inst.drums)
+        synth.pitchbend_range(channel, 2.0)
+        synth.pitchbend(channel, int(round(8192 + 8192 * cents / 200.0)))  # 8192: no bend; +-8192: +-2 semitones
 
         def block(n: int) -> np.ndarray:
             if n <= 0:
@@ -238,40 +269,46 @@ class _Renderer:
         return np.concatenate(out)[:total]
 
 
-@lru_cache(maxsize=4)
-def _renderer(sample_rate: int) -> _Renderer:
-    return _Renderer(sample_rate)
+@lru_cache(maxsize=8)
+def _renderer(sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT) -> _Renderer:
+    return _Renderer(soundfont_path(soundfont), sample_rate)
 
 
 def _rms_db(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-12))
 
 
-@lru_cache(maxsize=4)
-def _playable_keys(sample_rate: int) -> dict[tuple[str, str], tuple[int, ...]]:
+@lru_cache(maxsize=8)
+def _playable_keys(sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT) -> dict[tuple[str, str], tuple[int, ...]]:
     """The keys of each register that sound (a soundfont's sample zones can leave gaps)."""
+    render = _renderer(sample_rate, soundfont).render
     out = {}
     for inst in INSTRUMENTS:
         if inst.pitched:
-            for register, (lo, hi) in (("low", inst.low), ("high", inst.high)):
-                keys = tuple(k for k in range(lo, hi + 1) if _rms_db(_renderer(sample_rate).render(inst, [(0.0, 0.2, k, 90)], 0.25)) > -60)
-                if not keys:  # pragma: no cover - depends on the soundfont
-                    raise RuntimeError(f"no key of the {register} register of {inst.name} sounds in {soundfont_path()}")
-                out[(inst.name, register)] = keys
+            ranges = {"low": range(inst.low[0], inst.low[1] + 1), "high": range(inst.high[0], inst.high[1] + 1)}
+            level = {k: _rms_db(render(inst, [(0.0, 0.2, k, 90)], 0.25)) for keys in ranges.values() for k in keys}
+            # silent below -60 dBFS, or 40 dB under the instrument's loudest key for a soundfont recorded quieter
+            floor = min(-60.0, max(level.values()) - 40.0)
+            for register, keys in ranges.items():
+                sounding = tuple(k for k in keys if level[k] > floor)
+                if not sounding:  # pragma: no cover - depends on the soundfont
+                    raise RuntimeError(f"no key of the {register} register of {inst.name} sounds in {soundfont_path(soundfont)}")
+                out[(inst.name, register)] = sounding
     return out
 
 
-@lru_cache(maxsize=4)
-def _calibration(sample_rate: int) -> dict[str, float]:
+@lru_cache(maxsize=8)
+def _calibration(sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT) -> dict[str, float]:
     """Per-instrument gain that brings a medium-velocity note to -26 dBFS RMS, so that
     loudness is said by the dynamics, not by which sample set an instrument has."""
+    render = _renderer(sample_rate, soundfont).render
     gains = {}
     for inst in INSTRUMENTS:
         if inst.drums:
-            levels = [_rms_db(_renderer(sample_rate).render(inst, [(0.0, 0.4, inst.program, 90)], 1.2))]
+            levels = [_rms_db(render(inst, [(0.0, 0.4, inst.program, 90)], 1.2))]
         else:
-            keys = _playable_keys(sample_rate)
-            levels = [_rms_db(_renderer(sample_rate).render(inst, [(0.0, 1.0, keys[(inst.name, r)][0], 90)], 1.2)) for r in ("low", "high")]
+            keys = _playable_keys(sample_rate, soundfont)
+            levels = [_rms_db(render(inst, [(0.0, 1.0, keys[(inst.name, r)][0], 90)], 1.2)) for r in ("low", "high")]
         gains[inst.name] = 10 ** ((-26 - float(np.mean(levels))) / 20)
     return gains
 
@@ -280,15 +317,18 @@ def _calibration(sample_rate: int) -> dict[str, float]:
 _RENDER_VERSION = 2
 
 
-def render_note(clip: Clip, sample_rate: int = 16000, seconds: float = 2.0) -> np.ndarray:
-    """The waveform of a clip of the instrument corpus (float32, mono)."""
+def render_note(
+    clip: Clip, sample_rate: int = 16000, seconds: float = 2.0, soundfont: str = DEFAULT_SOUNDFONT, augment: bool = False
+) -> np.ndarray:
+    """The waveform of a clip of the instrument corpus (float32, mono), from ``soundfont``; with
+    ``augment``, as a recording might have caught it (:func:`recording_conditions`)."""
     inst = _BY_NAME[clip.family]
     a = clip.attributes
     rng = np.random.default_rng(clip.seed)
     if inst.drums:
         key = inst.program
     else:
-        keys = _playable_keys(sample_rate)[(inst.name, a["pitch"])]
+        keys = _playable_keys(sample_rate, soundfont)[(inst.name, a["pitch"])]
         key = keys[int(rng.integers(len(keys)))]
     soft = a["dynamics"] == "soft"
 
@@ -306,25 +346,74 @@ def render_note(clip: Clip, sample_rate: int = 16000, seconds: float = 2.0) -> n
     else:
         duration = float(rng.uniform(0.12, 0.28) if a["articulation"] == "short" else rng.uniform(1.2, 1.7))
         events.append((onset, duration, key, velocity()))
-    x = _renderer(sample_rate).render(inst, events, seconds).astype(np.float64)
+    conditions = np.random.default_rng([clip.seed, 1])  # a stream of its own: the notes stay as without augment
+    cents = float(conditions.uniform(-25, 25)) if augment and inst.pitched else 0.0
+    x = _renderer(sample_rate, soundfont).render(inst, events, seconds, cents).astype(np.float64)
     gain_db = float(rng.uniform(-2, 2)) + (-10.0 if soft else 0.0)
-    x *= _calibration(sample_rate)[inst.name] * 10 ** (gain_db / 20)
+    x *= _calibration(sample_rate, soundfont)[inst.name] * 10 ** (gain_db / 20)
+    if augment:
+        x = recording_conditions(x, sample_rate, conditions)
     x += rng.standard_normal(len(x)) * 10 ** (-72 / 20)  # a faint noise floor
     return np.clip(x, -1, 1).astype(np.float32)
+
+
+def recording_conditions(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """``x`` as a microphone in a room might have caught it, drawn from ``rng``: a tilt of the
+    spectrum (a low and a high shelf, up to 6 dB each), often a room (an exponentially decaying
+    noise tail, 0.15 to 0.9 s to fall by 60 dB, mixed in at 10-45 %), sometimes band limits (a
+    high-pass at 40-150 Hz, a low-pass at 3-7 kHz), and background noise 20-45 dB under the
+    signal. The level of the clip is kept."""
+    from scipy import signal
+
+    level = np.sqrt(np.mean(x**2)) + 1e-12
+    nyquist = sample_rate / 2
+    for kind, lo, hi in (("lowpass", 150.0, 400.0), ("highpass", 2000.0, 5000.0)):  # shelves: x + g * band
+        corner = float(rng.uniform(lo, hi))
+        gain = 10 ** (float(rng.uniform(-6, 6)) / 20) - 1
+        sos = signal.butter(2, min(corner, 0.95 * nyquist), kind, fs=sample_rate, output="sos")
+        x = x + gain * signal.sosfilt(sos, x)
+    if rng.random() < 0.6:
+        rt60 = float(rng.uniform(0.15, 0.9))
+        n = int(rt60 * sample_rate)
+        tail = rng.standard_normal(n) * np.exp(-6.9 * np.arange(n) / n)  # -60 dB at rt60
+        wet = signal.fftconvolve(x, tail / np.sqrt(np.sum(tail**2)))[: len(x)]
+        mix = float(rng.uniform(0.1, 0.45))
+        x = (1 - mix) * x + mix * wet
+    if rng.random() < 0.3:
+        x = signal.sosfilt(signal.butter(2, float(rng.uniform(40, 150)), "highpass", fs=sample_rate, output="sos"), x)
+    if rng.random() < 0.3:
+        cutoff = min(float(rng.uniform(3000, 7000)), 0.95 * nyquist)
+        x = signal.sosfilt(signal.butter(4, cutoff, "lowpass", fs=sample_rate, output="sos"), x)
+    x = x * (level / (np.sqrt(np.mean(x**2)) + 1e-12))
+    if rng.random() < 0.5:
+        noise = rng.standard_normal(len(x))
+        if rng.random() < 0.5:  # pink: -3 dB per octave
+            spectrum = np.fft.rfft(noise)
+            spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+            noise = np.fft.irfft(spectrum, len(x))
+        x = x + noise / (np.sqrt(np.mean(noise**2)) + 1e-12) * level * 10 ** (-float(rng.uniform(20, 45)) / 20)
+    return x
 
 
 @dataclass
 class InstrumentCorpus(CaptionedCorpus):
     """Clips of real sampled instruments with captions; waveforms rendered on demand (or read from
-    the disk cache given to :func:`make_instrument_corpus`)."""
+    the disk cache given to :func:`make_instrument_corpus`). A clip is rendered from one of
+    ``soundfonts``, chosen by its seed (:meth:`soundfont`)."""
 
+    soundfonts: tuple[str, ...] = (DEFAULT_SOUNDFONT,)
+    augment: bool = False  # each clip in its own recording conditions (render_note)
     cache: np.ndarray | None = field(default=None, repr=False)  # rendered waveforms, one row per clip
     _rows: np.ndarray | None = field(default=None, repr=False)  # this corpus's rows of ``cache``
+
+    def soundfont(self, i: int) -> str:
+        """The soundfont clip ``i`` is rendered from."""
+        return self.soundfonts[self.clips[i].seed % len(self.soundfonts)]
 
     def waveform(self, i: int) -> np.ndarray:
         if self.cache is not None and self._rows is not None:
             return np.asarray(self.cache[self._rows[i]], dtype=np.float32) / 32767.0
-        return render_note(self.clips[i], self.sample_rate, self.seconds)
+        return render_note(self.clips[i], self.sample_rate, self.seconds, self.soundfont(i), self.augment)
 
     def subset(self, idx: Sequence[int]) -> InstrumentCorpus:
         rows = None if self._rows is None else self._rows[np.asarray(idx, dtype=int)]
@@ -358,10 +447,18 @@ def make_instrument_corpus(
     seconds: float = 2.0,
     keep: float = 0.7,
     cache_dir: str | os.PathLike | None = None,
+    soundfonts: Sequence[str] = (DEFAULT_SOUNDFONT,),
+    augment: bool = False,
 ) -> InstrumentCorpus:
     """``n_clips`` clips spread evenly over ``instruments`` (default all of :data:`INSTRUMENTS`),
-    deterministic in ``seed``. With ``cache_dir``, the rendered waveforms are kept there as one
-    16-bit array per corpus and memory-mapped on the next call with the same arguments."""
+    deterministic in ``seed``, each rendered from one of ``soundfonts`` (names of :data:`SOUNDFONTS`
+    or files; by the clip's seed) and, with ``augment``, in recording conditions of its own. With
+    ``cache_dir``, the rendered waveforms are kept there as one 16-bit array per corpus and
+    memory-mapped on the next call with the same arguments."""
+    fonts = tuple(soundfonts)
+    if not fonts:
+        raise ValueError("soundfonts is empty; name at least one, e.g. ('TimGM6mb',)")
+    paths = [soundfont_path(f) for f in fonts]  # a missing soundfont is reported before any work
     names = list(instruments) if instruments is not None else [i.name for i in INSTRUMENTS]
 
     def describe(name: str, rng: np.random.Generator) -> tuple[dict[str, str], list[str]]:
@@ -369,13 +466,14 @@ def make_instrument_corpus(
         return attrs, [caption(_BY_NAME[name], attrs, rng, keep) for _ in range(captions_per_clip)]
 
     clips = draw_clips(n_clips, names, _BY_NAME, seed, describe, kind="instruments")
-    corpus = InstrumentCorpus(clips, sample_rate, seconds)
+    corpus = InstrumentCorpus(clips, sample_rate, seconds, soundfonts=fonts, augment=augment)
     if cache_dir is None:
         return corpus
     key = {
         "clips": hashlib.sha256(repr([(c.family, sorted(c.attributes.items()), c.seed) for c in clips]).encode()).hexdigest(),
         "instruments": repr(INSTRUMENTS),  # registers, programs: what the samples are rendered from
-        "soundfont": soundfont_path().stat().st_size,
+        "soundfonts": [(f, p.stat().st_size) for f, p in zip(fonts, paths)],
+        "augment": augment,
         "rate": sample_rate,
         "seconds": seconds,
         "renderer": _RENDER_VERSION,
