@@ -35,6 +35,8 @@ __all__ = [
     "class_parts",
     "instrument_prompts",
     "make_instrument_corpus",
+    "note_key",
+    "render_events",
     "render_note",
     "soundfont_path",
     "value_prompts",
@@ -278,6 +280,18 @@ def _rms_db(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-12))
 
 
+def render_events(
+    instrument: str,
+    events: Sequence[tuple[float, float, int, int]],
+    seconds: float,
+    sample_rate: int = 16000,
+    soundfont: str = DEFAULT_SOUNDFONT,
+) -> np.ndarray:
+    """Raw notes of an instrument of :data:`INSTRUMENTS` from a soundfont, uncalibrated: ``events``
+    are (onset s, duration s, MIDI key, velocity), sorted, not overlapping."""
+    return _renderer(sample_rate, soundfont).render(_BY_NAME[instrument], events, seconds)
+
+
 @lru_cache(maxsize=8)
 def _playable_keys(sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT) -> dict[tuple[str, str], tuple[int, ...]]:
     """The keys of each register that sound (a soundfont's sample zones can leave gaps)."""
@@ -317,6 +331,19 @@ def _calibration(sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT) -> dict[s
 _RENDER_VERSION = 2
 
 
+def _draw_key(clip: Clip, rng: np.random.Generator, sample_rate: int, soundfont: str) -> int:
+    inst = _BY_NAME[clip.family]
+    if inst.drums:
+        return inst.program
+    keys = _playable_keys(sample_rate, soundfont)[(inst.name, clip.attributes["pitch"])]
+    return keys[int(rng.integers(len(keys)))]
+
+
+def note_key(clip: Clip, sample_rate: int = 16000, soundfont: str = DEFAULT_SOUNDFONT) -> int:
+    """The MIDI key :func:`render_note` plays for ``clip`` from ``soundfont``."""
+    return _draw_key(clip, np.random.default_rng(clip.seed), sample_rate, soundfont)
+
+
 def render_note(
     clip: Clip, sample_rate: int = 16000, seconds: float = 2.0, soundfont: str = DEFAULT_SOUNDFONT, augment: bool = False
 ) -> np.ndarray:
@@ -325,11 +352,7 @@ def render_note(
     inst = _BY_NAME[clip.family]
     a = clip.attributes
     rng = np.random.default_rng(clip.seed)
-    if inst.drums:
-        key = inst.program
-    else:
-        keys = _playable_keys(sample_rate, soundfont)[(inst.name, a["pitch"])]
-        key = keys[int(rng.integers(len(keys)))]
+    key = _draw_key(clip, rng, sample_rate, soundfont)
     soft = a["dynamics"] == "soft"
 
     def velocity() -> int:

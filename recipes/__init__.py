@@ -1,0 +1,1 @@
+"""Recipes: the commands that make what skclap ships."""
