@@ -33,7 +33,7 @@ from .frontend import mel_filterbank
 from .hub import explain_hub_error, hub_offline
 from .models.clap import CLAPConfig, CLAPModel, preset_config
 from .models.serialization import load_state, save_directory
-from .registry import PRETRAINED, Pretrained, parse_spec
+from .registry import PRETRAINED, Pretrained, bundled_path, parse_spec
 
 __all__ = [
     "CheckpointError",
@@ -313,6 +313,10 @@ def load_model(
     if spec.kind == "preset":
         model = CLAPModel.from_preset(spec.value, tokenizer=tokenizer)
         return model.to(device or "cpu")
+    if spec.kind == "bundled":
+        model = CLAPModel.from_pretrained(bundled_path(spec.value), device, tokenizer)
+        model.source = spec.value
+        return model
     if spec.kind == "pretrained":
         return _load_pretrained(PRETRAINED[spec.value], device, tokenizer, config)
     if spec.kind == "hf-hub":

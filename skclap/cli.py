@@ -17,6 +17,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     print(f"skclap {__version__}  (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     rows = list_models()
+    bundled = [r for r in rows if r.kind == "bundled"]
+    if bundled:
+        print("\nInside the package, offline (model=NAME anywhere a model is taken):")
+        for r in bundled:
+            print(f"  {r.name:34s} {r.architecture:28s} {r.description}\n  {'':34s} {r.note}")
     print("\nReleased weights (model=NAME in the estimators, load_model, skclap evaluate --model, skclap train --init):")
     for r in rows:
         if r.kind == "pretrained":

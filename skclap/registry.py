@@ -5,6 +5,7 @@ A model is named by one of these forms (:func:`parse_spec`):
 ========================  ===========================================================================
 ``"msclap-2022"``         released weights, by registered name (:data:`PRETRAINED`)
 ``"laion/clap-htsat-fused"``  a LAION checkpoint in the transformers format, by hub id (registered)
+``"skclap-instruments"``  a model shipped inside the package (:data:`BUNDLED`), loaded offline
 ``"preset:tiny"``         an architecture with random weights (:data:`skclap.PRESETS`); the name of a
                           release gives its architecture (``"preset:msclap-2022"``)
 ``"hf-hub:ORG/NAME"``     any transformers-format CLAP checkpoint on the hub
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import NamedTuple
 
 from .models.clap import PRESETS, preset_description
 
-__all__ = ["PRETRAINED", "ModelInfo", "Pretrained", "Spec", "list_models", "parse_spec"]
+__all__ = ["BUNDLED", "PRETRAINED", "Bundled", "ModelInfo", "Pretrained", "Spec", "bundled_path", "list_models", "parse_spec"]
 
 
 @dataclass(frozen=True)
@@ -123,8 +126,33 @@ PRETRAINED: dict[str, Pretrained] = {
 }
 
 
+@dataclass(frozen=True)
+class Bundled:
+    """A model shipped inside the package (``skclap/bundled/NAME/``): a skclap checkpoint directory
+    whose weights are stored in float16 (they load as float32)."""
+
+    name: str
+    architecture: str
+    description: str
+    knows: str  # what it was trained to hear and name
+    does_not_know: str
+    sha256: str  # of its model.safetensors, as docs/bundled.md quotes it
+    recipe: str  # the command that made it
+
+
+#: Models inside the package, by name.
+BUNDLED: dict[str, Bundled] = {}
+
+
+def bundled_path(name: str) -> Path:
+    """The directory of a bundled model inside the installed package."""
+    if name not in BUNDLED:
+        raise KeyError(f"no bundled model {name!r}; bundled: {sorted(BUNDLED)}")
+    return Path(str(resources.files(__package__).joinpath("bundled").joinpath(name)))
+
+
 class Spec(NamedTuple):
-    """A parsed model name: ``kind`` is "preset", "pretrained", "hf-hub" or "path"."""
+    """A parsed model name: ``kind`` is "bundled", "preset", "pretrained", "hf-hub" or "path"."""
 
     kind: str
     value: str
@@ -142,6 +170,8 @@ def parse_spec(spec: str | os.PathLike) -> Spec:
         return Spec("hf-hub", text[len("hf-hub:") :])
     if text.startswith("local-dir:"):
         return Spec("path", text[len("local-dir:") :])
+    if text in BUNDLED:
+        return Spec("bundled", text)
     if text in PRETRAINED:
         return Spec("pretrained", text)
     if text in PRESETS and not os.path.exists(text):
@@ -164,8 +194,14 @@ class ModelInfo(NamedTuple):
 
 
 def list_models() -> list[ModelInfo]:
-    """Every registered model: released weights by name, then architectures as ``preset:NAME``."""
-    rows = [ModelInfo(p.name, "pretrained", p.architecture, p.url, p.description, p.note) for p in PRETRAINED.values()]
+    """Every registered model: bundled models, released weights by name, then architectures as ``preset:NAME``."""
+    rows = [
+        ModelInfo(
+            b.name, "bundled", b.architecture, "inside the package", f"{b.description} Knows: {b.knows}", f"does not know {b.does_not_know}"
+        )
+        for b in BUNDLED.values()
+    ]
+    rows += [ModelInfo(p.name, "pretrained", p.architecture, p.url, p.description, p.note) for p in PRETRAINED.values()]
     for name in PRESETS:
         cfg = PRESETS[name]
         tower = cfg.audio["name"].upper()
