@@ -141,7 +141,21 @@ class Bundled:
 
 
 #: Models inside the package, by name.
-BUNDLED: dict[str, Bundled] = {}
+BUNDLED: dict[str, Bundled] = {
+    b.name: b
+    for b in [
+        Bundled(
+            "skclap-instruments",
+            "CNN14 16-256 ch + word embeddings",
+            "a small CLAP trained from scratch on captioned notes of 17 General MIDI instruments from two soundfonts",
+            "piano, organ, guitar, harp, violin, cello, trumpet, trombone, saxophone, clarinet, flute, marimba, synth, "
+            "kick drum, snare drum, hi hat, crash cymbal; low/high, soft/loud, short/long/repeated notes (16 kHz, 1 s)",
+            "any other sound (speech, animals, environments, other instruments) nor any word its captions never used",
+            "3ac3c64e17907883929f754790f00c273b2726da981d45ce70e8469a3395919f",
+            "python -m recipes.instruments --seeds 0,1,2 --ship skclap/bundled/skclap-instruments",
+        )
+    ]
+}
 
 
 def bundled_path(name: str) -> Path:

@@ -11,7 +11,19 @@ ROOT = Path(__file__).resolve().parents[1]
 #: README, then the guide in the site's order: later blocks may use names defined by earlier ones.
 PAGES = [ROOT / "README.md"] + [
     ROOT / "docs" / f"{p}.md"
-    for p in ("index", "composition", "estimators", "fewshot", "checkpoints", "training", "collections", "evaluation", "speed", "model")
+    for p in (
+        "index",
+        "composition",
+        "bundled",
+        "estimators",
+        "fewshot",
+        "checkpoints",
+        "training",
+        "collections",
+        "evaluation",
+        "speed",
+        "model",
+    )
 ]
 
 

@@ -203,17 +203,24 @@ def report(runs: dict[int, dict[str, Any]], shared: dict[tuple[str, int], float]
 
 
 def ship(model_dir: Path, dest: Path) -> str:
-    """Write the model of ``model_dir`` to ``dest`` as the package ships it (weights in float16, which
-    load as float32); returns the sha256 of its ``model.safetensors``."""
+    """Write the model of ``model_dir`` to ``dest`` as the package ships it: its learnt weights in
+    float16 (they load as float32), buffers (batch-norm statistics, mel filters) as they are.
+    Returns the sha256 of its ``model.safetensors``."""
     import hashlib
     import shutil
 
+    from safetensors.torch import save_file
+
     from skclap import CLAPModel
+    from skclap.models.serialization import FORMAT, WEIGHTS_NAME
 
     model = CLAPModel.from_pretrained(model_dir)
     shutil.rmtree(dest, ignore_errors=True)
-    model.half().save_pretrained(dest)
-    return hashlib.sha256((dest / "model.safetensors").read_bytes()).hexdigest()
+    model.save_pretrained(dest)
+    learnt = {name for name, _ in model.named_parameters()}
+    state = {k: (v.half() if k in learnt else v).detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(dest / WEIGHTS_NAME), metadata={"format": FORMAT})
+    return hashlib.sha256((dest / WEIGHTS_NAME).read_bytes()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--clips", type=int, default=d.n_train)
+    p.add_argument("--group-size", type=int, default=d.group_size or 0, help="runs of clips of one instrument per batch; 0: off")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ship", metavar="DIR", help="write seed 0's model here as the package ships it (skclap/bundled/skclap-instruments)")
@@ -231,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for font in (*TRAIN_FONTS, TEST_FONT):
         soundfont_path(font)  # names the Debian package of a missing one
-    cfg = replace(d, steps=args.steps, n_train=args.clips, cache_dir=args.cache_dir, progress=not args.no_progress)
+    cfg = replace(
+        d, steps=args.steps, n_train=args.clips, group_size=args.group_size or None, cache_dir=args.cache_dir, progress=not args.no_progress
+    )
     out = Path(args.out)
     shared = shared_recordings()
     runs = {}
