@@ -7,7 +7,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from skclap import CLAPEmbedder, CLAPModel, CLAPZeroShotClassifier, list_models, load_model
