@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -114,20 +115,35 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(argv: list[str]) -> int:
-    """``skclap demo ...``: the composition experiment of skclap's source tree (``experiments/composition``),
-    which lives beside the package, not in it."""
+def _source_tree_module(module: str, what: str) -> Any:
+    """A module of skclap's source tree that lives beside the package (``recipes/``, ``experiments/``)."""
     import importlib
 
     root = Path(__file__).resolve().parents[1]
-    if not (root / "experiments" / "composition" / "__init__.py").is_file():
+    top = module.split(".")[0]
+    if not (root / top / "__init__.py").is_file():
         raise SystemExit(
-            "skclap demo runs the composition experiment of skclap's source tree (experiments/composition/), which is not part "
-            "of the installed package: clone the repository, pip install -e '.[instruments]' there and run it from the checkout"
+            f"{what} lives in skclap's source tree ({top}/), not in the installed package: clone the "
+            "repository, pip install -e '.[instruments]' there and run it from the checkout"
         )
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    return int(importlib.import_module("experiments.composition.cli").main(argv))
+    return importlib.import_module(module)
+
+
+def run_demo_cmd(args: argparse.Namespace) -> int:
+    if args.train:  # the recipe of the bundled model, from a source checkout
+        recipe = _source_tree_module("recipes.instruments.recipe", "the recipe of the bundled model")
+        try:
+            return int(recipe.main(["--out", args.out, *(["--no-progress"] if args.no_progress else [])]))
+        except (FileNotFoundError, ModuleNotFoundError) as err:
+            raise SystemExit(f"skclap demo --train: {err}") from None
+    from .demo import run_demo
+
+    if args.per_class < 2:
+        raise SystemExit(f"--per-class must be 2 or more (half of each class is the few-shot test); got {args.per_class}")
+    run_demo(args.out, per_class=args.per_class, seed=args.seed)
+    return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -244,12 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="list architectures and checkpoints, run an offline self-check")
     info.add_argument("--preset", default="tiny")
     info.set_defaults(func=_cmd_info)
-    sub.add_parser(
+    demo = sub.add_parser(
         "demo",
-        add_help=False,
-        help="the composition experiment from a source checkout: zero-shot on held-out instrument x attribute combinations "
-        "(skclap demo --help for its options)",
+        help="offline, in about a minute: the bundled model names instruments of a soundfont it was not trained on "
+        "(zero-shot, pipeline + cross-validation, few-shot, search); --train runs its recipe",
     )
+    demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
+    demo.add_argument("--per-class", type=int, default=40, help="new notes per instrument (default: 40)")
+    demo.add_argument("--seed", type=int, default=0, help="draws the notes (default: 0)")
+    demo.add_argument(
+        "--train", action="store_true", help="train the bundled model's recipe instead (a source checkout, Debian soundfonts)"
+    )
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=run_demo_cmd)
     ev = sub.add_parser("evaluate", help="downstream tasks of the paper: zero-shot and linear probe, one table")
     ev.add_argument("--task", action="append", required=True, help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS")
     ev.add_argument("--data-dir", required=True, help="the dataset's folder, or a root holding each dataset in its standard folder name")
@@ -297,9 +320,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["demo"]:  # its options are the experiment's own
-        return run_demo(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -97,13 +97,14 @@ def test_importing_skclap_loads_neither_the_instrument_extra_nor_the_experiments
 
 
 def test_the_package_does_not_import_the_lab():
-    """``experiments/`` uses skclap; skclap never imports it (``skclap demo`` finds it by path)."""
-    bad = [f"{m} imports {t}" for m, deps in imports().items() for t, _ in deps if t.startswith("experiments")]
+    """``experiments/`` and ``recipes/`` use skclap; skclap never imports them (``skclap demo --train``
+    finds the recipe by path)."""
+    bad = [f"{m} imports {t}" for m, deps in imports().items() for t, _ in deps if t.startswith(("experiments", "recipes"))]
     for path in PKG.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                bad += [f"{path.name} imports {n}" for n in names if n.split(".")[0] == "experiments"]
+                bad += [f"{path.name} imports {n}" for n in names if n.split(".")[0] in ("experiments", "recipes")]
     assert not bad
 
 

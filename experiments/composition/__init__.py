@@ -2,8 +2,8 @@
 
 Importing it registers the audio tower ``cnn14-descriptors`` (:mod:`.descriptors`); its training
 objective is :class:`.unsaid.CompletionObjective`; the protocol, measures and report are in
-:mod:`.protocol`. Run it with ``python -m experiments.composition`` (or ``skclap demo`` from a source
-checkout); its page is docs/composition.md.
+:mod:`.protocol`. Run it with ``python -m experiments.composition`` from a source checkout; its page is
+docs/composition.md.
 """
 
 from . import descriptors as descriptors

@@ -1,4 +1,4 @@
-"""The experiment's command line: ``python -m experiments.composition`` or ``skclap demo``."""
+"""The experiment's command line: ``python -m experiments.composition`` from a source checkout."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     d = CompositionConfig()
     p = argparse.ArgumentParser(
-        prog="skclap demo",
+        prog="python -m experiments.composition",
         description="Train a small CLAP on real sampled instruments and measure zero-shot on instrument x attribute "
         "combinations its captions never name (docs/composition.md).",
     )
-    p.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
+    p.add_argument("--out", default="composition-report", help="report folder (default: composition-report)")
     p.add_argument("--preset", help=f"architecture (default: {d.preset})")
     p.add_argument("--clips", type=int, help=f"rendered clips (default: {d.n_clips})")
     p.add_argument("--steps", type=int, help=f"training steps (default: {d.steps})")

@@ -184,23 +184,22 @@ def test_the_model_window_is_the_clip_length_and_the_tower_keeps_the_presets_cnn
 
 
 def test_cli_seeds_are_parsed_and_checked(monkeypatch):
-    from skclap import cli
-
+    cli = experiment_cli
     got = {}
     monkeypatch.setattr(experiment_cli, "run_seeds", lambda out, seeds, cfg: got.update(out=out, seeds=seeds, cfg=cfg))
-    assert cli.main(["demo", "--seeds", "0,1,2", "--out", "rep", "--steps", "5", "--group-size", "0", "--no-progress"]) == 0
+    assert cli.main(["--seeds", "0,1,2", "--out", "rep", "--steps", "5", "--group-size", "0", "--no-progress"]) == 0
     assert got["seeds"] == [0, 1, 2] and got["out"] == "rep" and got["cfg"].steps == 5 and got["cfg"].group_size is None
     with pytest.raises(SystemExit, match="whole numbers"):
-        cli.main(["demo", "--seeds", "zero"])
+        cli.main(["--seeds", "zero"])
     # without options the command runs CompositionConfig's defaults (the configuration the docs report)
-    assert cli.main(["demo", "--no-progress"]) == 0
+    assert cli.main(["--no-progress"]) == 0
     assert got["cfg"] == CompositionConfig(progress=False)
-    assert cli.main(["demo", "--seconds", "2", "--no-progress"]) == 0 and got["cfg"].seconds == 2.0
-    assert cli.main(["demo", "--unsaid-weight", "0.3", "--no-progress"]) == 0 and got["cfg"].unsaid_weight == 0.3
+    assert cli.main(["--seconds", "2", "--no-progress"]) == 0 and got["cfg"].seconds == 2.0
+    assert cli.main(["--unsaid-weight", "0.3", "--no-progress"]) == 0 and got["cfg"].unsaid_weight == 0.3
     assert got["cfg"].descriptors is True
-    assert cli.main(["demo", "--no-descriptors", "--no-progress"]) == 0 and got["cfg"].descriptors is False
+    assert cli.main(["--no-descriptors", "--no-progress"]) == 0 and got["cfg"].descriptors is False
     with pytest.raises(SystemExit, match=r"must lie in \[0, 1\]"):
-        cli.main(["demo", "--unsaid-weight", "2"])
+        cli.main(["--unsaid-weight", "2"])
 
 
 def test_the_objective_treats_pitch_and_dynamics_as_attributes_captions_may_leave_unsaid():
