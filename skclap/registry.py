@@ -151,7 +151,7 @@ BUNDLED: dict[str, Bundled] = {
             "piano, organ, guitar, harp, violin, cello, trumpet, trombone, saxophone, clarinet, flute, marimba, synth, "
             "kick drum, snare drum, hi hat, crash cymbal; low/high, soft/loud, short/long/repeated notes (16 kHz, 1 s)",
             "any other sound (speech, animals, environments, other instruments) nor any word its captions never used",
-            "3ac3c64e17907883929f754790f00c273b2726da981d45ce70e8469a3395919f",
+            "b6e9ff87e6345b542c7df3f7678b1bbc7491962267215c55092a5d20f0947eed",
             "python -m recipes.instruments --seeds 0,1,2 --ship skclap/bundled/skclap-instruments",
         )
     ]

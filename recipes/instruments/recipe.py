@@ -42,7 +42,7 @@ class RecipeConfig:
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
-    group_size: int | None = 4  # runs of clips of one instrument in each batch (hard negatives)
+    group_size: int | None = None  # runs of this many clips of one instrument in each batch (hard negatives); None: off
     seed: int = 0
     cache_dir: str | None = None
     progress: bool = True
