@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from skclap.datasets.instruments import (
     ATTRIBUTES,
@@ -309,9 +308,7 @@ def run_experiment(out_dir: str | Path = "composition-report", config: Compositi
 
     log(f"[2/4] training a '{cfg.preset}' CLAP for {cfg.steps} steps of {cfg.batch_size} pairs")
     architecture = model_config(cfg.preset, cfg.seconds, cfg.descriptors)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = CLAPModel(architecture).eval()
+    model = CLAPModel.from_config(architecture, seed=cfg.seed)
     trainer = Trainer(model, train_config(cfg), out / "model", objective=objective(cfg))
     t_train = time.perf_counter()
     trainer.fit((train_waves, train.captions), item_rate=rate, groups=_groups(train, cfg.group_by, cfg.seed))

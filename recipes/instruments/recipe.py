@@ -89,7 +89,6 @@ def zero_shot(model: Any, **params: Any) -> Any:
 
 
 def run_seed(out_dir: Path, cfg: RecipeConfig, shared: dict[tuple[str, int], float], log=print) -> dict[str, Any]:
-    import torch
     from sklearn.linear_model import LogisticRegression
 
     from skclap import CLAPEmbedder, CLAPModel
@@ -111,9 +110,7 @@ def run_seed(out_dir: Path, cfg: RecipeConfig, shared: dict[tuple[str, int], flo
     }
     log(f"seed {cfg.seed}: {len(train)} training clips rendered in {time.perf_counter() - t0:.0f} s")
     config = PRESETS[cfg.preset].replace(frontend={"clip_seconds": cfg.seconds})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = CLAPModel(config)
+    model = CLAPModel.from_config(config, seed=cfg.seed)
     train_cfg = TrainConfig(
         batch_size=cfg.batch_size,
         max_steps=cfg.steps,

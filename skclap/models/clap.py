@@ -163,7 +163,12 @@ class CLAPModel(nn.Module):
         """A randomly initialised model of a named architecture (see :data:`PRESETS`); keyword
         arguments change fields of its config's sections (:meth:`CLAPConfig.replace`), e.g.
         ``frontend={"clip_seconds": 1.0}``."""
-        config = preset_config(name).replace(**sections) if sections else preset_config(name)
+        return cls.from_config(preset_config(name).replace(**sections) if sections else preset_config(name), seed, tokenizer)
+
+    @classmethod
+    def from_config(cls, config: CLAPConfig, seed: int | None = 0, tokenizer: Any = None) -> CLAPModel:
+        """A randomly initialised model of ``config``, its weights drawn from ``seed`` (the global
+        random state is left as it was; None: drawn from it)."""
         if seed is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
