@@ -199,8 +199,10 @@ def test_list_models_names_every_model_once():
         "preset:tiny",
         "preset:msclap-2022",
         "preset:msclap-2023",
+        "skclap-instruments",
     } <= set(names)
-    assert {r.kind for r in rows} == {"pretrained", "preset"}
+    assert {r.kind for r in rows} == {"bundled", "pretrained", "preset"}
+    assert [r.kind for r in rows][0] == "bundled"  # listed first: it needs nothing downloaded
     assert all(r.source.startswith("https://huggingface.co/") for r in rows if r.kind == "pretrained")
 
 
