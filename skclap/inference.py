@@ -24,7 +24,14 @@ from .models.clap import ClapLike
 from .models.fused import fused_audio_encoder
 from .models.state import eval_mode
 
-__all__ = ["audio_fingerprint", "embed_audio", "embed_text", "precision_label"]
+__all__ = ["audio_fingerprint", "embed_audio", "embed_text", "normalize_rows", "precision_label"]
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (a zero row stays zero), as float32."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
 
 #: Bump when the meaning of a cached vector changes (windowing, pooling).
 _PIPELINE_VERSION = "audio-v1:repeat-pad,consecutive-end-aligned,mean"

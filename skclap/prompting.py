@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .inference import normalize_rows
 from .metrics import mean_average_precision
 
 __all__ = [
@@ -80,15 +81,11 @@ def prompts_for(labels: Sequence[Any], templates: Sequence[str], label_prompts: 
     return [[t.format(text) for text in label_wordings(label, label_prompts) for t in templates] for label in labels]
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def prompt_vectors(embed_text: EmbedText, prompts: list[list[str]]) -> np.ndarray:
     """The normalised mean embedding of each group of prompts, ``(len(prompts), dim)``."""
     emb = embed_text([p for group in prompts for p in group])
     bounds = np.cumsum([0] + [len(g) for g in prompts])
-    return _normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
+    return normalize_rows(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]))
 
 
 class TemplateSelection(NamedTuple):
@@ -122,7 +119,7 @@ def select_templates(
             row += len(ws)
 
     def score(chosen: list[int], rows: np.ndarray) -> float:
-        cos = audio[rows] @ _normalize(sums[chosen].sum(axis=0)).T
+        cos = audio[rows] @ normalize_rows(sums[chosen].sum(axis=0)).T
         if multilabel:
             return mean_average_precision(target[rows], cos)
         return float((cos.argmax(axis=1) == target[rows]).mean())

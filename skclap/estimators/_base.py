@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ..cache import DiskCache, MemoryCache, get_cache
 from ..checkpoints import resolve_model
 from ..devices import PRECISIONS, resolve_device
-from ..inference import embed_audio, embed_text
+from ..inference import embed_audio, embed_text, normalize_rows
 from ..inputs import as_items, as_texts, check_targets, is_label_lists
 from ..models.clap import ClapLike
 
@@ -71,11 +71,11 @@ class CLAPEstimatorBase(BaseEstimator):
             progress=self.progress,
             precision=getattr(self, "precision", None),
         )
-        return _normalize(emb) if normalize else emb
+        return normalize_rows(emb) if normalize else emb
 
     def _embed_text(self, texts: list[str], normalize: bool = True) -> np.ndarray:
         emb = embed_text(self._clap(), texts, batch_size=max(self.batch_size, 64), progress=self.progress)
-        return _normalize(emb) if normalize else emb
+        return normalize_rows(emb) if normalize else emb
 
     def _logit_scale(self) -> float:
         return float(self._clap().logit_scale.detach().exp().cpu())
@@ -106,8 +106,3 @@ class CLAPEstimatorBase(BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False
         return tags
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)

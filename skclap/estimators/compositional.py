@@ -11,9 +11,10 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from ..inference import normalize_rows
 from ..inputs import check_known_labels, check_labels
 from ..prompting import check_templates, prompt_vectors, prompts_for
-from ._base import CLAPEstimatorBase, _normalize, as_items, check_targets
+from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
 
 __all__ = ["CLAPCompositionalClassifier", "check_label_parts"]
@@ -172,7 +173,7 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
         self.part_embeddings_ = [prompt_vectors(self._prompt_texts, group) for group in prompts]
         self.parts_ = [np.asarray(slot, dtype=object) for slot in slots]
         self.part_index_ = index
-        self.class_embeddings_ = _normalize(
+        self.class_embeddings_ = normalize_rows(
             np.stack([np.mean([self.part_embeddings_[k][j] for k, j in enumerate(row) if j >= 0], axis=0) for row in index])
         )
         self.prompts_ = [[p for k, j in enumerate(row) if j >= 0 for p in prompts[k][j]] for row in index]
