@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from scipy.special import log_softmax
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 
 from skclap import CLAPCompositionalClassifier
 
@@ -83,18 +82,12 @@ class RelativeCompositionalClassifier(CLAPCompositionalClassifier):
         self.part_offsets_ = [np.zeros((len(index), len(e))) if k == r else noun @ e.T for k, e in enumerate(self.part_embeddings_)]
         return self
 
-    def _scores(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "part_offsets_")
-        audio = self._embed_audio(X, normalize=True).astype(np.float64)
-        total = np.zeros((len(audio), len(self.classes_)))
-        for k, emb in enumerate(self.part_embeddings_):
-            cos = audio @ emb.T.astype(np.float64)
-            col = self.part_index_[:, k]
-            # each class's parts compete after its noun's similarity is taken off (one pass per noun)
-            logp = np.empty((len(audio), len(col)))
-            rows, which = np.unique(self.part_offsets_[k], axis=0, return_inverse=True)
-            for u, offset in enumerate(rows):
-                members = np.flatnonzero(which.ravel() == u)
-                logp[:, members] = log_softmax(self.logit_scale_ * (cos - offset), axis=1)[:, np.maximum(col[members], 0)]
-            total += np.where(col >= 0, logp, -np.log(len(emb)))
-        return total / self.logit_scale_
+    def _part_log_probs(self, k: int, cos: np.ndarray) -> np.ndarray:
+        # each class's parts compete after its noun's similarity is taken off (one pass per noun)
+        col = self.part_index_[:, k]
+        logp = np.empty((len(cos), len(col)))
+        rows, which = np.unique(self.part_offsets_[k], axis=0, return_inverse=True)
+        for u, offset in enumerate(rows):
+            members = np.flatnonzero(which.ravel() == u)
+            logp[:, members] = log_softmax(self.logit_scale_ * (cos - offset), axis=1)[:, np.maximum(col[members], 0)]
+        return logp

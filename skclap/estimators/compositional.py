@@ -185,6 +185,11 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
     def _prompt_texts(self, texts: list[str]) -> np.ndarray:
         return self._embed_text(texts, normalize=True)
 
+    def _part_log_probs(self, k: int, cos: np.ndarray) -> np.ndarray:
+        """``(n, n_classes)``: for each clip, the log-probability of each class's part in position
+        ``k`` among that position's parts, from the clips' cosines to them (``(n, n_parts)``)."""
+        return log_softmax(self.logit_scale_ * cos, axis=1)[:, np.maximum(self.part_index_[:, k], 0)]
+
     def _scores(self, X: Any) -> np.ndarray:
         # the sum of the parts' log-probabilities, divided by the temperature: predict_proba's
         # softmax of logit_scale_ times these is then the normalised product of the parts' probabilities
@@ -192,7 +197,6 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
         audio = self._embed_audio(X, normalize=True).astype(np.float64)
         total = np.zeros((len(audio), len(self.classes_)))
         for k, emb in enumerate(self.part_embeddings_):
-            col = self.part_index_[:, k]
-            logp = log_softmax(self.logit_scale_ * (audio @ emb.T.astype(np.float64)), axis=1)[:, np.maximum(col, 0)]
-            total += np.where(col >= 0, logp, -np.log(len(emb)))
+            logp = self._part_log_probs(k, audio @ emb.T.astype(np.float64))
+            total += np.where(self.part_index_[:, k] >= 0, logp, -np.log(len(emb)))
         return total / self.logit_scale_
