@@ -21,6 +21,7 @@ the captions and the completions, its loss gathers both across ranks.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -114,15 +115,25 @@ class UnsaidAttributes:
         completes. The phrase of a value is drawn by a hash of ``seed``, the caption and the value:
         the same whichever captions share the batch."""
         texts: list[str] = []
-        owner: list[int] = []
-        for i, (caption, bits) in enumerate(zip(captions, said)):
+        for caption, bits in zip(captions, said):
             unsaid = [(a, v) for k, (a, v) in enumerate(self.table.items()) if not bits >> k & 1]
+            if not unsaid:
+                continue
             for choice in itertools.product(*(list(values.items()) for _, values in unsaid)):
                 phrases = [self._phrase(seed, caption, f"{a}={value}", list(ps)) for (a, _), (value, ps) in zip(unsaid, choice)]
-                if phrases:
-                    texts.append(", ".join([caption, *phrases]))
-                    owner.append(i)
-        return texts, owner
+                texts.append(", ".join([caption, *phrases]))
+        return texts, self.owners(said)
+
+    def owners(self, said: Sequence[int]) -> list[int]:
+        """The caption each of :meth:`completions`' texts completes, in their order: one per
+        combination of the values of what the caption leaves unsaid (none when it says everything)."""
+        sizes = [len(values) for values in self.table.values()]
+        out: list[int] = []
+        for i, bits in enumerate(said):
+            unsaid = [n for k, n in enumerate(sizes) if not bits >> k & 1]
+            if unsaid:
+                out += [i] * math.prod(unsaid)
+        return out
 
     @staticmethod
     def _phrase(seed: int, caption: str, key: str, phrases: list[str]) -> str:
@@ -155,8 +166,6 @@ class CompletionObjective(Objective):
     def loss(
         self, model: ClapLike, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
     ) -> tuple[torch.Tensor, float]:
-        # The step is not passed to loss(); the owners do not depend on it (only the phrases do).
-        _, owner_local = self._completions(targets, 0)
         a = all_gather_with_grad(loss_precision(audio), info)
         t = all_gather_with_grad(loss_precision(texts[0]), info)
         scale = gathered_logit_scale(model, info)
@@ -164,6 +173,7 @@ class CompletionObjective(Objective):
         if self.weight == 0:
             return symmetric_cross_entropy(plain), float(info.world_size)
         n = audio.shape[0]
+        owner_local = self.attributes.owners(self.attributes.said(targets).tolist())  # which caption each completion of texts() completes
         local = texts[1] if len(texts) > 1 else audio.new_zeros((0, audio.shape[1]))
         owner = all_gather_uneven(torch.tensor(owner_local, dtype=torch.int64, device=audio.device) + info.rank * n, info)
         c = all_gather_uneven(loss_precision(local), info)
