@@ -35,6 +35,6 @@ def test_the_command_line(tmp_path, monkeypatch):
 
 
 def test_train_without_the_debian_soundfonts_names_the_packages(tmp_path, monkeypatch):
-    monkeypatch.setitem(ins.SOUNDFONTS, "sf_GMbank", ("the Debian package csound-soundfont", str(tmp_path / "absent.sf2")))
-    with pytest.raises(SystemExit, match="csound-soundfont"):
+    monkeypatch.setitem(ins.SOUNDFONTS, "sf_GMbank", (ins.SOUNDFONTS["sf_GMbank"][0], str(tmp_path / "absent.sf2")))
+    with pytest.raises(SystemExit, match="apt-get install csound-soundfont"):
         cli.main(["demo", "--train", "--out", str(tmp_path / "run"), "--no-progress"])

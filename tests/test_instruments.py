@@ -103,8 +103,8 @@ def test_augmented_clips_keep_their_notes_and_level_in_conditions_of_their_own()
 
 
 def test_a_missing_soundfont_names_its_package(monkeypatch, tmp_path):
-    monkeypatch.setitem(ins.SOUNDFONTS, "sf_GMbank", ("the Debian package csound-soundfont", str(tmp_path / "none.sf2")))
-    with pytest.raises(FileNotFoundError, match="csound-soundfont"):
+    monkeypatch.setitem(ins.SOUNDFONTS, "sf_GMbank", (ins.SOUNDFONTS["sf_GMbank"][0], str(tmp_path / "none.sf2")))  # the real install hint
+    with pytest.raises(FileNotFoundError, match="apt-get install csound-soundfont"):
         make_instrument_corpus(4, soundfonts=("TimGM6mb", "sf_GMbank"))
     with pytest.raises(FileNotFoundError, match="neither a name"):
         ins.soundfont_path("no-such-font")

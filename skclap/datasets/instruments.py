@@ -189,15 +189,12 @@ def caption(inst: Instrument, attrs: Mapping[str, str], rng: np.random.Generator
     return _article(" ".join(text.split()))
 
 
-#: The soundfonts the corpus renders from: name -> (what provides it, where it is installed). TimGM6mb
+#: The soundfonts the corpus renders from: name -> (how to install it, where it is installed). TimGM6mb
 #: is found inside the ``pretty-midi`` package; the others are the files their Debian packages install.
 SOUNDFONTS: Mapping[str, tuple[str, str | None]] = {
-    "TimGM6mb": ("the PyPI package pretty-midi: pip install 'skclap[instruments]'", None),
-    "MuseScore_General_Lite": (
-        "the Debian package musescore-general-soundfont-small",
-        "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
-    ),
-    "sf_GMbank": ("the Debian package csound-soundfont", "/usr/share/sounds/sf2/sf_GMbank.sf2"),
+    "TimGM6mb": ("pip install 'skclap[instruments]' (the PyPI package pretty-midi)", None),
+    "MuseScore_General_Lite": ("apt-get install musescore-general-soundfont-small", "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"),
+    "sf_GMbank": ("apt-get install csound-soundfont", "/usr/share/sounds/sf2/sf_GMbank.sf2"),
 }
 DEFAULT_SOUNDFONT = "TimGM6mb"
 
@@ -209,18 +206,18 @@ def soundfont_path(name: str = DEFAULT_SOUNDFONT) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"no soundfont {name!r}: neither a name of {sorted(SOUNDFONTS)} nor a file")
         return path
-    provider, where = SOUNDFONTS[name]
+    install, where = SOUNDFONTS[name]
     if where is None:  # inside pretty-midi, found without importing it
         spec = importlib.util.find_spec("pretty_midi")
         if spec is None or not spec.submodule_search_locations:
-            raise ModuleNotFoundError(f"the real-instrument corpus needs the soundfont {name} of {provider}")
+            raise ModuleNotFoundError(f"the real-instrument corpus needs the soundfont {name}: {install}")
         path = Path(next(iter(spec.submodule_search_locations))) / "TimGM6mb.sf2"
         if not path.is_file():
             raise FileNotFoundError(f"the soundfont {path} is missing from the installed pretty-midi package; reinstall it")
         return path
     path = Path(where)
     if not path.is_file():
-        raise FileNotFoundError(f"the soundfont {name} is not installed: {path} comes with {provider} (apt-get install ...)")
+        raise FileNotFoundError(f"the soundfont {name} is not installed ({path}): {install}")
     return path
 
 
