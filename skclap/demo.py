@@ -70,7 +70,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", per_class: int = 40, seed: int
         pool.append(idx[: len(idx) // 2])
         test.extend(idx[len(idx) // 2 :])
     test_waves, test_labels = [waves[i] for i in test], labels[test]
-    metrics["zero_shot_on_few_shot_test"] = _accuracy(zero_shot.predict(test_waves), test_labels)
+    metrics["zero_shot_on_few_shot_test"] = _accuracy(predicted[test], test_labels)
     for k in (1, 4):
         shots = [i for p in pool for i in p[:k]]
         few = CLAPFewShotClassifier(labels=names, templates="{}", label_prompts=prompts, random_state=seed, **common)

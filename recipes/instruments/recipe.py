@@ -128,7 +128,7 @@ def run_seed(out_dir: Path, cfg: RecipeConfig, shared: dict[tuple[str, int], flo
     train_seconds = time.perf_counter() - t1
     model.eval()
 
-    common: dict[str, Any] = dict(sample_rate=rate, progress=False, device="cpu", cache=False)
+    common: dict[str, Any] = dict(sample_rate=rate, progress=False, device="cpu")  # the memory cache: each clip embedded once
     clf = zero_shot(model, **common)
     metrics: dict[str, Any] = {"train_seconds": train_seconds, "chance": 1 / 17}
     embeddings = {}
