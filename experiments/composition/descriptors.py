@@ -23,7 +23,7 @@ from torch import nn
 
 from skclap.models import Cnn14, register_audio_tower
 from skclap.models.config import FrontendConfig
-from skclap.models.towers import check_options
+from skclap.models.towers import cnn14_arguments
 
 __all__ = ["TOWER", "Descriptors", "DescriptorsCnn14"]
 
@@ -95,9 +95,7 @@ class DescriptorsCnn14(Cnn14):
 
 
 def _build(options: dict, frontend: FrontendConfig) -> nn.Module:
-    check_options(TOWER, options, ("channels", "dim", "classes", "freq_position"))
-    names = {"channels": "channels", "dim": "out_dim", "classes": "n_classes", "freq_position": "freq_position"}
-    return DescriptorsCnn14(frontend.n_mels, **{names[k]: v for k, v in options.items()})
+    return DescriptorsCnn14(frontend.n_mels, **cnn14_arguments(TOWER, options))
 
 
 register_audio_tower(TOWER, _build)

@@ -27,7 +27,7 @@ from .cnn14 import Cnn14
 from .config import FrontendConfig
 from .htsat import HTSAT, HTSAT_TINY, htsat_frames
 
-__all__ = ["AudioTowerBuilder", "audio_towers", "build_audio_tower", "check_options", "register_audio_tower"]
+__all__ = ["AudioTowerBuilder", "audio_towers", "build_audio_tower", "check_options", "cnn14_arguments", "register_audio_tower"]
 
 AudioTowerBuilder = Callable[[dict[str, Any], FrontendConfig], nn.Module]
 
@@ -71,15 +71,20 @@ def check_options(tower: str, options: Mapping[str, Any], allowed: Iterable[str]
         raise ValueError(f"the {tower} audio tower has no option {', '.join(map(repr, unknown))}; it takes {sorted(allowed)}")
 
 
+def cnn14_arguments(tower: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`~skclap.models.cnn14.Cnn14`'s keyword arguments from a config's CNN14 options
+    (``channels``, ``dim``, ``classes``, ``freq_position``), checked; for towers built on CNN14."""
+    check_options(tower, options, ("channels", "dim", "classes", "freq_position"))
+    return {
+        "channels": options.get("channels", (64, 128, 256, 512, 1024, 2048)),
+        "out_dim": int(options.get("dim", 2048)),
+        "n_classes": int(options.get("classes", 0)),
+        "freq_position": bool(options.get("freq_position", False)),
+    }
+
+
 def _cnn14(options: dict[str, Any], frontend: FrontendConfig) -> nn.Module:
-    check_options("cnn14", options, ("channels", "dim", "classes", "freq_position"))
-    return Cnn14(
-        frontend.n_mels,
-        channels=options.get("channels", (64, 128, 256, 512, 1024, 2048)),
-        out_dim=int(options.get("dim", 2048)),
-        n_classes=int(options.get("classes", 0)),
-        freq_position=bool(options.get("freq_position", False)),
-    )
+    return Cnn14(frontend.n_mels, **cnn14_arguments("cnn14", options))
 
 
 def _htsat(options: dict[str, Any], frontend: FrontendConfig) -> nn.Module:
