@@ -163,7 +163,7 @@ class CLAPModel(nn.Module):
         """A randomly initialised model of a named architecture (see :data:`PRESETS`); keyword
         arguments change fields of its config's sections (:meth:`CLAPConfig.replace`), e.g.
         ``frontend={"clip_seconds": 1.0}``."""
-        return cls.from_config(preset_config(name).replace(**sections) if sections else preset_config(name), seed, tokenizer)
+        return cls.from_config(preset_config(name).replace(**sections), seed, tokenizer)
 
     @classmethod
     def from_config(cls, config: CLAPConfig, seed: int | None = 0, tokenizer: Any = None) -> CLAPModel:
