@@ -155,6 +155,21 @@ def test_real_samples_not_silence():
         assert _db(x) > -60 and np.abs(x).max() <= 1.0, clip
 
 
+def test_folders_in_gtzan_layout_hold_each_clip_under_its_label(tmp_path):
+    import soundfile as sf
+
+    corpus = make_instrument_corpus(9, seed=4, seconds=0.5, instruments=["piano", "snare drum", "flute"])
+    paths = corpus.write_folders(tmp_path / "genres")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == sorted(
+        f"genres/{n}/{n}.{k:05d}.wav" for n in ("piano", "snare drum", "flute") for k in range(3)
+    )
+    for path, clip, wave in zip(paths, corpus.clips, corpus.waveforms()):
+        assert path.parent.name == clip.label
+        data, rate = sf.read(path, dtype="float32")
+        assert rate == 16000 and sf.info(path).subtype == "PCM_16"
+        np.testing.assert_allclose(data, wave, atol=1 / 32767)
+
+
 def test_disk_cache_is_reused(tmp_path):
     first = make_instrument_corpus(20, seed=5, seconds=0.5, cache_dir=tmp_path)
     files = list(tmp_path.glob("instruments-*.npy"))

@@ -102,3 +102,20 @@ class CaptionedCorpus:
                 for cap in clip.captions:
                     w.writerow([rel, cap, clip.family])
         return path
+
+    def write_folders(self, directory: str | os.PathLike) -> list[Path]:
+        """Write one folder per label in GTZAN's layout, ``<directory>/<label>/<label>.000NN.wav``
+        (numbered within each label, in corpus order), so that a folder's name is its clips' label.
+        Returns the files' paths in corpus order."""
+        import soundfile as sf
+
+        root = Path(directory)
+        counts: dict[str, int] = {}
+        paths = []
+        for i, clip in enumerate(self.clips):
+            k = counts[clip.label] = counts.get(clip.label, -1) + 1
+            path = root / clip.label / f"{clip.label}.{k:05d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, self.waveform(i), self.sample_rate, subtype="PCM_16")
+            paths.append(path)
+        return paths
