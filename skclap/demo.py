@@ -32,6 +32,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", per_class: int = 40, seed: int
     from sklearn.metrics import confusion_matrix
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from .checkpoints import load_model
     from .datasets.instruments import INSTRUMENTS, instrument_prompts, make_instrument_corpus, value_prompts
@@ -56,7 +57,9 @@ def run_demo(out_dir: str | Path = "skclap-demo", per_class: int = 40, seed: int
     metrics: dict[str, Any] = {"model": MODEL, "clips": len(waves), "chance": 1 / len(names), "zero_shot": _accuracy(predicted, labels)}
 
     log("[3/6] CLAP embeddings + logistic regression, 5-fold cross-validation")
-    pipe = Pipeline([("emb", CLAPEmbedder(**common)), ("clf", LogisticRegression(max_iter=2000))])
+    # standardised features: unit-norm embeddings have tiny per-dimension variance, which the
+    # logistic regression's default penalty would otherwise flatten
+    pipe = Pipeline([("emb", CLAPEmbedder(**common)), ("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=2000))])
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     scores = cross_val_score(pipe, waves, labels, cv=folds)
     metrics["probe_mean"], metrics["probe_std"] = float(scores.mean()), float(scores.std())
