@@ -50,7 +50,9 @@ def main() -> None:
     model = load_model(args.model)
     print(f"model {args.model}")
     rate = model.config.sample_rate
-    corpus = make_instrument_corpus(args.clips, seed=1000, sample_rate=rate, seconds=model.config.frontend.clip_seconds, cache_dir=args.cache_dir)
+    corpus = make_instrument_corpus(
+        args.clips, seed=1000, sample_rate=rate, seconds=model.config.frontend.clip_seconds, cache_dir=args.cache_dir
+    )
     waves = corpus.waveforms()
     common = dict(model=model, sample_rate=rate, progress=False, device="cpu")
 
