@@ -32,7 +32,7 @@ from .exceptions import CheckpointError
 from .frontend import mel_filterbank
 from .hub import explain_hub_error, hub_offline
 from .models.clap import CLAPConfig, CLAPModel, preset_config
-from .models.serialization import load_state, save_directory
+from .models.serialization import load_state, save_directory, weights_to_follow
 from .registry import PRETRAINED, Pretrained, bundled_path, parse_spec
 
 __all__ = [
@@ -213,7 +213,8 @@ def import_msclap(
         path,
         f"sr={rate}, n_fft={f.n_fft}, n_mels={f.n_mels}, fmin={f.fmin}, fmax={f.fmax}",
     )
-    model = CLAPModel(config, tokenizer=tokenizer)
+    with weights_to_follow():
+        model = CLAPModel(config, tokenizer=tokenizer)
     load_state(model, conv.state, str(path))
     model.source = os.fspath(path)
     return model.to(device or "cpu").eval()
@@ -261,7 +262,7 @@ def import_laion(path: str | os.PathLike, tokenizer: Any = None, device: str | t
     _check_unknown(conv, path, "laion_clap CLAP model")
     fe = laion_feature_extractor(cfg["audio_config"]["enable_fusion"])
     _check_mel_filters(conv.frontend.get("logmel_extractor.melW"), fe.mel_filters_slaney, path, "48 kHz, 64 mels, 50-14000 Hz")
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), weights_to_follow():
         model = ClapModel(ClapConfig(**cfg))
     load_state(model, conv.state, str(path))
     tok = (

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import torch
 from ..exceptions import CheckpointError
 from ..fileio import write_atomic
 
-__all__ = ["CONFIG_NAME", "DERIVED", "FORMAT", "WEIGHTS_NAME", "load_directory", "load_state", "save_directory"]
+__all__ = ["CONFIG_NAME", "DERIVED", "FORMAT", "WEIGHTS_NAME", "load_directory", "load_state", "save_directory", "weights_to_follow"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -73,12 +75,25 @@ def load_directory(path: str | os.PathLike, model_class: Any, device: str | torc
 
         tok = load_tokenizer(path)
     try:
-        model = model_class(config, tokenizer=tok)
+        with weights_to_follow():
+            model = model_class(config, tokenizer=tok)
     except (TypeError, ValueError) as err:  # a tower that is not registered, or options it does not take
         raise CheckpointError(f"{cfg_path}: {err}") from None
     load_state(model, state, str(weights))
     model.source = str(path)
     return model.to(device or "cpu").eval()
+
+
+@contextmanager
+def weights_to_follow() -> Iterator[None]:
+    """Build a model whose every parameter is about to be overwritten by :func:`load_state` (strict:
+    a key the file lacks is an error, never a random weight left in place): the random
+    initialisation is skipped, which is most of a full-size text tower's construction time.
+    transformers' own ``no_init_weights``, the context its ``from_pretrained`` builds models in."""
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        yield
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
