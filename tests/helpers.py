@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import io
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,38 +53,109 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_worker(rank: int, world: int, port: int, make: Callable, micro: int | None, objective: Any, out: str) -> None:
-    """One of ``world`` gloo processes: its share of ``make()``'s batch (model in eval mode), under
-    ``objective`` = (an Objective, the batch's targets) or the contrastive loss on ``make()``'s
-    tokens when None; rank 0 saves the loss and the gradients."""
+def _rank_step(rank: int, world: int, make: Callable, micro: int | None, objective: Any) -> dict | None:
+    """One rank's share of ``make()``'s batch (model in eval mode), under ``objective`` = (an
+    Objective, the batch's targets) or the contrastive loss on ``make()``'s tokens when None; rank 0
+    returns the loss and the averaged gradients."""
+    model, waves, tokens = make()
+    model.eval()
+    per = waves.shape[0] // world
+    sl = slice(rank * per, (rank + 1) * per)
+    info = DistInfo(rank, world)
+    if objective is None:
+        loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, micro, info)
+    else:  # each rank knows its own targets only
+        loss = objective_backward(model, objective[0], waves[sl], list(objective[1][sl]), 0, micro, info)
+    average_gradients([p for p in model.parameters() if p.grad is not None], info)
+    return {"loss": loss.detach().clone(), "grads": grads(model)} if rank == 0 else None
+
+
+def _pool_worker(rank: int, world: int, port: int, tasks: Any, results: Any) -> None:
+    """A rank of :class:`TwoRanks`: joins the gloo group once, then runs each task ``(fn, args)`` as
+    ``fn(rank, world, *args)`` and reports ``(rank, ok, value or traceback)``, until it gets None."""
+    import traceback
+    from datetime import timedelta
+
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    # a peer that died mid-collective surfaces as an error here rather than a hang
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=120))
     try:
-        model, waves, tokens = make()
-        model.eval()
-        per = waves.shape[0] // world
-        sl = slice(rank * per, (rank + 1) * per)
-        info = DistInfo(rank, world)
-        if objective is None:
-            loss = contrastive_backward(model, waves[sl], {k: v[sl] for k, v in tokens.items()}, micro, info)
-        else:  # each rank knows its own targets only
-            loss = objective_backward(model, objective[0], waves[sl], list(objective[1][sl]), 0, micro, info)
-        average_gradients([p for p in model.parameters() if p.grad is not None], info)
-        if rank == 0:
-            torch.save({"loss": loss, "grads": grads(model)}, out)
-        dist.barrier()  # neither rank tears gloo down while the other still uses it
+        while (task := tasks.get()) is not None:
+            fn, args = task
+            try:
+                buffer = io.BytesIO()  # by value: no shared-memory tensor outlives its sender's task
+                torch.save(fn(rank, world, *args), buffer)
+                results.put((rank, True, buffer.getvalue()))
+            except BaseException:
+                results.put((rank, False, traceback.format_exc()))
+            dist.barrier()  # neither rank starts the next task while the other is in this one
     finally:
         dist.destroy_process_group()
 
 
-def two_rank_step(tmp_path: Path, make: Callable, micro: int | None = None, objective: Any = None) -> dict:
+class TwoRanks:
+    """Two gloo processes, started once and shared by every two-process scenario of a test session
+    (each spawned interpreter imports torch and skclap, which costs more than most scenarios)."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.tasks = [ctx.Queue() for _ in range(2)]
+        self.results = ctx.Queue()
+        port = free_port()
+        self.procs = [ctx.Process(target=_pool_worker, args=(r, 2, port, self.tasks[r], self.results), daemon=True) for r in range(2)]
+        for proc in self.procs:
+            proc.start()
+
+    def alive(self) -> bool:
+        return all(proc.is_alive() for proc in self.procs)
+
+    def run(self, fn: Callable, *args: Any, timeout: float = 300) -> Any:
+        """``fn(rank, 2, *args)`` on both ranks; rank 0's value. A failure on either rank raises with
+        that rank's traceback (and the pool is closed: the next call starts a new one)."""
+        for queue in self.tasks:
+            queue.put((fn, args))
+        got = {}
+        try:
+            for _ in range(2):
+                rank, ok, value = self.results.get(timeout=timeout)
+                got[rank] = (ok, value)
+        except Exception:
+            self.close()
+            raise
+        failed = [f"rank {r}:\n{v}" for r, (ok, v) in sorted(got.items()) if not ok]
+        if failed:
+            self.close()
+            raise RuntimeError("\n".join(failed))
+        return torch.load(io.BytesIO(got[0][1]), weights_only=True)
+
+    def close(self) -> None:
+        for queue, proc in zip(self.tasks, self.procs):
+            if proc.is_alive():
+                queue.put(None)
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+
+
+_two_ranks: TwoRanks | None = None
+
+
+def two_ranks() -> TwoRanks:
+    """The session's :class:`TwoRanks`, started on first use and closed at exit."""
+    global _two_ranks
+    if _two_ranks is None or not _two_ranks.alive():
+        _two_ranks = TwoRanks()
+        atexit.register(_two_ranks.close)
+    return _two_ranks
+
+
+def two_rank_step(make: Callable, micro: int | None = None, objective: Any = None) -> dict:
     """Loss and gradients of rank 0 after one step on two gloo processes sharing ``make()``'s batch
-    (``objective``: see :func:`_rank_worker`)."""
-    out = str(tmp_path / "rank0.pt")
-    mp.spawn(_rank_worker, args=(2, free_port(), make, micro, objective, out), nprocs=2, join=True)
-    return torch.load(out, weights_only=True)
+    (``objective``: see :func:`_rank_step`)."""
+    return two_ranks().run(_rank_step, make, micro, objective)
 
 
 class Killed(Exception):

@@ -14,11 +14,12 @@ import numpy as np
 
 
 def main(names: list[str]) -> None:
-    from skclap import CLAPEmbedder, check_model, load_model
+    from skclap import CLAPEmbedder, check_model
+    from skclap.checkpoints import resolve_model
 
     for name in names:
         try:
-            model = load_model(name)
+            model = resolve_model(name, device="cpu")  # by name, the very model the estimators below share
             rate = model.config.sample_rate
             t = np.arange(int(1.5 * rate)) / rate
             clip = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

@@ -32,28 +32,39 @@ def standins(tmp_path_factory) -> dict[str, dict[str, Path]]:
     return build_standins(tmp_path_factory.mktemp("standins"))
 
 
+def run_clients(*runs: tuple[str, Path, list[str]], offline: bool = False) -> dict[str, dict]:
+    """Load and embed each run's names in a fresh interpreter whose Hugging Face client talks to its
+    endpoint, with its caches under its home (empty at first). The runs go at once: a failing
+    download spends most of its time in the client's back-off between retries."""
+    procs = []
+    for endpoint, home, names in runs:
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN")}
+        env.update(
+            HF_ENDPOINT=endpoint,
+            HF_HOME=str(home / "hf"),
+            HF_HUB_CACHE=str(home / "hf" / "hub"),
+            SKCLAP_HOME=str(home / "skclap"),
+            DISABLE_SAFETENSORS_CONVERSION="1",  # transformers would ask an outside service to convert .bin repos
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_ETAG_TIMEOUT="30",
+            HF_HUB_DOWNLOAD_TIMEOUT="30",
+            OMP_NUM_THREADS="1",  # the runs share the cores
+        )
+        if offline:
+            env["HF_HUB_OFFLINE"] = "1"
+        cmd = [sys.executable, "-m", "tests.hub_client", *names]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    out: dict[str, dict] = {}
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr[-3000:]
+        out.update((r["name"], r) for r in map(json.loads, (line for line in stdout.splitlines() if line.startswith("{"))))
+    return out
+
+
 def run_client(endpoint: str, home: Path, names: list[str], offline: bool = False) -> dict[str, dict]:
-    """Load and embed ``names`` in a fresh interpreter whose Hugging Face client talks to
-    ``endpoint``, with its caches under ``home`` (empty at first)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN")}
-    env.update(
-        HF_ENDPOINT=endpoint,
-        HF_HOME=str(home / "hf"),
-        HF_HUB_CACHE=str(home / "hf" / "hub"),
-        SKCLAP_HOME=str(home / "skclap"),
-        DISABLE_SAFETENSORS_CONVERSION="1",  # transformers would ask an outside service to convert .bin repos
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_ETAG_TIMEOUT="30",
-        HF_HUB_DOWNLOAD_TIMEOUT="30",
-    )
-    if offline:
-        env["HF_HUB_OFFLINE"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.hub_client", *names], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return {r["name"]: r for r in rows}
+    """The names loaded by two clients at once (halves of the list) sharing one cache."""
+    return run_clients(*((endpoint, home, part) for part in (names[::2], names[1::2]) if part), offline=offline)
 
 
 def sha256(path: Path) -> str:
@@ -106,13 +117,17 @@ def test_a_failed_download_says_what_happened(standins, tmp_path):
         hub.faults[("microsoft/msclap", "CLAP_weights_2022.pth")] = "500"
         hub.faults[("lukewys/laion_clap", "630k-best.pt")] = "truncate"
         hub.faults[("laion/clap-htsat-unfused", "config.json")] = "500"
-        out = run_client(hub.url, tmp_path, ["msclap-2022", "laion-630k-best", "laion/clap-htsat-unfused"])
+        out = run_clients(
+            (hub.url, tmp_path / "a", ["msclap-2022"]),
+            (hub.url, tmp_path / "b", ["laion-630k-best"]),
+            (hub.url, tmp_path / "c", ["laion/clap-htsat-unfused"]),
+            ("http://127.0.0.1:9", tmp_path / "unreachable", ["laion-630k-audioset-best"]),  # no hub at all
+        )
     for name, what in (("msclap-2022", "HTTP 500"), ("laion-630k-best", "cut short"), ("laion/clap-htsat-unfused", "HTTP 500")):
         error = out[name].get("error", "")
         assert what in error and "offline" not in error, f"{name}: {error}"
         assert "hf download" in error
     # no hub at all: said so, with the command to run where it is reachable
-    out = run_client("http://127.0.0.1:9", tmp_path / "unreachable", ["laion-630k-audioset-best"])
     assert "not reached" in out["laion-630k-audioset-best"]["error"]
     assert "hf download lukewys/laion_clap 630k-audioset-best.pt" in out["laion-630k-audioset-best"]["error"]
 

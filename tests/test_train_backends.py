@@ -56,8 +56,8 @@ def test_gradient_cache_equals_full_batch(backend):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tiny-htsat", "laion"])
-def test_two_processes_match_one_process(tmp_path, backend):
-    got = two_rank_step(tmp_path, partial(batch, backend), micro=2)
+def test_two_processes_match_one_process(backend):
+    got = two_rank_step(partial(batch, backend), micro=2)
     model, waves, tokens = batch(backend)
     loss = contrastive_backward(model, waves, tokens)
     assert float(got["loss"]) == pytest.approx(float(loss), abs=1e-5)

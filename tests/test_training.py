@@ -120,8 +120,8 @@ def test_gradient_cache_replays_dropout_masks():
 # ------------------------------------------------------------------------ distributed (gloo)
 @pytest.mark.slow
 @pytest.mark.parametrize("micro", [None, 2])
-def test_two_processes_match_one_process_on_the_global_batch(tmp_path, micro):
-    got = two_rank_step(tmp_path, batch, micro)
+def test_two_processes_match_one_process_on_the_global_batch(micro):
+    got = two_rank_step(batch, micro)
     model, waves, tokens = batch()
     model.eval()
     loss = contrastive_backward(model, waves, tokens)

@@ -171,9 +171,9 @@ uneven_batch = partial(batch, captions=UNEVEN)
 
 
 @pytest.mark.slow
-def test_two_processes_gather_the_completions_and_match_one_process(tmp_path):
+def test_two_processes_gather_the_completions_and_match_one_process():
     objective = CompletionObjective(TABLE, 0.7)
-    got = two_rank_step(tmp_path, uneven_batch, objective=(objective, UNEVEN))
+    got = two_rank_step(uneven_batch, objective=(objective, UNEVEN))
     model, waves, _ = uneven_batch()
     model.eval()
     loss = objective_backward(model, objective, waves, UNEVEN)
