@@ -214,7 +214,7 @@ def small_model_dir(tmp_path_factory) -> Path:
     return d
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_killed_run_resumes_to_identical_output(tmp_path, small_model_dir):
     """SIGKILL while shards are being written, then the same command again."""
     data = _files(tmp_path / "data", 60)
@@ -255,7 +255,7 @@ def test_killed_run_resumes_to_identical_output(tmp_path, small_model_dir):
     assert not list((tmp_path / "killed").glob("*/.tmp-*"))
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_torchrun_two_processes_give_the_output_of_one(tmp_path, small_model_dir):
     data = _files(tmp_path / "data", 10, seconds=2.5)
     common = [str(data), "--model", str(small_model_dir), "--shard-size", "3", "--no-progress", "--device", "cpu"]

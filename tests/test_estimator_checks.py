@@ -89,7 +89,7 @@ def test_sklearn_contract(estimator, check):
     check(estimator)
 
 
-@pytest.mark.slow
+@pytest.mark.backends
 @parametrize_with_checks([e for e in ESTIMATORS if e.model == LAION["model"]], expected_failed_checks=expected_failures)
 def test_sklearn_contract_on_the_laion_backend(estimator, check):
     check(estimator)

@@ -292,7 +292,7 @@ def test_pipeline_cross_val_on_gtzan_layout_embeds_each_clip_once(tiny_model_dir
     assert scores.mean() >= 0.8  # chance is 1/3
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_linear_probe_and_grid_search_in_worker_processes(tiny_model_dir, gtzan_dir):
     files, y = gtzan_files(gtzan_dir)
     probe = CLAPLinearProbe(model=str(tiny_model_dir), progress=False, device="cpu")

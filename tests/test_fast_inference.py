@@ -27,7 +27,7 @@ def randomise_batchnorm(model: CLAPModel, seed: int = 0) -> CLAPModel:
     return model.eval()
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small", pytest.param("msclap-2022", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("preset", ["tiny", "small", pytest.param("msclap-2022", marks=pytest.mark.parity)])
 def test_fused_encoder_equals_the_module(preset):
     model = randomise_batchnorm(CLAPModel.from_preset(preset, seed=1))
     wave = torch.randn(2, model.config.window_samples, generator=torch.Generator().manual_seed(0)) * 0.1

@@ -293,7 +293,7 @@ def test_shot_curve_fits_every_method_on_the_drawn_shots(monkeypatch):
     assert summary.loc[("few-shot", 4), "draws"] == 2
 
 
-@pytest.mark.slow
+@pytest.mark.end_to_end
 def test_cli_evaluate_fewshot_mode(tmp_path, tiny_model_dir, capsys):
     from . import downstream_fixtures as fx
 

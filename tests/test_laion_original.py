@@ -14,7 +14,7 @@ from . import reference
 from .conftest import drifting_tone, realistic_statistics
 from .local_hub import laion_checkpoint, laion_reference, save_protocol_2, save_small_roberta
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.parity
 
 RATE = 48000
 TEXTS = ["a dog barking", "rain on a roof", "a siren wailing in the distance"]

@@ -22,7 +22,7 @@ from skclap.registry import PRETRAINED
 
 from .local_hub import LocalHub, build_standins
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.multiprocess  # each client is a fresh interpreter
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from skclap.models.clap import preset_config
 
 from .conftest import drifting_tone, realistic_statistics
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.parity
 
 RATE, SECONDS = 44100, 7
 CAPTIONS = ["this is a sound of dog barking", "wow! a siren wails", "rain on a tin roof, then thunder"]

@@ -9,7 +9,7 @@ from skclap.models.tokenizer import load_tokenizer
 
 from .conftest import calibrate_batchnorm, drifting_tone
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.parity
 
 CAPTIONS = ["this is a sound of dog barking.", "rain falling on a tin roof", "a short high beep"]
 

@@ -261,7 +261,7 @@ def page(server):
         browser.close()
 
 
-@pytest.mark.slow
+@pytest.mark.browser
 def test_in_a_browser_query_play_filter_more_like_this_and_example(page, tmp_path):
     """In Debian's headless Chromium, driven by Playwright: type a query, get results, play one until
     its time advances (from its best segment), filter, follow \"more like this\", search by an example."""

@@ -19,7 +19,7 @@ from skclap.training import TrainConfig, Trainer, contrastive_backward, train
 from .conftest import LAION_DIR
 from .helpers import Killed, assert_same_grads, grads, msclap_state, two_rank_step
 
-BACKENDS = ["tiny", "tiny-htsat", pytest.param("laion", marks=pytest.mark.slow)]
+BACKENDS = ["tiny", "tiny-htsat", pytest.param("laion", marks=pytest.mark.backends)]
 
 
 def make(backend: str, seed: int = 1):
@@ -54,7 +54,7 @@ def test_gradient_cache_equals_full_batch(backend):
     assert audio, "the audio tower gets gradients"
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("backend", ["tiny-htsat", "laion"])
 def test_two_processes_match_one_process(backend):
     got = two_rank_step(partial(batch, backend), micro=2)

@@ -118,7 +118,7 @@ def test_gradient_cache_replays_dropout_masks():
 
 
 # ------------------------------------------------------------------------ distributed (gloo)
-@pytest.mark.slow
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("micro", [None, 2])
 def test_two_processes_match_one_process_on_the_global_batch(micro):
     got = two_rank_step(batch, micro)
@@ -250,7 +250,7 @@ def test_retrieval_metrics_against_brute_force():
     assert m["a2t_R@1"] == pytest.approx(np.mean(hits))
 
 
-@pytest.mark.slow
+@pytest.mark.end_to_end
 def test_training_learns_retrieval_far_above_chance(tmp_path):
     c = make_corpus(330, seed=0, seconds=1.0)
     tr, va = c.subset(range(280)), c.subset(range(280, 330))
@@ -283,7 +283,7 @@ def test_read_manifest_groups_captions(tmp_path):
         read_manifest(bad)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_cli_trains_from_a_manifest(tmp_path):
     path = write_manifest(tmp_path)
     out = tmp_path / "model"
@@ -310,7 +310,7 @@ def test_cli_trains_from_a_manifest(tmp_path):
     CLAPModel.from_pretrained(str(out))
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_torchrun_two_processes_train_like_one(tmp_path):
     """The real launcher: 2 gloo processes on loopback vs 1 process, same global batch of 8.
 
@@ -375,7 +375,7 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
         torch.testing.assert_close(one[k], two[k], atol=2e-5, rtol=1e-4, msg=k)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_cli_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
     """SIGKILL a real training process after a checkpoint, resume it, compare with a clean run."""
     import signal

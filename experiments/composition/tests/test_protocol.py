@@ -133,7 +133,7 @@ def test_seeds_report_gives_mean_std_and_every_seed(tmp_path, monkeypatch):
     assert "no level and register descriptors" in (tmp_path / "report.md").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.end_to_end
 def test_a_small_run_learns_and_writes_its_report(tmp_path):
     cfg = CompositionConfig(preset="tiny", n_clips=1400, n_zero_shot=150, n_eval=150, steps=300, batch_size=32, seconds=1.0, progress=False)
     m = run_experiment(tmp_path, cfg, log=lambda *a: None)

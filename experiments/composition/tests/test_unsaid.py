@@ -170,7 +170,7 @@ UNEVEN = [CAPTIONS[i] for i in (0, 1, 2, 4, 3, 5, 6, 7)]
 uneven_batch = partial(batch, captions=UNEVEN)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_gather_the_completions_and_match_one_process():
     objective = CompletionObjective(TABLE, 0.7)
     got = two_rank_step(uneven_batch, objective=(objective, UNEVEN))
