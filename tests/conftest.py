@@ -22,17 +22,32 @@ from skclap.models.tokenizer import basic_vocab
 from . import reference
 from .local_hub import gpt2_vocab, roberta_vocab, save_gpt2_tokenizer, small_clap, write_bpe_files
 
-torch.set_num_threads(2)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist: one thread per worker, and per process it starts
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
+
+
+_CREATED: list[Path] = []
 
 
 def _session_dir(variable: str, prefix: str) -> Path:
     """A folder for a checkpoint the tests load by path. Its path is known at collection time (the
-    estimator checks are parametrised with it) and inherited by the session's child processes
-    (spawned ranks, command-line runs) through the environment; the files are written by the
-    session fixture below, and removed at its end."""
+    estimator checks are parametrised with it) and inherited through the environment by the
+    session's other processes (pytest-xdist workers, spawned ranks, command-line runs); the files
+    are written once by the session fixture below, and the process that made the folder removes it
+    when its session ends."""
     if variable not in os.environ:
         os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+        _CREATED.append(Path(os.environ[variable]))
     return Path(os.environ[variable])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for folder in _CREATED:  # under pytest-xdist, the controller: after every worker is done
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(f"{folder}.lock").unlink(missing_ok=True)
 
 
 #: A tiny random CLAP checkpoint (written by ``checkpoints_on_disk``).
@@ -67,15 +82,15 @@ LAION_DIR = _session_dir("SKCLAP_TEST_LAION_DIR", "skclap-laion-")
 
 @pytest.fixture(scope="session", autouse=True)
 def checkpoints_on_disk():
-    """Write the small checkpoints the tests load by path, once per session, and remove them after."""
-    owner = not (TINY_DIR / "config.json").exists()  # a child process finds them written already
-    if owner:
-        CLAPModel.from_preset("tiny", seed=0).save_pretrained(TINY_DIR)
-        save_small_laion_clap(LAION_DIR)
-    yield
-    if owner:
-        shutil.rmtree(TINY_DIR, ignore_errors=True)
-        shutil.rmtree(LAION_DIR, ignore_errors=True)
+    """Write the small checkpoints the tests load by path, once for all the session's processes (a
+    file lock: pytest-xdist workers start together; ``ready`` is written last)."""
+    from filelock import FileLock
+
+    with FileLock(f"{TINY_DIR}.lock"):
+        if not (TINY_DIR / "ready").exists():
+            CLAPModel.from_preset("tiny", seed=0).save_pretrained(TINY_DIR)
+            save_small_laion_clap(LAION_DIR)
+            (TINY_DIR / "ready").touch()
 
 
 @pytest.fixture(scope="session")
