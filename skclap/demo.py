@@ -2,7 +2,7 @@
 
 Fresh notes of the 17 instruments are rendered from TimGM6mb (the soundfont ``pretty-midi`` ships;
 the bundled model was trained on two others), then: zero-shot classification from the instrument
-names; a CLAP-embedding + logistic-regression pipeline under cross-validation; few labelled clips
+names; a CLAP-embedding + standardisation + logistic-regression pipeline under cross-validation; few labelled clips
 per class; text-to-audio search; the register and dynamics words; an embedding map. Everything goes
 into a report with its protocol and chance level beside each figure.
 """
@@ -56,7 +56,7 @@ def run_demo(out_dir: str | Path = "skclap-demo", per_class: int = 40, seed: int
     predicted = zero_shot.predict(waves)
     metrics: dict[str, Any] = {"model": MODEL, "clips": len(waves), "chance": 1 / len(names), "zero_shot": _accuracy(predicted, labels)}
 
-    log("[3/6] CLAP embeddings + logistic regression, 5-fold cross-validation")
+    log("[3/6] CLAP embeddings + standardisation + logistic regression, 5-fold cross-validation")
     # standardised features: unit-norm embeddings have tiny per-dimension variance, which the
     # logistic regression's default penalty would otherwise flatten
     pipe = Pipeline([("emb", CLAPEmbedder(**common)), ("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=2000))])
@@ -109,7 +109,11 @@ def _report(m: dict[str, Any], per_class: int) -> str:
     chance = f"{m['chance']:.1%}"
     rows = [
         ("**zero-shot**, the 17 instrument names as prompts", f"{m['zero_shot']:.1%}", chance),
-        ("CLAP embeddings + logistic regression, 5-fold cross-validation", f"{m['probe_mean']:.1%} ± {m['probe_std']:.1%}", chance),
+        (
+            "CLAP embeddings + standardisation + logistic regression, 5-fold cross-validation",
+            f"{m['probe_mean']:.1%} ± {m['probe_std']:.1%}",
+            chance,
+        ),
         ("zero-shot, on the few-shot test half", f"{m['zero_shot_on_few_shot_test']:.1%}", chance),
         ("few-shot (`CLAPFewShotClassifier`), 1 clip per class", f"{m['few_shot_1']:.1%}", chance),
         ("few-shot, 4 clips per class", f"{m['few_shot_4']:.1%}", chance),
