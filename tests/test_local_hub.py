@@ -55,10 +55,16 @@ def run_clients(*runs: tuple[str, Path, list[str]], offline: bool = False) -> di
         cmd = [sys.executable, "-m", "tests.hub_client", *names]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     out: dict[str, dict] = {}
-    for proc in procs:
-        stdout, stderr = proc.communicate(timeout=900)
-        assert proc.returncode == 0, stderr[-3000:]
-        out.update((r["name"], r) for r in map(json.loads, (line for line in stdout.splitlines() if line.startswith("{"))))
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=900)
+            assert proc.returncode == 0, stderr[-3000:]
+            out.update((r["name"], r) for r in map(json.loads, (line for line in stdout.splitlines() if line.startswith("{"))))
+    finally:  # a failed or timed-out run leaves none of its siblings behind
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return out
 
 
