@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,27 +82,31 @@ def read_embeddings(directory: str | os.PathLike, matrix: bool = False, columns:
 
 def exact_topk(matrix: EmbeddingMatrix | np.ndarray, queries: np.ndarray, k: int, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` inner products of each query with the rows: ``(scores, row ids)``, each ``(n_queries, k)``,
-    best first; one block of rows in memory at a time."""
+    best first (equal scores by row id); one block of rows in memory at a time."""
+    import torch
+
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     blocks = (
         matrix.blocks(block) if isinstance(matrix, EmbeddingMatrix) else ((a, matrix[a : a + block]) for a in range(0, len(matrix), block))
     )
-    best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((len(queries), 0), dtype=np.int64)
+    q = torch.from_numpy(np.ascontiguousarray(queries))
+    best_s = torch.full((len(queries), 0), -torch.inf)
+    best_i = torch.zeros((len(queries), 0), dtype=torch.int64)
     for start, rows in blocks:
-        # rows @ queries.T is the faster product; transposed to make each query's scores contiguous
-        scores = np.ascontiguousarray((np.asarray(rows, dtype=np.float32) @ queries.T).T)  # (queries, rows)
-        take = min(k, scores.shape[1])
-        part = np.argpartition(scores, scores.shape[1] - take, axis=1)[:, -take:]  # (queries, take)
-        s = np.take_along_axis(scores, part, axis=1)
-        best_s = np.concatenate([best_s, s], axis=1)
-        best_i = np.concatenate([best_i, part + start], axis=1)
+        # torch reads the memory-mapped block in place (it never writes to it) and its top-k
+        # selection is faster than a partition of the whole block
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            r = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        scores = q @ r.T  # (queries, rows)
+        s, part = torch.topk(scores, min(k, scores.shape[1]), dim=1, sorted=False)
+        best_s, best_i = torch.cat([best_s, s], dim=1), torch.cat([best_i, part + start], dim=1)
         if best_s.shape[1] > k:
-            keep = np.argpartition(-best_s, k - 1, axis=1)[:, :k]
-            best_s = np.take_along_axis(best_s, keep, axis=1)
-            best_i = np.take_along_axis(best_i, keep, axis=1)
-    order = np.lexsort((best_i, -best_s), axis=1) if best_s.size else np.zeros_like(best_i)
-    return np.take_along_axis(best_s, order, axis=1), np.take_along_axis(best_i, order, axis=1)
+            best_s, keep = torch.topk(best_s, k, dim=1, sorted=False)
+            best_i = torch.gather(best_i, 1, keep)
+    out_s, out_i = best_s.numpy(), best_i.numpy()
+    order = np.lexsort((out_i, -out_s), axis=1) if out_s.size else np.zeros_like(out_i)
+    return np.take_along_axis(out_s, order, axis=1), np.take_along_axis(out_i, order, axis=1)
 
 
 def _faiss() -> Any:
