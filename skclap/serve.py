@@ -19,6 +19,7 @@ collection's files share; queries, ``k`` and uploads are bounded; it writes noth
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import tempfile
@@ -89,16 +90,18 @@ def _filterable(coll: Collection) -> dict[str, list[str]]:
     return out
 
 
-def create_app(directory: str | os.PathLike, model: Any = None, *, device: str = "cpu", index: str = "auto", max_batch: int = 1) -> Any:
+def create_app(directory: str | os.PathLike, model: Any = None, *, device: str = "cpu", index: str = "auto", max_batch: int = 256) -> Any:
     """The web application over the collection in ``directory`` (the output of ``skclap embed``);
     ``model`` defaults to the one recorded in its metadata; ``max_batch``: the most concurrent text
-    queries embedded and searched together (1: each on its own, the faster on a CPU of few cores
-    in ``benchmarks/serve_latency.py``; batches pay off where one forward pass is costly, on a GPU)."""
+    queries embedded and searched together (one forward pass, one matrix product; 1: each on its
+    own)."""
     from fastapi import FastAPI, File, HTTPException, Query, UploadFile
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
     from .checkpoints import resolve_model
 
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be 1 or more; got {max_batch}")
     coll = Collection(directory, index=index)
     clap = resolve_model(model if model is not None else coll.meta["model"], device)
     rate = int(clap.config.sample_rate)
@@ -258,7 +261,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--index", choices=["auto", "exact", "faiss"], default="auto")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--max-batch", type=int, default=1, help="the most concurrent text queries embedded and searched together (default 1)")
+    p.add_argument("--max-batch", type=int, default=256, help="the most concurrent text queries embedded and searched together (default 256)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -268,6 +271,10 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit('skclap serve needs the web extra: pip install "skclap[serve]"') from None
     app = create_app(args.dir, args.model, device=args.device, index=args.index, max_batch=args.max_batch)
     print(f"serving {args.dir} ({len(app.state.collection)} files) on http://{args.host}:{args.port}/")
+    # What is loaded now (the collection's table, the model) lives as long as the server: frozen out
+    # of the garbage collector, so that no full collection traverses it and pauses every query.
+    gc.collect()
+    gc.freeze()
     # The model runs on a worker thread while the event loop serves connections; a short GIL switch
     # interval lets the worker's many small torch calls resume promptly under load.
     sys.setswitchinterval(0.0005)

@@ -130,6 +130,13 @@ def test_concurrent_queries_get_the_answers_they_would_get_alone(client):
         np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in alone[q]], atol=1e-6)
 
 
+def test_a_batch_size_below_one_is_refused(collection):
+    from skclap.serve import create_app
+
+    with pytest.raises(ValueError, match="max_batch must be 1 or more; got 0"):
+        create_app(collection[0], max_batch=0)
+
+
 def test_more_like_this_and_search_by_example(client, collection):
     first = client.get("/search", params={"q": "piano", "k": 1}).json()["results"][0]
     similar = client.get("/similar", params={"id": first["id"], "k": 5}).json()["results"]
