@@ -151,7 +151,7 @@ BUNDLED: dict[str, Bundled] = {
             "piano, organ, guitar, harp, violin, cello, trumpet, trombone, saxophone, clarinet, flute, marimba, synth, "
             "kick drum, snare drum, hi hat, crash cymbal; low/high, soft/loud, short/long/repeated notes (16 kHz, 1 s)",
             "any other sound (speech, animals, environments, other instruments) nor any word its captions never used",
-            "b6e9ff87e6345b542c7df3f7678b1bbc7491962267215c55092a5d20f0947eed",
+            "043cf04e7f3de3e9a6defd68e3ad304e807e3cd7b1503a09ce1b91603862b4bc",
             "python -m recipes.instruments --seeds 0,1,2 --ship skclap/bundled/skclap-instruments",
         )
     ]

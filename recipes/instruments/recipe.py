@@ -37,9 +37,9 @@ TEST_FONT = "TimGM6mb"
 class RecipeConfig:
     preset: str = "small"
     seconds: float = 1.0
-    n_train: int = 6000  # clips, split evenly over the two training soundfonts
+    n_train: int = 12000  # clips, split evenly over the two training soundfonts
     n_eval: int = 680  # new notes per test set (40 per instrument)
-    steps: int = 3000
+    steps: int = 6000
     batch_size: int = 64
     lr: float = 1e-3
     group_size: int | None = None  # runs of this many clips of one instrument in each batch (hard negatives); None: off
