@@ -138,10 +138,10 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
             return int(recipe.main(["--out", args.out, *(["--no-progress"] if args.no_progress else [])]))
         except (FileNotFoundError, ModuleNotFoundError) as err:
             raise SystemExit(f"skclap demo --train: {err}") from None
-    from .demo import run_demo
+    from .demo import MIN_PER_CLASS, run_demo
 
-    if args.per_class < 2:
-        raise SystemExit(f"--per-class must be 2 or more (half of each class is the few-shot test); got {args.per_class}")
+    if args.per_class < MIN_PER_CLASS:
+        raise SystemExit(f"--per-class must be {MIN_PER_CLASS} or more (4 clips a class are drawn from half of them); got {args.per_class}")
     run_demo(args.out, per_class=args.per_class, seed=args.seed)
     return 0
 

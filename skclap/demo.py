@@ -19,6 +19,8 @@ import numpy as np
 __all__ = ["run_demo"]
 
 MODEL = "skclap-instruments"
+#: The fewest notes per instrument: half of them are the pool the 4-clip few-shot row draws from.
+MIN_PER_CLASS = 8
 
 
 def _accuracy(pred: Any, truth: Any) -> float:
@@ -28,15 +30,18 @@ def _accuracy(pred: Any, truth: Any) -> float:
 def run_demo(out_dir: str | Path = "skclap-demo", per_class: int = 40, seed: int = 0, log: Any = print) -> dict[str, Any]:
     """Run the demo on ``per_class`` new notes of each instrument; write ``out_dir/report.md`` with
     its plots and ``metrics.json``; return the metrics."""
+    if per_class < MIN_PER_CLASS:
+        raise ValueError(f"per_class must be {MIN_PER_CLASS} or more (4 clips a class are drawn from half of them); got {per_class}")
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import confusion_matrix
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     from .checkpoints import load_model
     from .datasets.instruments import INSTRUMENTS, instrument_prompts, make_instrument_corpus, value_prompts
-    from .estimators import CLAPEmbedder, CLAPFewShotClassifier, CLAPZeroShotClassifier
+    from .estimators import CLAPEmbedder, CLAPZeroShotClassifier
+    from .evaluation.fewshot import shot_curve
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -65,20 +70,24 @@ def run_demo(out_dir: str | Path = "skclap-demo", per_class: int = 40, seed: int
     metrics["probe_mean"], metrics["probe_std"] = float(scores.mean()), float(scores.std())
 
     log("[4/6] few labelled clips: 1 and 4 per class, tested on the other half")
-    rng = np.random.default_rng(seed)
-    pool: list[np.ndarray] = []
-    test: list[int] = []
-    for name in names:
-        idx = rng.permutation(np.flatnonzero(labels == name))
-        pool.append(idx[: len(idx) // 2])
-        test.extend(idx[len(idx) // 2 :])
-    test_waves, test_labels = [waves[i] for i in test], labels[test]
-    metrics["zero_shot_on_few_shot_test"] = _accuracy(predicted[test], test_labels)
+    pool, test = train_test_split(np.arange(len(waves)), test_size=0.5, stratify=labels, random_state=seed)
+    curve = shot_curve(
+        [waves[i] for i in pool],
+        labels[pool],
+        [waves[i] for i in test],
+        labels[test],
+        common,
+        shots=(1, 4),
+        draws=1,
+        seed=seed,
+        label_prompts=prompts,
+        templates="{}",
+        methods=("zero-shot", "few-shot"),
+    )
+    accuracy = curve.set_index(["method", "shots"])["accuracy"]
+    metrics["zero_shot_on_few_shot_test"] = float(accuracy["zero-shot", 0])
     for k in (1, 4):
-        shots = [i for p in pool for i in p[:k]]
-        few = CLAPFewShotClassifier(labels=names, templates="{}", label_prompts=prompts, random_state=seed, **common)
-        few.fit([waves[i] for i in shots], labels[shots])
-        metrics[f"few_shot_{k}"] = _accuracy(few.predict(test_waves), test_labels)
+        metrics[f"few_shot_{k}"] = float(accuracy["few-shot", k])
 
     log("[5/6] text -> audio search, and the register and dynamics words")
     emb = CLAPEmbedder(**common).fit_transform(waves)

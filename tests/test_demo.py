@@ -12,10 +12,10 @@ from skclap.demo import run_demo
 
 
 def test_the_demo_reports_every_figure_beside_its_chance(tmp_path):
-    metrics = run_demo(tmp_path, per_class=6, seed=1, log=lambda *a: None)
+    metrics = run_demo(tmp_path, per_class=8, seed=1, log=lambda *a: None)
     for key in ("zero_shot", "probe_mean", "few_shot_1", "few_shot_4", "search_precision_at_5", "pitch_words", "dynamics_words"):
         assert 0.0 <= metrics[key] <= 1.0, key
-    assert metrics["clips"] == 6 * 17 and metrics["chance"] == pytest.approx(1 / 17)
+    assert metrics["clips"] == 8 * 17 and metrics["chance"] == pytest.approx(1 / 17)
     assert metrics["zero_shot"] >= 4 * metrics["chance"]  # names instruments from prompts alone
     assert metrics["pitch_words"] > 0.6 and metrics["dynamics_words"] > 0.6  # chance 0.5
     report = (tmp_path / "report.md").read_text()
@@ -28,10 +28,12 @@ def test_the_demo_reports_every_figure_beside_its_chance(tmp_path):
 def test_the_command_line(tmp_path, monkeypatch):
     got = {}
     monkeypatch.setattr("skclap.demo.run_demo", lambda out, per_class, seed: got.update(out=out, per_class=per_class, seed=seed))
-    assert cli.main(["demo", "--out", str(tmp_path), "--per-class", "3", "--seed", "2"]) == 0
-    assert got == {"out": str(tmp_path), "per_class": 3, "seed": 2}
-    with pytest.raises(SystemExit, match="--per-class must be 2 or more"):
-        cli.main(["demo", "--per-class", "1"])
+    assert cli.main(["demo", "--out", str(tmp_path), "--per-class", "8", "--seed", "2"]) == 0
+    assert got == {"out": str(tmp_path), "per_class": 8, "seed": 2}
+    with pytest.raises(SystemExit, match="--per-class must be 8 or more"):
+        cli.main(["demo", "--per-class", "7"])
+    with pytest.raises(ValueError, match="per_class must be 8 or more"):
+        run_demo(tmp_path, per_class=7)
 
 
 def test_train_without_the_debian_soundfonts_names_the_packages(tmp_path, monkeypatch):
