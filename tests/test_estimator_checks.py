@@ -1,9 +1,10 @@
 """scikit-learn's estimator contract (parametrize_with_checks) on every estimator."""
 
+import functools
 from collections.abc import Iterator, Mapping
 
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 
 from skclap import (
     CLAPCompositionalClassifier,
@@ -89,7 +90,31 @@ def test_sklearn_contract(estimator, check):
     check(estimator)
 
 
+def _name(check) -> str:
+    return check.func.__name__ if isinstance(check, functools.partial) else check.__name__
+
+
+def _check_id(check) -> str:
+    kw = ",".join(f"{k}={v}" for k, v in getattr(check, "keywords", {}).items())
+    return f"{_name(check)}({kw})" if kw else _name(check)
+
+
+def laion_checks() -> list:
+    """Every check on the LAION backend's estimators. Those expected to fail are skipped, not run as
+    xfail: a non-strict xfail asserts nothing, the reasons are the data's and not the backend's, and
+    the same checks run as xfail on the tiny backend above."""
+    params = []
+    for e in ESTIMATORS:
+        if e.model != LAION["model"]:
+            continue
+        failures = expected_failures(e)
+        for est, check in estimator_checks_generator(e):
+            skip = [pytest.mark.skip(reason=failures[_name(check)])] if _name(check) in failures else []
+            params.append(pytest.param(est, check, id=f"{type(est).__name__}-{_check_id(check)}", marks=skip))
+    return params
+
+
 @pytest.mark.backends
-@parametrize_with_checks([e for e in ESTIMATORS if e.model == LAION["model"]], expected_failed_checks=expected_failures)
+@pytest.mark.parametrize("estimator, check", laion_checks())
 def test_sklearn_contract_on_the_laion_backend(estimator, check):
     check(estimator)
