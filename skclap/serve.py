@@ -261,7 +261,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--index", choices=["auto", "exact", "faiss"], default="auto")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--max-batch", type=int, default=256, help="the most concurrent text queries embedded and searched together (default 256)")
+    p.add_argument(
+        "--max-batch", type=int, default=256, help="the most concurrent text queries embedded and searched together (default 256)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
