@@ -157,6 +157,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit(f"--shots takes comma-separated positive integers, e.g. 1,2,4,8,16; got {args.shots!r}") from None
     if not shots or min(shots) < 1 or args.draws < 1:
         raise SystemExit(f"--shots needs positive integers and --draws at least 1; got {args.shots!r}, {args.draws}")
+    if args.tuner_steps < 1:
+        raise SystemExit(f"--tuner-steps must be 1 or more; got {args.tuner_steps}")
     table = evaluate(
         tasks,
         args.data_dir,
@@ -166,6 +168,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         cache=args.cache_dir or True,
         shots=shots,
         draws=args.draws,
+        tuner_steps=args.tuner_steps,
         batch_size=args.batch_size,
         device=args.device,
         progress=not args.no_progress,
@@ -280,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mode", choices=["zeroshot", "probe", "both", "fewshot"], default="both", help="both: zeroshot and probe")
     ev.add_argument("--shots", default="1,2,4,8,16", help="fewshot: labelled clips per class drawn from each training fold")
     ev.add_argument("--draws", type=int, default=5, help="fewshot: draws of the shots per fold (mean ± std over them)")
+    ev.add_argument("--tuner-steps", type=int, default=200, help="fewshot: the prompt tuner's optimisation steps per fit (default 200)")
     ev.add_argument("--out", default="skclap-eval", help="folder for results.csv and results.md")
     ev.add_argument("--cache-dir", help="keep audio embeddings on disk here (default: in memory)")
     add_runtime_arguments(ev, precision=False)

@@ -294,15 +294,18 @@ def test_shot_curve_fits_every_method_on_the_drawn_shots(monkeypatch):
 
 
 @pytest.mark.end_to_end
-def test_cli_evaluate_fewshot_mode(tmp_path, tiny_model_dir, capsys):
+def test_cli_evaluate_fewshot_mode(tmp_path, tiny_model_dir, capsys, monkeypatch):
     from . import downstream_fixtures as fx
 
     root = tmp_path / "data"
     fx.gtzan_music_speech(root)
     out = tmp_path / "eval"
     args = ["evaluate", "--task", "gtzan_music_speech", "--data-dir", str(root), "--model", str(tiny_model_dir), "--mode", "fewshot"]
-    args += ["--shots", "1,2", "--draws", "2", "--out", str(out), "--device", "cpu", "--no-progress"]
+    args += ["--shots", "1,2", "--draws", "2", "--tuner-steps", "20", "--out", str(out), "--device", "cpu", "--no-progress"]
+    fits, original = [], CLAPPromptTuner.fit
+    monkeypatch.setattr(CLAPPromptTuner, "fit", lambda self, *a, **k: fits.append(self.steps) or original(self, *a, **k))
     assert cli(args) == 0
+    assert fits and set(fits) == {20}  # every fit of the prompt tuner took the steps asked for
     table = pd.read_csv(out / "results.csv")
     assert set(table["method"]) == {"zero-shot", "linear probe", "prompt tuner", "few-shot"}
     assert sorted(set(table["shots"])) == [0, 1, 2]
@@ -311,6 +314,8 @@ def test_cli_evaluate_fewshot_mode(tmp_path, tiny_model_dir, capsys):
     bad = [a if a != "1,2" else "one" for a in args]
     with pytest.raises(SystemExit, match="--shots"):
         cli(bad)
+    with pytest.raises(SystemExit, match="--tuner-steps must be 1 or more"):
+        cli([a if a != "20" else "0" for a in args])
 
 
 def test_few_shot_prior_can_choose_its_templates_on_the_clips():

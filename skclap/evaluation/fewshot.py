@@ -38,14 +38,18 @@ def draw_shots(y: Any, shots: Sequence[int], draw: int, seed: int = 0) -> dict[i
 
 
 def few_shot_methods(
-    common: Mapping[str, Any], labels: Sequence[Any], label_prompts: Mapping[Any, Any] | None = None, templates: Any = None
+    common: Mapping[str, Any],
+    labels: Sequence[Any],
+    label_prompts: Mapping[Any, Any] | None = None,
+    templates: Any = None,
+    tuner_steps: int = 200,
 ) -> dict[str, Callable[[], Any]]:
     """Factories of the fitted-on-shots methods, configured alike (``common``: model, sample rate,
-    cache, device...)."""
+    cache, device...); ``tuner_steps``: the prompt tuner's optimisation steps per fit."""
     text: dict[str, Any] = dict(labels=list(labels), label_prompts=label_prompts)
     return {
         "linear probe": lambda: CLAPLinearProbe(**common),
-        "prompt tuner": lambda: CLAPPromptTuner(**text, **common),
+        "prompt tuner": lambda: CLAPPromptTuner(**text, steps=tuner_steps, **common),
         "few-shot": lambda: CLAPFewShotClassifier(**text, templates=templates, **common),
     }
 
@@ -63,6 +67,7 @@ def shot_curve(
     label_prompts: Mapping[Any, Any] | None = None,
     templates: Any = None,
     methods: Sequence[str] = FEW_SHOT_METHODS,
+    tuner_steps: int = 200,
     log: Callable[[str], Any] | None = None,
 ) -> pd.DataFrame:
     """One row per (method, shots, draw) with the test accuracy (zero-shot: one row, shots 0)."""
@@ -78,7 +83,7 @@ def shot_curve(
             labels=labels, label_prompts=label_prompts, templates=None if templates == "auto" else templates, **common
         )
         rows.append({"method": "zero-shot", "shots": 0, "draw": 0, "accuracy": float(zs.fit().score(test_items, test_y))})
-    factories = few_shot_methods(common, labels, label_prompts, templates)
+    factories = few_shot_methods(common, labels, label_prompts, templates, tuner_steps)
     for draw in range(draws):
         chosen = draw_shots(pool_y, shots, draw, seed)
         for k in shots:

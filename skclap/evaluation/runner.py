@@ -67,7 +67,9 @@ def _probe_scores(data: LabelledAudio, common: dict[str, Any], estimator: Any) -
     return out
 
 
-def _few_shot_rows(task: Task, data: LabelledAudio, common: dict[str, Any], shots: Sequence[int], draws: int) -> list[dict[str, Any]]:
+def _few_shot_rows(
+    task: Task, data: LabelledAudio, common: dict[str, Any], shots: Sequence[int], draws: int, tuner_steps: int
+) -> list[dict[str, Any]]:
     """Accuracy against shots per class (:func:`~skclap.evaluation.fewshot.shot_curve`) in every fold:
     the shots are drawn from the fold's training clips, the fold's test clips score them."""
     from .fewshot import shot_curve, summarize_curve
@@ -87,6 +89,7 @@ def _few_shot_rows(task: Task, data: LabelledAudio, common: dict[str, Any], shot
             seed=fold,
             label_prompts=task.prompts(data.classes),
             templates=list(task.templates),
+            tuner_steps=tuner_steps,
         )
         curves.append(curve)
     summary = summarize_curve(pd.concat(curves, ignore_index=True))
@@ -104,6 +107,7 @@ def evaluate_task(
     *,
     shots: Sequence[int] = (1, 2, 4, 8, 16),
     draws: int = 5,
+    tuner_steps: int = 200,
     estimator: Any = None,
     cache: Any = True,
     batch_size: int = 32,
@@ -116,7 +120,8 @@ def evaluate_task(
     ``estimator`` is the probe's head (default: standardised logistic regression). ``cache`` as in
     the estimators (``True``: in memory; a directory: on disk, kept across runs). The ``"fewshot"``
     mode gives one row per method and shot count (mean ± std over folds x ``draws`` draws of
-    ``shots`` clips per class from each training fold).
+    ``shots`` clips per class from each training fold; ``tuner_steps``: the prompt tuner's steps
+    per fit).
     """
     task = get_task(task)
     unknown = [m for m in modes if m not in MODES]
@@ -135,7 +140,7 @@ def evaluate_task(
             "classes": len(data.classes),
         }
         if mode == "fewshot":
-            rows += [{**base, **r} for r in _few_shot_rows(task, data, common, shots, draws)]
+            rows += [{**base, **r} for r in _few_shot_rows(task, data, common, shots, draws, tuner_steps)]
             continue
         scores = _zero_shot_scores(task, data, common) if mode == "zeroshot" else _probe_scores(data, common, estimator)
         rows.append(
