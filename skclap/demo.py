@@ -71,11 +71,11 @@ def run_demo(out_dir: str | Path = "skclap-demo", per_class: int = 40, seed: int
 
     log("[4/6] few labelled clips: 1 and 4 per class, tested on the other half")
     pool, test = train_test_split(np.arange(len(waves)), test_size=0.5, stratify=labels, random_state=seed)
+    half = {"pool": pool, "test": test}
+    clips = {name: ([waves[i] for i in idx], labels[idx]) for name, idx in half.items()}
     curve = shot_curve(
-        [waves[i] for i in pool],
-        labels[pool],
-        [waves[i] for i in test],
-        labels[test],
+        *clips["pool"],
+        *clips["test"],
         common,
         shots=(1, 4),
         draws=1,
