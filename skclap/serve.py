@@ -95,7 +95,7 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
     ``model`` defaults to the one recorded in its metadata; ``max_batch``: the most concurrent text
     queries embedded and searched together (one forward pass, one matrix product; 1: each on its
     own)."""
-    from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+    from fastapi import File, HTTPException, Query, UploadFile
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
     from .checkpoints import resolve_model
@@ -153,12 +153,7 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
         n = min(k, len(coll) if rows is None else len(rows))
         return await asyncio.get_running_loop().run_in_executor(executor, coll.topk, vec, n, rows)
 
-    app = FastAPI(
-        title="skclap serve",
-        summary="Search an embedded audio collection by text or by sound",
-        docs_url=None,  # the interactive pages load their scripts from a CDN; /openapi.json is served
-        redoc_url=None,
-    )
+    app = _fastapi(title="skclap serve", summary="Search an embedded audio collection by text or by sound")
 
     @app.exception_handler(AudioError)
     async def audio_error(request: Any, err: AudioError) -> JSONResponse:
@@ -252,6 +247,19 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
     app.state.collection = coll
     app.state.executor = executor
     return app
+
+
+def _fastapi(**kwargs: Any) -> Any:
+    """The application, with its interactive OpenAPI page at ``/docs`` whose scripts this server
+    serves (fastapi-offline, in the ``serve`` extra; FastAPI's own page loads them from a CDN).
+    Without fastapi-offline, ``/openapi.json`` alone."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        from fastapi import FastAPI
+
+        return FastAPI(docs_url=None, redoc_url=None, **kwargs)
+    return FastAPIOffline(redoc_url=None, **kwargs)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -130,6 +130,20 @@ def test_concurrent_queries_get_the_answers_they_would_get_alone(client):
         np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in alone[q]], atol=1e-6)
 
 
+def test_the_api_page_and_its_scripts_are_served_from_here(client):
+    import fastapi_offline
+
+    html = client.get("/docs").text
+    assert "/openapi.json" in html and "https://" not in html and "http://" not in html  # nothing from a CDN
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        assert f"/static-offline-docs/{name}" in html
+        got = client.get(f"/static-offline-docs/{name}")
+        assert got.status_code == 200 and got.content == (assets / name).read_bytes(), name
+    assert client.get("/static-offline-docs/..%2F__init__.py").status_code == 404
+    assert client.get("/redoc").status_code == 404  # one page
+
+
 def test_a_batch_size_below_one_is_refused(collection):
     from skclap.serve import create_app
 
@@ -251,6 +265,19 @@ def server(collection):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
+
+
+@pytest.mark.browser
+def test_the_api_page_lists_every_route_in_a_browser(page, server):
+    """The OpenAPI page renders offline: Chromium here reaches nothing but this server."""
+    api = page.context.browser.new_page()
+    try:
+        api.goto(server + "/docs")
+        api.wait_for_selector(".opblock-summary-path", timeout=20000)
+        paths = {p.strip().replace("\u200b", "") for p in api.locator(".opblock-summary-path").all_text_contents()}
+        assert {"/search", "/similar", "/search/audio", "/audio/{id}", "/info"} <= paths
+    finally:
+        api.close()
 
 
 @pytest.fixture(scope="module")
