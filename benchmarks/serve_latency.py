@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-WORDS = "dog cat bird rain wind engine siren piano violin drum bell water crowd train door glass guitar flute horn thunder".split()
 MODEL = "skclap-instruments"
+WORDS = "dog cat bird rain wind engine siren piano violin drum bell water crowd train door glass guitar flute horn thunder".split()
 PLACES = "in the rain|far away|in a hall|outside|at night|in a kitchen|on a street|in the forest|under water|in a car".split("|")
 
 
@@ -135,7 +135,7 @@ def main() -> None:
     try:
         import aiohttp  # noqa: F401
     except ImportError:
-        raise SystemExit("the load generator needs aiohttp: pip install aiohttp") from None
+        raise SystemExit("the load generator needs aiohttp: pip install 'skclap[bench]'") from None
     import httpx
     import torch
     from _table import print_table
