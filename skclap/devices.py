@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import torch
@@ -24,8 +25,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bfloat16 in hardware (``avx512_bf16`` or AMX). Without it, bf16
-    arithmetic is emulated and hundreds of times slower than float32."""
+    """True when the CPU computes bfloat16 in hardware (``avx512_bf16`` or AMX) and PyTorch may use it.
+    Without it, bf16 arithmetic is emulated and hundreds of times slower than float32.
+
+    An instruction-set cap set by the user (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``) counts:
+    under a cap below AVX-512 the bf16 kernels are the emulated ones, whatever the CPU has."""
+    return _cpu_flags_have_bf16() and _isa_caps_allow_bf16()
+
+
+def _cpu_flags_have_bf16() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -35,6 +43,21 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+def _isa_caps_allow_bf16() -> bool:
+    # ATen reports the capability it dispatches to after applying ATEN_CPU_CAPABILITY.
+    if not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
+        return False
+    # oneDNN (convolutions, bf16 matmuls) reads its own cap. Its ISA names are ordered; these are the
+    # ones below AVX512_CORE_BF16 (oneDNN's "CPU dispatcher control" page); any other name allows bf16.
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    return onednn.strip().upper() not in _ONEDNN_CAPS_WITHOUT_BF16
+
+
+_ONEDNN_CAPS_WITHOUT_BF16 = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_MIC", "AVX512_MIC_4OPS", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
 
 
 def resolve_precision(precision: str | None, device: torch.device) -> str:

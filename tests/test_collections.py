@@ -294,6 +294,35 @@ def test_precision_is_chosen_by_hardware(monkeypatch):
         resolve_precision("int8", cpu)
 
 
+@pytest.mark.parametrize(
+    ("flags", "aten", "onednn", "native"),
+    [
+        (True, "AVX512", None, True),
+        (True, "AVX512", "AVX512_CORE_AMX", True),
+        (True, "AVX512", "avx512_core_bf16", True),
+        (True, "AVX512", "ALL", True),
+        (False, "AVX512", None, False),  # the CPU itself lacks bf16
+        (True, "AVX2", None, False),  # ATEN_CPU_CAPABILITY=avx2
+        (True, "AVX512", "AVX2", False),  # oneDNN capped below AVX-512
+        (True, "AVX512", "AVX512_CORE_VNNI", False),  # AVX-512 without its bf16 instructions
+    ],
+)
+def test_native_bf16_respects_instruction_set_caps(monkeypatch, flags, aten, onednn, native):
+    monkeypatch.setattr(devices, "_cpu_flags_have_bf16", lambda: flags)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: aten)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if onednn is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn)
+    devices.cpu_has_native_bf16.cache_clear()
+    try:
+        assert devices.cpu_has_native_bf16() is native
+        assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    finally:
+        devices.cpu_has_native_bf16.cache_clear()
+
+
 @pytest.mark.skipif(not devices.cpu_has_native_bf16(), reason="this CPU has no native bf16")
 def test_bf16_on_a_native_bf16_cpu_is_close_to_fp32_and_cached_apart(tiny_model, tmp_path):
     from skclap.cache import DiskCache
