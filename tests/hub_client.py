@@ -3,22 +3,48 @@ Hugging Face client at the local hub (``HF_ENDPOINT`` is read when huggingface_h
 
 For each registered name given: load it by name, embed a clip and two texts through the public
 estimators, run :func:`skclap.check_model` (unless ``--no-check``), and print one JSON line (or the
-error it raised)."""
+error it raised).
+
+``--no-wait``: the client retries a failed request as in real use, but returns at once from each
+back-off wait between tries and reports the waits it asked for (``"waits"``). The tests assert on
+the errors and on the retries, not on the time spent sleeping between them."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 
 import numpy as np
 
 
-def main(names: list[str], check: bool = True) -> None:
+class _NoWait:
+    """Stands in for the ``time`` module inside huggingface_hub's HTTP back-off and its resumption
+    of a download cut short."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def main(names: list[str], check: bool = True, wait: bool = True) -> None:
+    from huggingface_hub import file_download
+    from huggingface_hub.utils import _http
+
     from skclap import CLAPEmbedder, check_model
     from skclap.checkpoints import resolve_model
 
+    clock = _NoWait()
+    if not wait:
+        _http.time = file_download.time = clock  # type: ignore[assignment]
     for name in names:
+        clock.waits.clear()
         try:
             model = resolve_model(name, device="cpu")  # by name, the very model the estimators below share
             rate = model.config.sample_rate
@@ -35,9 +61,11 @@ def main(names: list[str], check: bool = True) -> None:
                 out["warnings"] = [str(w.message) for w in caught]
         except Exception as err:  # reported to the test, which asserts on it
             out = {"name": name, "error": f"{type(err).__name__}: {err}"}
+        if not wait:
+            out["waits"] = list(clock.waits)
         print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main([a for a in args if a != "--no-check"], check="--no-check" not in args)
+    main([a for a in args if not a.startswith("--")], check="--no-check" not in args, wait="--no-wait" not in args)

@@ -32,11 +32,11 @@ def standins(tmp_path_factory) -> dict[str, dict[str, Path]]:
     return build_standins(tmp_path_factory.mktemp("standins"))
 
 
-def run_clients(*runs: tuple[str, Path, list[str]], offline: bool = False, check: bool = True) -> dict[str, dict]:
+def run_clients(*runs: tuple[str, Path, list[str]], offline: bool = False, check: bool = True, wait: bool = True) -> dict[str, dict]:
     """Load and embed each run's names in a fresh interpreter whose Hugging Face client talks to its
     endpoint, with its caches under its home (empty at first); ``check``: run ``check_model`` on
-    each too. The runs go at once: a failing download spends most of its time in the client's
-    back-off between retries."""
+    each too; ``wait=False``: the client's retries skip their back-off waits and report them
+    (``hub_client --no-wait``). The runs go at once."""
     procs = []
     for endpoint, home, names in runs:
         env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN")}
@@ -53,7 +53,7 @@ def run_clients(*runs: tuple[str, Path, list[str]], offline: bool = False, check
         )
         if offline:
             env["HF_HUB_OFFLINE"] = "1"
-        cmd = [sys.executable, "-m", "tests.hub_client", *names, *([] if check else ["--no-check"])]
+        cmd = [sys.executable, "-m", "tests.hub_client", *names, *([] if check else ["--no-check"]), *([] if wait else ["--no-wait"])]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     out: dict[str, dict] = {}
     try:
@@ -130,11 +130,21 @@ def test_a_failed_download_says_what_happened(standins, tmp_path):
             (hub.url, tmp_path / "b", ["laion-630k-best"]),
             (hub.url, tmp_path / "c", ["laion/clap-htsat-unfused"]),
             ("http://127.0.0.1:9", tmp_path / "unreachable", ["laion-630k-audioset-best"]),  # no hub at all
+            wait=False,
         )
+        asked = list(hub.requests)
     for name, what in (("msclap-2022", "HTTP 500"), ("laion-630k-best", "cut short"), ("laion/clap-htsat-unfused", "HTTP 500")):
         error = out[name].get("error", "")
         assert what in error and "offline" not in error, f"{name}: {error}"
         assert "hf download" in error
+    # the client retried, waiting between tries, before the error was reported
+    for name, path in (
+        ("msclap-2022", "CLAP_weights_2022.pth"),
+        ("laion-630k-best", "630k-best.pt"),
+        ("laion/clap-htsat-unfused", "config.json"),
+    ):
+        assert sum(p.endswith(path) for _, p in asked) > 1, f"{name}: {path} was asked for once"
+        assert len(out[name]["waits"]) > 1 and all(w > 0 for w in out[name]["waits"]), f"{name}: {out[name]['waits']}"
     # no hub at all: said so, with the command to run where it is reachable
     assert "not reached" in out["laion-630k-audioset-best"]["error"]
     assert "hf download lukewys/laion_clap 630k-audioset-best.pt" in out["laion-630k-audioset-best"]["error"]
