@@ -5,7 +5,8 @@ from __future__ import annotations
 import atexit
 import io
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,18 @@ def assert_same_grads(a: dict, b: dict, atol: float) -> None:
     assert a.keys() == b.keys() and len(a) > 10
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=atol, rtol=1e-4, msg=k)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the block, as in a command started with ``OMP_NUM_THREADS=1``: a run
+    in this process then computes bit for bit what such a command computes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def free_port() -> int:

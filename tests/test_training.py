@@ -15,6 +15,7 @@ import torch
 import torch.multiprocessing as mp
 
 from skclap import CLAPEmbedder, CLAPModel
+from skclap.cli import main as cli
 from skclap.datasets import make_corpus
 from skclap.devices import cpu_has_native_bf16
 from skclap.training import (
@@ -30,7 +31,7 @@ from skclap.training import (
 from skclap.training.distributed import close_distributed
 from skclap.training.trainer import warmup_cosine
 
-from .helpers import Killed, assert_same_grads, batch, free_port, grads, two_rank_step, write_manifest
+from .helpers import Killed, assert_same_grads, batch, free_port, grads, one_thread, two_rank_step, write_manifest
 
 
 # --------------------------------------------------------------------------- gradient caching
@@ -283,30 +284,13 @@ def test_read_manifest_groups_captions(tmp_path):
         read_manifest(bad)
 
 
-@pytest.mark.multiprocess
-def test_cli_trains_from_a_manifest(tmp_path):
+def test_cli_trains_from_a_manifest(tmp_path, capsys):
     path = write_manifest(tmp_path)
     out = tmp_path / "model"
-    cmd = [
-        sys.executable,
-        "-m",
-        "skclap",
-        "train",
-        str(path),
-        "--out",
-        str(out),
-        "--preset",
-        "tiny",
-        "--batch-size",
-        "8",
-        "--max-steps",
-        "3",
-        "--no-progress",
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
+    argv = ["train", str(path), "--out", str(out), "--preset", "tiny", "--batch-size", "8", "--max-steps", "3", "--no-progress"]
+    assert cli(argv) == 0
     assert (out / "model.safetensors").is_file() and (out / "history.json").is_file()
-    assert "trained 3 steps" in res.stdout
+    assert "trained 3 steps" in capsys.readouterr().out
     CLAPModel.from_pretrained(str(out))
 
 
@@ -339,14 +323,8 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
         "1e-3",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run(
-        [sys.executable, "-m", "skclap", "train", *common, "--out", str(tmp_path / "one")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert single.returncode == 0, single.stderr
+    with one_thread():  # the single-process run here, the launcher's two in their own processes
+        assert cli(["train", *common, "--out", str(tmp_path / "one")]) == 0
     dist = subprocess.run(
         [
             sys.executable,
@@ -401,8 +379,8 @@ def test_cli_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
         "--no-progress",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    clean = subprocess.run([*args, "--out", str(tmp_path / "clean")], capture_output=True, text=True, env=env, timeout=300)
-    assert clean.returncode == 0, clean.stderr
+    with one_thread():  # the uninterrupted run needs no process of its own
+        assert cli([*args[3:], "--out", str(tmp_path / "clean")]) == 0
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
