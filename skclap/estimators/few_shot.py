@@ -37,13 +37,15 @@ def fit_anchored_head(
     alpha: float,
     anchor_intercept: np.ndarray | None = None,
     max_iter: int = 100,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class vectors ``W`` and intercepts ``b`` minimising the class-balanced cross-entropy of
     ``scale * (audio @ W.T + b)`` plus ``alpha / 2 * (||W - anchor||² + ||b - anchor_intercept||²)``.
 
     The problem is strictly convex, so L-BFGS (float64, full batch) finds its one minimum: the
     result depends on the data only. ``alpha`` large gives the anchor (the zero-shot classifier),
-    ``alpha`` small a logistic regression on the features.
+    ``alpha`` small a logistic regression on the features. ``start``: the weights and intercepts
+    the search begins from (default: the anchor), such as the minimum for a nearby ``alpha``.
     """
     a = torch.as_tensor(audio, dtype=torch.float64)
     y = torch.as_tensor(targets, dtype=torch.long)
@@ -51,8 +53,8 @@ def fit_anchored_head(
     b0 = torch.zeros(len(w0), dtype=torch.float64) if anchor_intercept is None else torch.as_tensor(anchor_intercept, dtype=torch.float64)
     counts = torch.bincount(y, minlength=len(w0)).double()
     weight = torch.where(counts > 0, counts.sum() / (len(w0) * counts.clamp(min=1)), torch.zeros_like(counts))
-    W = w0.clone().requires_grad_(True)
-    b = b0.clone().requires_grad_(True)
+    W = (w0 if start is None else torch.as_tensor(start[0], dtype=torch.float64)).clone().requires_grad_(True)
+    b = (b0 if start is None else torch.as_tensor(start[1], dtype=torch.float64)).clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS(
         [W, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe"
     )
@@ -110,7 +112,13 @@ def with_gaussian(prior: np.ndarray, gaussian: tuple[np.ndarray, np.ndarray], al
 
 
 def fit_prior_head(
-    audio: np.ndarray, targets: np.ndarray, prior: np.ndarray, scale: float, alpha: float, space: str
+    audio: np.ndarray,
+    targets: np.ndarray,
+    prior: np.ndarray,
+    scale: float,
+    alpha: float,
+    space: str,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A head that starts at the zero-shot classifier ``prior`` (class vectors), returned as
     raw-space weights and intercepts (scores ``audio @ W.T + b``); ``alpha`` is the strength of the
@@ -122,15 +130,17 @@ def fit_prior_head(
     embeddings. ``"standardized"``: the same on features centred and scaled by the clips' mean and
     standard deviation (as the linear probe does), anchored at the same zero-shot scores written in
     those coordinates (``w = σ ⊙ t``, ``b = t · μ``), so that the pull keeps the prior while the fit
-    sees well-conditioned features.
+    sees well-conditioned features. ``start``: raw-space weights and intercepts the fitted heads'
+    search begins from (:func:`fit_anchored_head`).
     """
     if space == "gaussian":
         return with_gaussian(prior, fit_gaussian_head(audio, targets, len(prior)), alpha)
     if space == "cosine":
-        return fit_anchored_head(audio, targets, prior, scale, alpha)
+        return fit_anchored_head(audio, targets, prior, scale, alpha, start=start)
     mu = audio.mean(axis=0)
     sd = audio.std(axis=0) + 1e-6
-    W, b = fit_anchored_head((audio - mu) / sd, targets, prior * sd, scale, alpha, anchor_intercept=prior @ mu)
+    standardized_start = None if start is None else (start[0] * sd, start[1] + start[0] @ mu)
+    W, b = fit_anchored_head((audio - mu) / sd, targets, prior * sd, scale, alpha, anchor_intercept=prior @ mu, start=standardized_start)
     W = W / sd
     return W, b - W @ mu
 
@@ -320,14 +330,19 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
         else:
             splits = list(KFold(min(self.cv, len(codes)), **kw).split(audio))
         correct = dict.fromkeys(candidates, 0)
+        # Each fitted head walks its alphas from the strongest prior down, each search starting at
+        # the previous minimum: the minima of neighbouring alphas are close, the anchor is far from
+        # the weak-prior ones.
+        order = sorted(candidates, key=lambda c: (c[0], -c[1]))
         for train, test in splits:
             gaussian = None  # one fit per fold serves every alpha
-            for space, alpha in candidates:
+            start: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for space, alpha in order:
                 if space == "gaussian":
                     if gaussian is None:
                         gaussian = fit_gaussian_head(audio[train], codes[train], len(anchor))
                     W, b = with_gaussian(anchor, gaussian, alpha)
                 else:
-                    W, b = fit_prior_head(audio[train], codes[train], anchor, scale, alpha, space)
+                    W, b = start[space] = fit_prior_head(audio[train], codes[train], anchor, scale, alpha, space, start.get(space))
                 correct[(space, alpha)] += int(((audio[test] @ W.T + b).argmax(axis=1) == codes[test]).sum())
         return {c: n / len(codes) for c, n in correct.items()}
