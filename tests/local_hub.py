@@ -66,7 +66,7 @@ def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     """The file's sha256, its ETag on the hub (LFS files are tagged with it); hashed once per version."""
     stat = path.stat()
     return _sha256_of(path, stat.st_size, stat.st_mtime_ns)
@@ -148,7 +148,7 @@ class LocalHub:
             start = int(rng.group(1))
         h.send_response(206 if start else 200)
         h.send_header("X-Repo-Commit", _commit(repo))
-        h.send_header("ETag", f'"{_sha256(path)}"')
+        h.send_header("ETag", f'"{sha256(path)}"')
         h.send_header("Content-Type", "application/octet-stream")
         h.send_header("Content-Length", str(size - start))
         if start:

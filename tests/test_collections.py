@@ -221,24 +221,11 @@ def small_model_dir(tmp_path_factory) -> Path:
 def test_killed_run_resumes_to_identical_output(tmp_path, small_model_dir):
     """SIGKILL while shards are being written, then the same command again."""
     data = _files(tmp_path / "data", 60)
-    cmd = [
-        sys.executable,
-        "-m",
-        "skclap.embed",
-        str(data),
-        "--model",
-        str(small_model_dir),
-        "--shard-size",
-        "4",
-        "--no-progress",
-        "--device",
-        "cpu",
-        "--decode-workers",
-        "1",
-    ]
+    argv = [str(data), "--model", str(small_model_dir), "--shard-size", "4", "--no-progress", "--device", "cpu", "--decode-workers", "1"]
+    cmd = [sys.executable, "-m", "skclap.embed", *argv]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with one_thread():  # the uninterrupted run needs no process of its own
-        assert embed_main([*cmd[3:], "--out", str(tmp_path / "straight")]) == 0
+        assert embed_main([*argv, "--out", str(tmp_path / "straight")]) == 0
     proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = tmp_path / "killed" / "embeddings" / "part-00002.parquet"
     deadline = time.time() + 120

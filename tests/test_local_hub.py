@@ -8,7 +8,6 @@ The client runs in a fresh interpreter (``tests/hub_client.py``) because hugging
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 
 from skclap.registry import PRETRAINED
 
-from .local_hub import LocalHub, build_standins
+from .local_hub import LocalHub, build_standins, sha256
 
 pytestmark = pytest.mark.multiprocess  # each client is a fresh interpreter
 
@@ -82,10 +81,6 @@ def run_clients(
 def run_client(endpoint: str, home: Path, names: list[str], check: Collection[str] = ()) -> dict[str, dict]:
     """The names loaded by two clients at once (halves of the list) sharing one cache."""
     return run_clients(*((endpoint, home, part) for part in (names[::2], names[1::2]) if part), check=check)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(standins, tmp_path):

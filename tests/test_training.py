@@ -360,10 +360,7 @@ def test_cli_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
     import time
 
     path = write_manifest(tmp_path, 24)  # 24 pairs / batch 8 = 3 steps an epoch
-    args = [
-        sys.executable,
-        "-m",
-        "skclap",
+    argv = [
         "train",
         str(path),
         "--preset",
@@ -378,9 +375,10 @@ def test_cli_run_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
         "3",
         "--no-progress",
     ]
+    args = [sys.executable, "-m", "skclap", *argv]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with one_thread():  # the uninterrupted run needs no process of its own
-        assert cli([*args[3:], "--out", str(tmp_path / "clean")]) == 0
+        assert cli([*argv, "--out", str(tmp_path / "clean")]) == 0
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
