@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Collection
+import tempfile
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +29,52 @@ pytestmark = pytest.mark.multiprocess  # each client is a fresh interpreter
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: What the module writes at most at once: the stand-ins (full-size checkpoints among them) and
+#: one test's caches, which hold every registered name's files.
+WRITES = 5 << 30
+
+
+def _memory_available() -> int:
+    with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["MemAvailable"].split()[0]) << 10
+
+
 @pytest.fixture(scope="module")
-def standins(tmp_path_factory) -> dict[str, dict[str, Path]]:
-    return build_standins(tmp_path_factory.mktemp("standins"))
+def scratch(tmp_path_factory) -> Iterator[Path]:
+    """Where the stand-ins and the clients' caches go: a memory file system where there is room
+    for them beside the rest of the suite, else the tests' temporary directory. The module writes
+    gigabytes, which a disk's write-back would make most of its time; what is asserted (the
+    client's requests, the cache's layout and bytes, the loaded models) does not depend on the
+    medium, and the full-disk test mounts a file system of its own."""
+    shm = Path("/dev/shm")
+    try:
+        roomy = shm.is_dir() and shutil.disk_usage(shm).free > 2 * WRITES and _memory_available() > 3 * WRITES
+    except OSError:
+        roomy = False
+    if not roomy:
+        yield tmp_path_factory.mktemp("hub")
+        return
+    root = Path(tempfile.mkdtemp(prefix="skclap-hub-", dir=shm))
+    try:
+        yield root
+    finally:  # a memory file system keeps its files after the run: remove them
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def home(scratch) -> Iterator[Path]:
+    """A test's own directory under ``scratch``, removed after it (the clients' caches are large)."""
+    path = Path(tempfile.mkdtemp(prefix="home-", dir=scratch))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def standins(scratch) -> dict[str, dict[str, Path]]:
+    return build_standins(scratch / "standins")
 
 
 def run_clients(
@@ -83,7 +128,7 @@ def run_client(endpoint: str, home: Path, names: list[str], check: Collection[st
     return run_clients(*((endpoint, home, part) for part in (names[::2], names[1::2]) if part), check=check)
 
 
-def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(standins, tmp_path):
+def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(standins, home):
     names = list(PRETRAINED)
     assert len(names) == 14
     transformers_repos = [name for name in names if PRETRAINED[name].format == "hf-clap"]
@@ -91,7 +136,7 @@ def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(sta
     # (it must run on every backend; the random full-size stand-ins' reports are not asserted)
     one_per_format = {PRETRAINED[name].format: name for name in reversed(names)}
     with LocalHub(standins) as hub:
-        first = run_client(hub.url, tmp_path, names, check={*transformers_repos, *one_per_format.values()})
+        first = run_client(hub.url, home, names, check={*transformers_repos, *one_per_format.values()})
         asked = {path for _, path in hub.requests}
     for name in names:
         row = first[name]
@@ -105,7 +150,7 @@ def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(sta
         if p.filename:  # the file the name stands for was fetched through the resolve route
             assert any(a.startswith(f"/{p.repo_id}/resolve/") and a.endswith(f"/{p.filename}") for a in asked), name
     # the cache holds exactly the bytes the hub served
-    cached = {f.name: f for f in (tmp_path / "hf" / "hub").rglob("*") if f.is_file() and "snapshots" in f.parts}
+    cached = {f.name: f for f in (home / "hf" / "hub").rglob("*") if f.is_file() and "snapshots" in f.parts}
     for repo, filename in (("microsoft/msclap", "CLAP_weights_2023.pth"), ("lukewys/laion_clap", "630k-fusion-best.pt")):
         assert sha256(cached[filename]) == sha256(standins[repo][filename])
     # the transformers repos hold only pytorch_model.bin, and that is what was loaded
@@ -123,23 +168,23 @@ def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(sta
 
     # offline, from the cache alone (the hub is gone): the same embeddings (one interpreter; the
     # health checks above are not repeated)
-    second = run_clients(("http://127.0.0.1:9", tmp_path, names), offline=True)
+    second = run_clients(("http://127.0.0.1:9", home, names), offline=True)
     for name in names:
         assert "error" not in second[name], f"{name}: {second[name].get('error')}"
         np.testing.assert_allclose(second[name]["audio"], first[name]["audio"], rtol=0, atol=1e-6)
         np.testing.assert_allclose(second[name]["text"], first[name]["text"], rtol=0, atol=1e-6)
 
 
-def test_a_failed_download_says_what_happened(standins, tmp_path):
+def test_a_failed_download_says_what_happened(standins, home):
     with LocalHub(standins) as hub:
         hub.faults[("microsoft/msclap", "CLAP_weights_2022.pth")] = "500"
         hub.faults[("lukewys/laion_clap", "630k-best.pt")] = "truncate"
         hub.faults[("laion/clap-htsat-unfused", "config.json")] = "500"
         out = run_clients(
-            (hub.url, tmp_path / "a", ["msclap-2022"]),
-            (hub.url, tmp_path / "b", ["laion-630k-best"]),
-            (hub.url, tmp_path / "c", ["laion/clap-htsat-unfused"]),
-            ("http://127.0.0.1:9", tmp_path / "unreachable", ["laion-630k-audioset-best"]),  # no hub at all
+            (hub.url, home / "a", ["msclap-2022"]),
+            (hub.url, home / "b", ["laion-630k-best"]),
+            (hub.url, home / "c", ["laion/clap-htsat-unfused"]),
+            ("http://127.0.0.1:9", home / "unreachable", ["laion-630k-audioset-best"]),  # no hub at all
             wait=False,
         )
         asked = list(hub.requests)
