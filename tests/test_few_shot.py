@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from skclap import CLAPFewShotClassifier, CLAPLinearProbe, CLAPModel, CLAPPromptTuner, CLAPZeroShotClassifier
 from skclap.backends.laion import LaionCLAP
 from skclap.cli import main as cli
-from skclap.estimators.few_shot import fit_gaussian_head, fit_prior_head
+from skclap.estimators.few_shot import fit_anchored_head, fit_gaussian_head, fit_prior_head
 from skclap.evaluation.fewshot import draw_shots, shot_curve, summarize_curve
 from skclap.prompt_tuning import ContextPrompts, tune_context
 
@@ -215,6 +215,38 @@ def test_prior_head_is_the_prior_under_a_strong_pull_and_a_probe_under_a_weak_on
     W, b = fit_prior_head(audio, targets, prior, 10.0, 1e-4, space)
     fitted = ((audio @ W.T + b).argmax(axis=1) == targets).mean()
     assert fitted > ((audio @ prior.T).argmax(axis=1) == targets).mean() + 0.2
+
+
+@pytest.mark.parametrize("alpha", [0.003, 0.1, 3.0])
+def test_anchored_head_is_the_minimum_of_its_objective(alpha):
+    """The objective written with torch (class-weighted cross-entropy and the pull to the anchor),
+    differentiated by autograd: its gradient vanishes at the returned head, and every nearby head
+    and the anchor itself cost more. Unbalanced classes and one class without clips."""
+    rng = np.random.default_rng(2)
+    targets = np.concatenate([np.repeat([0, 1, 2], [12, 5, 2]), [0, 1]])  # class 3 has no clips
+    audio = rng.standard_normal((4, 8))[targets] + 0.8 * rng.standard_normal((len(targets), 8))
+    audio /= np.linalg.norm(audio, axis=1, keepdims=True)
+    anchor, anchor_b, scale = rng.standard_normal((4, 8)), 0.1 * rng.standard_normal(4), 20.0
+    y = torch.as_tensor(targets)
+    counts = torch.bincount(y, minlength=4).double()
+    weight = torch.where(counts > 0, counts.sum() / (4 * counts.clamp(min=1)), torch.zeros_like(counts))
+
+    def objective(W, b):
+        W, b = torch.as_tensor(W, dtype=torch.float64).requires_grad_(True), torch.as_tensor(b, dtype=torch.float64).requires_grad_(True)
+        pull = (W - torch.as_tensor(anchor)).pow(2).sum() + (b - torch.as_tensor(anchor_b)).pow(2).sum()
+        loss = F.cross_entropy(scale * (torch.as_tensor(audio) @ W.T + b), y, weight=weight) + 0.5 * alpha * pull
+        loss.backward()
+        return loss.item(), max(W.grad.abs().max().item(), b.grad.abs().max().item())
+
+    W, b = fit_anchored_head(audio, targets, anchor, scale, alpha, anchor_intercept=anchor_b)
+    best, gradient = objective(W, b)
+    assert gradient < 1e-5
+    assert best < objective(anchor, anchor_b)[0]
+    for _ in range(5):
+        assert best < objective(W + 1e-3 * rng.standard_normal(W.shape), b + 1e-3 * rng.standard_normal(4))[0]
+    # a search started elsewhere ends at the same head
+    W2, b2 = fit_anchored_head(audio, targets, anchor, scale, alpha, anchor_intercept=anchor_b, start=(W + 0.5, b - 0.5))
+    np.testing.assert_allclose(audio @ W2.T + b2, audio @ W.T + b, atol=1e-4)
 
 
 def test_gaussian_head_scores_are_the_class_log_likelihoods():

@@ -9,8 +9,6 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -36,39 +34,47 @@ def fit_anchored_head(
     scale: float,
     alpha: float,
     anchor_intercept: np.ndarray | None = None,
-    max_iter: int = 100,
+    max_iter: int = 400,
     start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class vectors ``W`` and intercepts ``b`` minimising the class-balanced cross-entropy of
     ``scale * (audio @ W.T + b)`` plus ``alpha / 2 * (||W - anchor||² + ||b - anchor_intercept||²)``.
 
-    The problem is strictly convex, so L-BFGS (float64, full batch) finds its one minimum: the
-    result depends on the data only. ``alpha`` large gives the anchor (the zero-shot classifier),
-    ``alpha`` small a logistic regression on the features. ``start``: the weights and intercepts
+    The problem is strictly convex, so L-BFGS (scipy's, float64, full batch, the gradient in
+    closed form) finds its one minimum: the result depends on the data only. ``alpha`` large gives
+    the anchor (the zero-shot classifier), ``alpha`` small a logistic regression on the features. ``start``: the weights and intercepts
     the search begins from (default: the anchor), such as the minimum for a nearby ``alpha``.
     """
-    a = torch.as_tensor(audio, dtype=torch.float64)
-    y = torch.as_tensor(targets, dtype=torch.long)
-    w0 = torch.as_tensor(anchor, dtype=torch.float64)
-    b0 = torch.zeros(len(w0), dtype=torch.float64) if anchor_intercept is None else torch.as_tensor(anchor_intercept, dtype=torch.float64)
-    counts = torch.bincount(y, minlength=len(w0)).double()
-    weight = torch.where(counts > 0, counts.sum() / (len(w0) * counts.clamp(min=1)), torch.zeros_like(counts))
-    W = (w0 if start is None else torch.as_tensor(start[0], dtype=torch.float64)).clone().requires_grad_(True)
-    b = (b0 if start is None else torch.as_tensor(start[1], dtype=torch.float64)).clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS(
-        [W, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe"
-    )
+    from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
+    a = np.asarray(audio, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.intp)
+    w0 = np.asarray(anchor, dtype=np.float64)
+    n_classes, dim = w0.shape
+    b0 = np.zeros(n_classes) if anchor_intercept is None else np.asarray(anchor_intercept, dtype=np.float64)
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    class_weight = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    weight = class_weight[y] / class_weight[y].sum()  # each clip's share of the mean cross-entropy
+    rows = np.arange(len(y))
+
+    def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        W, b = x[: n_classes * dim].reshape(n_classes, dim), x[n_classes * dim :]
         logits = scale * (a @ W.T + b)
-        loss = F.cross_entropy(logits, y, weight=weight) + 0.5 * alpha * ((W - w0).pow(2).sum() + (b - b0).pow(2).sum())
-        loss.backward()
-        return loss
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        dW, db = W - w0, b - b0
+        loss = -(weight * log_p[rows, y]).sum() + 0.5 * alpha * ((dW**2).sum() + (db**2).sum())
+        g = np.exp(log_p)  # d(cross-entropy)/d(logits): softmax minus the one-hot target, weighted
+        g[rows, y] -= 1.0
+        g *= (scale * weight)[:, None]
+        return loss, np.concatenate([(g.T @ a + alpha * dW).ravel(), g.sum(axis=0) + alpha * db])
 
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return W.detach().numpy(), b.detach().numpy()
+    x0 = np.concatenate([w0.ravel(), b0]) if start is None else np.concatenate([np.ravel(start[0]), np.ravel(start[1])]).astype(np.float64)
+    # The products are small: BLAS threads would only wait on each other (and on torch's).
+    with threadpool_limits(1, user_api="blas"):
+        found = minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", options=dict(maxiter=max_iter, gtol=1e-7, ftol=1e-13))
+    return found.x[: n_classes * dim].reshape(n_classes, dim).copy(), found.x[n_classes * dim :].copy()
 
 
 def fit_gaussian_head(audio: np.ndarray, targets: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
