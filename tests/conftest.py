@@ -68,8 +68,11 @@ def drifting_tone(seconds: float, seed: int, rate: int) -> np.ndarray:
 
 
 def save_small_laion_clap(out: Path) -> Path:
-    """A small random ClapModel (HTSAT + RoBERTa) with its processor, saved like a hub checkpoint."""
-    model, processor = small_clap(fused=False, spread_text=False)
+    """A small random ClapModel (HTSAT + RoBERTa) with its processor, saved like a hub checkpoint.
+    Its text tower tells captions apart (``small_clap``'s unit-gain weights), as a trained one does:
+    with the initialiser's it maps every caption to nearly one vector, and a run with it frozen
+    cannot learn."""
+    model, processor = small_clap(fused=False)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     write_bpe_files(out, roberta_vocab())
