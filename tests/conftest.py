@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from skclap import CLAPModel
 from skclap.models.tokenizer import basic_vocab
 
 from . import reference
+from .helpers import large_files
 from .local_hub import gpt2_vocab, roberta_vocab, save_gpt2_tokenizer, small_clap, write_bpe_files
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist: one thread per worker, and per process it starts
@@ -94,6 +96,13 @@ def checkpoints_on_disk():
             CLAPModel.from_preset("tiny", seed=0).save_pretrained(TINY_DIR)
             save_small_laion_clap(LAION_DIR)
             (TINY_DIR / "ready").touch()
+
+
+@pytest.fixture(scope="module")
+def large_dir(tmp_path_factory) -> Iterator[Path]:
+    """Where a module writes its full-size checkpoints (``helpers.large_files``); removed after it."""
+    with large_files(tmp_path_factory, "large", 2 << 30) as root:
+        yield root
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import atexit
 import io
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,35 @@ PARTS = {
     "low cello": ("low", "cello"),
     "snare drum": (None, "snare drum"),
 }
+
+
+def _memory_available() -> int:
+    with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["MemAvailable"].split()[0]) << 10
+
+
+@contextmanager
+def large_files(tmp_path_factory: Any, name: str, size: int) -> Iterator[Path]:
+    """A directory for up to ``size`` bytes of large files (full-size checkpoints, caches): on the
+    memory file system ``/dev/shm`` where it has room for them and memory is left for the rest of
+    the suite, else a directory of ``tmp_path_factory``. On a disk, their write-back would take most
+    of the time of the tests that write them; nothing those tests assert depends on the medium. A
+    directory in memory is removed on exit (the file system would keep it after the run)."""
+    shm = Path("/dev/shm")
+    try:
+        roomy = shm.is_dir() and shutil.disk_usage(shm).free > 2 * size and _memory_available() > 3 * size
+    except OSError:
+        roomy = False
+    if not roomy:
+        yield tmp_path_factory.mktemp(name)
+        return
+    root = Path(tempfile.mkdtemp(prefix=f"skclap-{name}-", dir=shm))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
 
 CAPTIONS = [f"caption number {i} about a {w} sound" for i, w in enumerate("dog rain bell siren drum hiss click buzz".split())]
 

@@ -46,9 +46,9 @@ def build_reference(roberta_dir, fused: bool):
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["unfused", "fused"])
-def pair(request, roberta_dir, tmp_path_factory):
+def pair(request, roberta_dir, large_dir):
     ref = build_reference(roberta_dir, request.param)
-    path = tmp_path_factory.mktemp("laion") / ("630k-fusion-best.pt" if request.param else "630k-best.pt")
+    path = large_dir / ("630k-fusion-best.pt" if request.param else "630k-best.pt")
     save_protocol_2(laion_checkpoint(ref, "stand-in"), path)  # as laion_clap's training/main.py saves it
     return request.param, ref, path, load_model(path, tokenizer=str(roberta_dir))
 
@@ -113,21 +113,25 @@ def test_fused_and_unfused_windows_are_deterministic(pair):
     assert np.abs(together - alone).max() <= 1e-6
 
 
-def test_mel_filters_and_foreign_keys_are_checked(pair, tmp_path, roberta_dir):
+def test_mel_filters_and_foreign_keys_are_checked(pair, large_dir, roberta_dir):
     from skclap.checkpoints import read_state_dict
 
     _, _, path, _ = pair
     state = read_state_dict(path)
     bad = dict(state)
     bad["audio_branch.logmel_extractor.melW"] = torch.rand(513, 64)
-    torch.save({"state_dict": bad}, tmp_path / "a.pt")
+    broken = large_dir / "broken-mel.pt"
+    torch.save({"state_dict": bad}, broken)
     with pytest.raises(CheckpointError, match="mel filterbank"):
-        load_model(tmp_path / "a.pt", tokenizer=str(roberta_dir))
+        load_model(broken, tokenizer=str(roberta_dir))
+    broken.unlink()
     bad = dict(state)
     bad["text_head.weight"] = torch.zeros(1)
-    torch.save({"state_dict": bad}, tmp_path / "b.pt")
+    broken = large_dir / "broken-keys.pt"
+    torch.save({"state_dict": bad}, broken)
     with pytest.raises(CheckpointError, match="not part of the laion_clap CLAP model: \\['text_head.weight'\\]"):
-        load_model(tmp_path / "b.pt", tokenizer=str(roberta_dir))
+        load_model(broken, tokenizer=str(roberta_dir))
+    broken.unlink()
 
 
 def test_files_embed_as_laion_clap_embeds_them(pair, tmp_path, roberta_dir):

@@ -22,6 +22,7 @@ import pytest
 
 from skclap.registry import PRETRAINED
 
+from .helpers import large_files
 from .local_hub import LocalHub, build_standins, sha256
 
 pytestmark = pytest.mark.multiprocess  # each client is a fresh interpreter
@@ -34,32 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WRITES = 5 << 30
 
 
-def _memory_available() -> int:
-    with open("/proc/meminfo") as f:
-        fields = dict(line.split(":", 1) for line in f)
-    return int(fields["MemAvailable"].split()[0]) << 10
-
-
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Iterator[Path]:
-    """Where the stand-ins and the clients' caches go: a memory file system where there is room
-    for them beside the rest of the suite, else the tests' temporary directory. The module writes
-    gigabytes, which a disk's write-back would make most of its time; what is asserted (the
-    client's requests, the cache's layout and bytes, the loaded models) does not depend on the
-    medium, and the full-disk test mounts a file system of its own."""
-    shm = Path("/dev/shm")
-    try:
-        roomy = shm.is_dir() and shutil.disk_usage(shm).free > 2 * WRITES and _memory_available() > 3 * WRITES
-    except OSError:
-        roomy = False
-    if not roomy:
-        yield tmp_path_factory.mktemp("hub")
-        return
-    root = Path(tempfile.mkdtemp(prefix="skclap-hub-", dir=shm))
-    try:
+    """Where the stand-ins and the clients' caches go (``large_files``: the module writes gigabytes).
+    The full-disk test mounts a file system of its own."""
+    with large_files(tmp_path_factory, "hub", WRITES) as root:
         yield root
-    finally:  # a memory file system keeps its files after the run: remove them
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def clip(seconds: float, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference(msclap_models, local_gpt2_dir, tmp_path_factory):
+def reference(msclap_models, local_gpt2_dir, large_dir):
     """The reference model (full-size HTS-AT, small GPT-2) saved as CLAP_weights_2023.pth is."""
     import sys
 
@@ -51,7 +51,7 @@ def reference(msclap_models, local_gpt2_dir, tmp_path_factory):
         for name, p in ref.named_parameters():
             if name.endswith("relative_position_bias_table"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    path = tmp_path_factory.mktemp("released") / "CLAP_weights_2023.pth"
+    path = large_dir / "CLAP_weights_2023.pth"
     torch.save({"model": {"module." + k: v for k, v in ref.state_dict().items()}, "epoch": 3}, path)
     assert "msclap.models.htsat" in sys.modules
     return ref, path

@@ -26,7 +26,7 @@ def randomise_batchnorm(module: torch.nn.Module, gen: torch.Generator) -> None:
 
 
 @pytest.fixture(scope="module")
-def released_format(tmp_path_factory, msclap_models, local_bert_dir):
+def released_format(large_dir, msclap_models, local_bert_dir):
     """A full-size CNN14 + local BERT in msclap's classes, saved as CLAP_weights_2022.pth is."""
     from transformers import BertConfig
 
@@ -47,7 +47,7 @@ def released_format(tmp_path_factory, msclap_models, local_bert_dir):
     )
     waves = torch.from_numpy(np.stack([drifting_tone(5.0, s, 44100) for s in range(8)]))
     calibrate_batchnorm(ref, lambda: ref.audio_encoder(waves), torch.Generator().manual_seed(1))
-    path = tmp_path_factory.mktemp("released") / "CLAP_weights_2022.pth"
+    path = large_dir / "CLAP_weights_2022.pth"
     torch.save({"model": ref.state_dict(), "epoch": 1}, path)
     text_config = {"model_type": "bert", **BertConfig.from_pretrained(local_bert_dir).to_diff_dict()}
     config = PRESETS["msclap-2022"].replace(text={"transformer": text_config})
