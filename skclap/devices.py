@@ -45,19 +45,19 @@ def _cpu_flags_have_bf16() -> bool:
     return False
 
 
+#: oneDNN's ISA names below AVX512_CORE_BF16 (its "CPU dispatcher control" page).
+_ONEDNN_CAPS_WITHOUT_BF16 = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_MIC", "AVX512_MIC_4OPS", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
+
+
 def _isa_caps_allow_bf16() -> bool:
     # ATen reports the capability it dispatches to after applying ATEN_CPU_CAPABILITY.
     if not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
         return False
-    # oneDNN (convolutions, bf16 matmuls) reads its own cap. Its ISA names are ordered; these are the
-    # ones below AVX512_CORE_BF16 (oneDNN's "CPU dispatcher control" page); any other name allows bf16.
+    # oneDNN (convolutions, bf16 matmuls) reads its own cap; a name not below AVX512_CORE_BF16 allows bf16.
     onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
     return onednn.strip().upper() not in _ONEDNN_CAPS_WITHOUT_BF16
-
-
-_ONEDNN_CAPS_WITHOUT_BF16 = frozenset(
-    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_MIC", "AVX512_MIC_4OPS", "AVX512_CORE", "AVX512_CORE_VNNI"}
-)
 
 
 def resolve_precision(precision: str | None, device: torch.device) -> str:

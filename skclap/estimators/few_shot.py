@@ -42,8 +42,9 @@ def fit_anchored_head(
 
     The problem is strictly convex, so L-BFGS (scipy's, float64, full batch, the gradient in
     closed form) finds its one minimum: the result depends on the data only. ``alpha`` large gives
-    the anchor (the zero-shot classifier), ``alpha`` small a logistic regression on the features. ``start``: the weights and intercepts
-    the search begins from (default: the anchor), such as the minimum for a nearby ``alpha``.
+    the anchor (the zero-shot classifier), ``alpha`` small a logistic regression on the features.
+    ``start``: the weights and intercepts the search begins from (default: the anchor), such as the
+    minimum for a nearby ``alpha``.
     """
     from scipy.optimize import minimize
     from threadpoolctl import threadpool_limits
@@ -54,12 +55,18 @@ def fit_anchored_head(
     n_classes, dim = w0.shape
     b0 = np.zeros(n_classes) if anchor_intercept is None else np.asarray(anchor_intercept, dtype=np.float64)
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    class_weight = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
-    weight = class_weight[y] / class_weight[y].sum()  # each clip's share of the mean cross-entropy
+    balanced = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)[y]  # each clip's class weight
+    weight = balanced / balanced.sum()  # each clip's share of the mean cross-entropy
     rows = np.arange(len(y))
 
+    def pack(W: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.ravel(W), np.ravel(b)], dtype=np.float64)
+
+    def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return x[: n_classes * dim].reshape(n_classes, dim), x[n_classes * dim :]
+
     def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        W, b = x[: n_classes * dim].reshape(n_classes, dim), x[n_classes * dim :]
+        W, b = unpack(x)
         logits = scale * (a @ W.T + b)
         logits -= logits.max(axis=1, keepdims=True)
         log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
@@ -68,13 +75,14 @@ def fit_anchored_head(
         g = np.exp(log_p)  # d(cross-entropy)/d(logits): softmax minus the one-hot target, weighted
         g[rows, y] -= 1.0
         g *= (scale * weight)[:, None]
-        return loss, np.concatenate([(g.T @ a + alpha * dW).ravel(), g.sum(axis=0) + alpha * db])
+        return loss, pack(g.T @ a + alpha * dW, g.sum(axis=0) + alpha * db)
 
-    x0 = np.concatenate([w0.ravel(), b0]) if start is None else np.concatenate([np.ravel(start[0]), np.ravel(start[1])]).astype(np.float64)
+    x0 = pack(w0, b0) if start is None else pack(*start)
     # The products are small: BLAS threads would only wait on each other (and on torch's).
     with threadpool_limits(1, user_api="blas"):
         found = minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", options=dict(maxiter=max_iter, gtol=1e-7, ftol=1e-13))
-    return found.x[: n_classes * dim].reshape(n_classes, dim).copy(), found.x[n_classes * dim :].copy()
+    W, b = unpack(found.x)
+    return W.copy(), b.copy()
 
 
 def fit_gaussian_head(audio: np.ndarray, targets: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
