@@ -95,6 +95,32 @@ def test_embeddings_match_clapprocessor_end_to_end(laion_dir, reference, tmp_pat
     np.testing.assert_allclose(got_t, exp_t, atol=1e-5)
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
+def test_window_features_are_the_feature_extractors_bit_for_bit(fused):
+    """``window_log_mel`` against ``ClapFeatureExtractor.__call__`` itself, with transformers' default
+    settings and with laion_clap's (50 Hz floor), on noise at several levels, a pure tone, silence,
+    a full-scale square wave and int16-rounded audio: every value identical, not merely close."""
+    from transformers import ClapFeatureExtractor
+
+    from skclap.audio import quantize_int16
+    from skclap.backends.laion import window_log_mel
+    from skclap.checkpoints import laion_feature_extractor
+
+    t = np.arange(480000) / 48000
+    signals = [clip(10.0, seed) * level for seed, level in ((0, 1.0), (1, 1e-3), (2, 9.0))]
+    signals += [0.3 * np.sin(2 * np.pi * 440 * t), np.zeros_like(t), np.sign(np.sin(2 * np.pi * 50 * t))]
+    signals = [s.astype(np.float32) for s in signals]
+    signals.append(quantize_int16(signals[0]))
+    mode = "fusion" if fused else "rand_trunc"
+    for extractor in (ClapFeatureExtractor(), laion_feature_extractor(fused)):
+        expected = extractor(signals, sampling_rate=48000, truncation=mode, return_tensors="np")["input_features"]
+        got = np.stack([window_log_mel(extractor, s, fused) for s in signals])
+        assert got.dtype == expected.dtype == np.float32 and got.shape == expected.shape == (7, 4 if fused else 1, 1001, 64)
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="a window of 480000 samples"):
+        window_log_mel(ClapFeatureExtractor(), signals[0][:1000], fused)
+
+
 def test_short_clips_are_padded_with_zeros_after_whole_repeats():
     from skclap.audio import windows
 

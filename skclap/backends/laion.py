@@ -4,7 +4,8 @@ The estimators and the inference core see the same surface as for the paper's mo
 ``sample_rate`` (48 kHz), ``window_samples`` (10 s), ``proj_dim``; ``encode_audio`` on fixed windows,
 ``encode_text`` on strings, ``logit_scale``, ``audio_encoder`` (for the embedding cache's fingerprint).
 skclap's own loading, resampling, windowing (whole repeats then zeros, as the references pad; consecutive
-windows and mean pooling instead of a random crop) and caching are used unchanged; only the per-window features come from ``ClapFeatureExtractor``.
+windows and mean pooling instead of a random crop) and caching are used unchanged; only the per-window features are
+``ClapFeatureExtractor``'s (:func:`window_log_mel`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..hub import explain_hub_error, from_cache_or_hub, hub_offline
 from ..loss import similarity_logits
 from ..registry import PRETRAINED
 
-__all__ = ["LAION_CHECKPOINTS", "LaionCLAP", "LaionConfig", "is_laion_checkpoint"]
+__all__ = ["LAION_CHECKPOINTS", "LaionCLAP", "LaionConfig", "is_laion_checkpoint", "window_log_mel"]
 
 #: Hugging Face hub ids of LAION CLAP checkpoints in the transformers format.
 LAION_CHECKPOINTS = tuple(name for name, p in PRETRAINED.items() if p.format == "hf-clap")
@@ -57,6 +58,31 @@ def is_laion_checkpoint(name_or_path: str | os.PathLike) -> bool:
             return False
         return isinstance(meta, dict) and meta.get("model_type") == "clap"
     return False
+
+
+def window_log_mel(extractor: Any, window: np.ndarray, fused: bool) -> np.ndarray:
+    """``ClapFeatureExtractor``'s input for one window of exactly its ``max_length_s``: ``(1, frames,
+    mels)`` unfused (its ``"rand_trunc"``), ``(4, frames, mels)`` fused (``"fusion"``: the one mel
+    four times, since no window is longer).
+
+    The same numbers as the extractor's, bit for bit: its window, filter banks and dB conversion,
+    the spectrum stored as complex64 as its ``spectrogram`` stores it, with all frames transformed
+    in one ``rfft`` call where the extractor loops over them in Python. Calling the extractor
+    itself also costs a draw from numpy's global random state on fused models (it marks an item
+    as longer at random), which this does not.
+    """
+    from transformers.audio_utils import power_to_db, window_function
+
+    n, hop = int(extractor.fft_window_size), int(extractor.hop_length)
+    if window.ndim != 1 or window.shape[0] != extractor.nb_max_samples:
+        raise ValueError(f"a window of {extractor.nb_max_samples} samples is expected; got shape {window.shape}")
+    wave = np.pad(window.astype(np.float64), n // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(wave, n)[::hop] * window_function(n, "hann").astype(np.float64)
+    power = np.abs(np.fft.rfft(frames, axis=-1).astype(np.complex64), dtype=np.float64) ** 2.0
+    filters = extractor.mel_filters if fused else extractor.mel_filters_slaney
+    mel = np.maximum(1e-10, np.dot(filters.T, power.T))
+    log_mel = np.asarray(power_to_db(mel, 1.0, 1e-10, None), dtype=np.float32).T
+    return np.stack([log_mel] * 4) if fused else log_mel[None]
 
 
 #: The preprocessing file beside a saved model: what laion_clap does that transformers does not.
@@ -193,12 +219,9 @@ class LaionCLAP(nn.Module):
         arrays = [np.asarray(w, dtype=np.float32) for w in wave.detach().float().cpu().numpy()]
         if self.quantize_int16:
             arrays = [quantize_int16(a) for a in arrays]
-        # Windows are exactly max_length long, so neither mode crops at random; an unfused model
-        # takes one mel channel ("rand_trunc"), a fused one the four of "fusion".
         fused = self.clap.config.audio_config.enable_fusion
-        mode = "fusion" if fused else "rand_trunc"
-        feats = self.feature_extractor(arrays, sampling_rate=self.config.sample_rate, truncation=mode, return_tensors="pt")
-        out = {"input_features": feats["input_features"].to(self.device, self.logit_scale.dtype)}
+        mels = torch.from_numpy(np.stack([window_log_mel(self.feature_extractor, a, fused) for a in arrays]))
+        out = {"input_features": mels.to(self.device, self.logit_scale.dtype)}
         if fused:
             # No window is longer than 10 s, so every one takes the global branch, as laion_clap's
             # own inference does for clips up to 10 s. (The feature extractor would mark a random
