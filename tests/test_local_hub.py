@@ -162,9 +162,7 @@ def test_a_failed_download_says_what_happened(standins, home):
         hub.faults[("lukewys/laion_clap", "630k-best.pt")] = "truncate"
         hub.faults[("laion/clap-htsat-unfused", "config.json")] = "500"
         out = run_clients(
-            (hub.url, home / "a", ["msclap-2022"]),
-            (hub.url, home / "b", ["laion-630k-best"]),
-            (hub.url, home / "c", ["laion/clap-htsat-unfused"]),
+            (hub.url, home / "faults", ["msclap-2022", "laion-630k-best", "laion/clap-htsat-unfused"]),
             ("http://127.0.0.1:9", home / "unreachable", ["laion-630k-audioset-best"]),  # no hub at all
             wait=False,
         )
