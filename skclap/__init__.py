@@ -1,24 +1,43 @@
-"""skclap: CLAP (Contrastive Language-Audio Pretraining) for scikit-learn."""
+"""skclap: CLAP (Contrastive Language-Audio Pretraining) for scikit-learn.
 
-from .audio import AudioError
-from .checkpoints import import_laion, import_msclap, load_model
-from .embed import embed_collection
-from .estimators import (
-    CLAPCompositionalClassifier,
-    CLAPEmbedder,
-    CLAPFewShotClassifier,
-    CLAPLinearProbe,
-    CLAPPromptTuner,
-    CLAPZeroShotClassifier,
-)
-from .exceptions import CheckpointError
-from .health import check_model
-from .loss import contrastive_loss
-from .models import PRESETS, CLAPConfig, CLAPModel
-from .registry import PRETRAINED, list_models
-from .retrieval import build_index, read_embeddings, search
-from .score import clap_score
+The public names below are imported from their modules on first use (PEP 562), so that a command
+or a worker process that needs one part of the package (``skclap train``, ``skclap embed``, a
+torchrun rank) does not import scikit-learn, pandas and every model family first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__ as __version__
+
+#: Each public name (``__all__``) and the module that defines it.
+_MODULES = {
+    "AudioError": ".audio",
+    "import_laion": ".checkpoints",
+    "import_msclap": ".checkpoints",
+    "load_model": ".checkpoints",
+    "embed_collection": ".embed",
+    "CLAPCompositionalClassifier": ".estimators",
+    "CLAPEmbedder": ".estimators",
+    "CLAPFewShotClassifier": ".estimators",
+    "CLAPLinearProbe": ".estimators",
+    "CLAPPromptTuner": ".estimators",
+    "CLAPZeroShotClassifier": ".estimators",
+    "CheckpointError": ".exceptions",
+    "check_model": ".health",
+    "contrastive_loss": ".loss",
+    "PRESETS": ".models",
+    "CLAPConfig": ".models",
+    "CLAPModel": ".models",
+    "PRETRAINED": ".registry",
+    "list_models": ".registry",
+    "build_index": ".retrieval",
+    "read_embeddings": ".retrieval",
+    "search": ".retrieval",
+    "clap_score": ".score",
+}
 
 __all__ = [
     "__version__",
@@ -46,3 +65,37 @@ __all__ = [
     "list_models",
     "load_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skclap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULES})
+
+
+if TYPE_CHECKING:
+    from .audio import AudioError
+    from .checkpoints import import_laion, import_msclap, load_model
+    from .embed import embed_collection
+    from .estimators import (
+        CLAPCompositionalClassifier,
+        CLAPEmbedder,
+        CLAPFewShotClassifier,
+        CLAPLinearProbe,
+        CLAPPromptTuner,
+        CLAPZeroShotClassifier,
+    )
+    from .exceptions import CheckpointError
+    from .health import check_model
+    from .loss import contrastive_loss
+    from .models import PRESETS, CLAPConfig, CLAPModel
+    from .registry import PRETRAINED, list_models
+    from .retrieval import build_index, read_embeddings, search
+    from .score import clap_score

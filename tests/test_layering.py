@@ -96,6 +96,34 @@ def test_importing_skclap_loads_neither_the_instrument_extra_nor_the_experiments
     assert out.stdout.strip() == "[]"
 
 
+def test_public_names_load_on_first_use():
+    """``import skclap`` imports no heavy library; training (``skclap train``, a torchrun rank)
+    imports neither scikit-learn nor pandas; every public name resolves, and is listed by ``dir``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "heavy = lambda: sorted(m for m in ('torch', 'transformers', 'sklearn', 'pandas', 'scipy') if m in sys.modules)\n"
+        "import skclap, skclap.cli\n"
+        "print(heavy())\n"
+        "import skclap.training\n"
+        "print(heavy())\n"
+        "names = [n for n in skclap.__all__ if getattr(skclap, n) is None]\n"
+        "print(heavy(), names, sorted(set(skclap.__all__) - set(dir(skclap))), sorted(set(skclap._MODULES) ^ set(skclap.__all__)))\n"
+        "try:\n"
+        "    skclap.no_such_name\n"
+        "except AttributeError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent)
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[]"
+    assert lines[1] == "['torch', 'transformers']"
+    assert lines[2] == "['pandas', 'scipy', 'sklearn', 'torch', 'transformers'] [] [] ['__version__']"
+    assert lines[3] == "module 'skclap' has no attribute 'no_such_name'"
+
+
 def test_the_package_does_not_import_the_lab():
     """``experiments/`` and ``recipes/`` use skclap; skclap never imports them (``skclap demo --train``
     finds the recipe by path)."""
