@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from skclap import CLAPModel
 from skclap.datasets import make_corpus
 from skclap.training import contrastive_backward, objective_backward
-from skclap.training.distributed import DistInfo, average_gradients
+from skclap.training.distributed import DistInfo, average_gradients, close_distributed
 
 #: Classes made of parts (a pitch, an instrument; a drum has no pitch), for the compositional classifiers.
 PARTS = {
@@ -137,6 +137,22 @@ def _pool_worker(rank: int, world: int, port: int, tasks: Any, results: Any) -> 
             dist.barrier()  # neither rank starts the next task while the other is in this one
     finally:
         dist.destroy_process_group()
+
+
+def closing_worker(rank: int, port: int, out: str) -> None:
+    """A rank that joins a gloo group, leaves it with ``close_distributed`` (rank 0 later, as if still
+    writing the model) and writes when it left. Spawn targets live here, not in a test module, so that a
+    spawned rank imports this light module only."""
+    import time
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    if rank == 0:
+        time.sleep(1.5)  # rank 0 still writing the model
+    close_distributed(ok=True)
+    Path(out, f"rank{rank}").write_text(f"{time.monotonic()} {dist.is_initialized()}")
+    close_distributed(ok=True)  # a second call is a no-op
 
 
 class TwoRanks:

@@ -28,10 +28,9 @@ from skclap.training import (
     read_manifest,
     retrieval_metrics,
 )
-from skclap.training.distributed import close_distributed
 from skclap.training.trainer import warmup_cosine
 
-from .helpers import Killed, assert_same_grads, batch, free_port, grads, one_thread, two_rank_step, write_manifest
+from .helpers import Killed, assert_same_grads, batch, closing_worker, free_port, grads, one_thread, two_rank_step, write_manifest
 
 
 # --------------------------------------------------------------------------- gradient caching
@@ -130,23 +129,10 @@ def test_two_processes_match_one_process_on_the_global_batch(micro):
     assert_same_grads(grads(model), got["grads"], atol=1e-5)
 
 
-def _closing_worker(rank: int, port: int, out: str) -> None:
-    import time
-
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    if rank == 0:
-        time.sleep(1.5)  # rank 0 still writing the model
-    close_distributed(ok=True)
-    Path(out, f"rank{rank}").write_text(f"{time.monotonic()} {dist.is_initialized()}")
-    close_distributed(ok=True)  # a second call is a no-op
-
-
 def test_ranks_leave_the_process_group_together(tmp_path):
     """A rank that finished must not exit while rank 0 still works: gloo aborts the process
     ("terminate called without an active exception") when a peer's group is torn down under it."""
-    mp.spawn(_closing_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(closing_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     (t0, init0), (t1, init1) = ((float(v), w) for v, w in (Path(tmp_path, f"rank{r}").read_text().split() for r in (0, 1)))
     assert init0 == init1 == "False"
     assert abs(t1 - t0) < 1.0  # rank 1 waited for rank 0's 1.5 s
