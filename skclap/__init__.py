@@ -8,6 +8,7 @@ torchrun rank) does not import scikit-learn, pandas and every model family first
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from .version import __version__ as __version__
@@ -69,9 +70,12 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     module = _MODULES.get(name)
-    if module is None:
+    if module is not None:
+        value = getattr(importlib.import_module(module, __name__), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)  # a subpackage: ``skclap.training.train(...)``
+    else:
         raise AttributeError(f"module 'skclap' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

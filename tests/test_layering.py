@@ -98,7 +98,8 @@ def test_importing_skclap_loads_neither_the_instrument_extra_nor_the_experiments
 
 def test_public_names_load_on_first_use():
     """``import skclap`` imports no heavy library; training (``skclap train``, a torchrun rank)
-    imports neither scikit-learn nor pandas; every public name resolves, and is listed by ``dir``."""
+    imports neither scikit-learn nor pandas; every public name resolves, and is listed by ``dir``; a
+    subpackage is an attribute of the package."""
     import subprocess
     import sys
 
@@ -111,6 +112,7 @@ def test_public_names_load_on_first_use():
         "print(heavy())\n"
         "names = [n for n in skclap.__all__ if getattr(skclap, n) is None]\n"
         "print(heavy(), names, sorted(set(skclap.__all__) - set(dir(skclap))), sorted(set(skclap._MODULES) ^ set(skclap.__all__)))\n"
+        "print(skclap.datasets.make_corpus.__module__)\n"
         "try:\n"
         "    skclap.no_such_name\n"
         "except AttributeError as err:\n"
@@ -121,7 +123,8 @@ def test_public_names_load_on_first_use():
     assert lines[0] == "[]"
     assert lines[1] == "['torch', 'transformers']"
     assert lines[2] == "['pandas', 'scipy', 'sklearn', 'torch', 'transformers'] [] [] ['__version__']"
-    assert lines[3] == "module 'skclap' has no attribute 'no_such_name'"
+    assert lines[3] == "skclap.datasets.synthetic"  # a subpackage, as an attribute of the package
+    assert lines[4] == "module 'skclap' has no attribute 'no_such_name'"
 
 
 def test_the_package_does_not_import_the_lab():
