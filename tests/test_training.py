@@ -197,6 +197,19 @@ def test_cpu_bf16_only_where_the_cpu_computes_bf16(tmp_path, monkeypatch):
     assert abs(bf16.history[0]["loss"] - plain.history[0]["loss"]) < 0.05  # the same objective, rounded
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_the_optimizer_is_pytorchs_fused_kernel_with_decay_on_weights_only(name):
+    trainer = Trainer(CLAPModel.from_preset("tiny", seed=1), TrainConfig(optimizer=name, weight_decay=0.1, progress=False))
+    params = trainer._trainable()
+    optimizer = trainer._optimizer(params)
+    assert type(optimizer) is {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    assert optimizer.defaults["fused"] is True
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(params)
+
+
 def test_freezing_the_text_encoder_and_clamping_the_temperature(tmp_path):
     model = CLAPModel.from_preset("tiny", seed=1)
     with torch.no_grad():
