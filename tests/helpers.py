@@ -140,18 +140,21 @@ def _pool_worker(rank: int, world: int, port: int, tasks: Any, results: Any) -> 
 
 
 def closing_worker(rank: int, port: int, out: str) -> None:
-    """A rank that joins a gloo group, leaves it with ``close_distributed`` (rank 0 later, as if still
-    writing the model) and writes when it left. Spawn targets live here, not in a test module, so that a
-    spawned rank imports this light module only."""
+    """A rank that joins a gloo group and leaves it with ``close_distributed``, rank 0 later (as if
+    still writing the model); each writes when it began to leave, when it had left, and whether it
+    was still in a group. Spawn targets live here, not in a test module, so that a spawned rank
+    imports this light module only."""
     import time
 
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     if rank == 0:
-        time.sleep(1.5)  # rank 0 still writing the model
+        time.sleep(0.5)  # rank 0 still writing the model
+    began = time.monotonic()  # the system-wide clock: comparable between the two processes
     close_distributed(ok=True)
-    Path(out, f"rank{rank}").write_text(f"{time.monotonic()} {dist.is_initialized()}")
+    left = time.monotonic()
+    Path(out, f"rank{rank}").write_text(f"{began} {left} {dist.is_initialized()}")
     close_distributed(ok=True)  # a second call is a no-op
 
 
