@@ -63,21 +63,17 @@ def test_original_file_loads_onto_the_laion_backend(pair):
 def test_audio_embeddings_match_laion_clap(pair):
     fused, ref, _, ours = pair
     wins = torch.from_numpy(np.stack([clip(10.0, s) for s in range(3)]))
+    # laion_clap's CLAP_Module rounds the waveform through int16 before either front-end
+    ref_pre = reference.laion_clap_preprocessing()
+    quantized = ref_pre.int16_to_float32(ref_pre.float32_to_int16(wins.numpy()))
     with torch.inference_mode():
         if fused:
             # laion_clap's fused inference on clips up to 10 s: the four-channel mel, none longer.
-            # (Its own mel code needs torchaudio; the features are transformers' feature extractor's,
-            # on the int16-rounded clip as CLAP_Module rounds it.)
-            ref_pre = reference.laion_clap_preprocessing()
-            quantized = ref_pre.int16_to_float32(ref_pre.float32_to_int16(wins.numpy()))
+            # (Its own mel code needs torchaudio; the features are transformers' feature extractor's.)
             feats = ours.feature_extractor(list(quantized), sampling_rate=RATE, truncation="fusion", return_tensors="pt")["input_features"]
             inputs = {"longer": torch.zeros(len(wins), dtype=torch.bool), "mel_fusion": feats}
         else:
-            # laion_clap's CLAP_Module rounds the waveform through int16, then its own front-end
-            # (torchlibrosa) takes it
-            ref_pre = reference.laion_clap_preprocessing()
-            quantized = ref_pre.int16_to_float32(ref_pre.float32_to_int16(wins.numpy()))
-            inputs = {"waveform": torch.from_numpy(quantized)}
+            inputs = {"waveform": torch.from_numpy(quantized)}  # its own front-end (torchlibrosa) takes it
         theirs = ref.audio_projection(ref.encode_audio(inputs, device="cpu")["embedding"])
         mine = ours.encode_audio(wins)
     assert (mine - theirs).abs().max() <= 1e-4
