@@ -199,6 +199,45 @@ def test_cpu_bf16_only_where_the_cpu_computes_bf16(tmp_path, monkeypatch):
     assert abs(bf16.history[0]["loss"] - plain.history[0]["loss"]) < 0.05  # the same objective, rounded
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_trains_in_fp16_with_the_fused_optimizer_and_resumes(tmp_path, monkeypatch):
+    """On CUDA a run is float16 autocast with a gradient scaler by default, and its optimizer the
+    fused kernel, which unscales the gradients itself. Weights stay float32 and the loss is the
+    float32 run's, rounded. A crashed run resumes from its checkpoint, the scaler's state with it,
+    to the weights of the run that was not interrupted (up to the GPU's summation order); the
+    result embeds on the CPU as on the GPU."""
+    from skclap.inference import embed_audio
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    plain = train_run(tmp_path / "fp32", 14, device="cuda", amp=False)
+    straight = train_run(tmp_path / "straight", 14, device="cuda", checkpoint_every=4)
+    assert (plain.precision, straight.precision) == ("fp32", "fp16")
+    optimizer = straight._optimizer(straight._trainable())
+    assert optimizer.defaults["fused"] is True
+    assert all(p.is_cuda for group in optimizer.param_groups for p in group["params"])
+    a, b = plain.model.state_dict(), straight.model.state_dict()
+    assert all(b[k].dtype == a[k].dtype for k in a)
+    assert all(math.isfinite(r["loss"]) for r in straight.history)
+    assert abs(straight.history[0]["loss"] - plain.history[0]["loss"]) < 0.05
+
+    def crash(trainer, record):
+        if trainer.step == 9:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_run(tmp_path / "resumed", 14, device="cuda", checkpoint_every=4, callbacks=[crash])
+    resumed = train_run(tmp_path / "resumed", 14, resume=True, device="cuda", checkpoint_every=4)
+    c = resumed.model.state_dict()
+    for k in b:
+        torch.testing.assert_close(c[k], b[k], rtol=0, atol=1e-4, msg=k)
+
+    items, _ = corpus()
+    on_gpu = embed_audio(straight.model, items[:4], sample_rate=16000, progress=False, precision="fp32")
+    on_cpu = embed_audio(CLAPModel.from_pretrained(str(tmp_path / "straight")), items[:4], sample_rate=16000, progress=False)
+    np.testing.assert_allclose(on_cpu, on_gpu, rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw"])
 def test_the_optimizer_is_pytorchs_fused_kernel_with_decay_on_weights_only(name):
     trainer = Trainer(CLAPModel.from_preset("tiny", seed=1), TrainConfig(optimizer=name, weight_decay=0.1, progress=False))
