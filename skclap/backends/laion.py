@@ -60,16 +60,21 @@ def is_laion_checkpoint(name_or_path: str | os.PathLike) -> bool:
     return False
 
 
+#: Frames per FFT call in :func:`window_log_mel`.
+FRAME_BLOCK = 64
+
+
 def window_log_mel(extractor: Any, window: np.ndarray, fused: bool) -> np.ndarray:
     """``ClapFeatureExtractor``'s input for one window of exactly its ``max_length_s``: ``(1, frames,
     mels)`` unfused (its ``"rand_trunc"``), ``(4, frames, mels)`` fused (``"fusion"``: the one mel
     four times, since no window is longer).
 
     The same numbers as the extractor's, bit for bit: its window, filter banks and dB conversion,
-    the spectrum stored as complex64 as its ``spectrogram`` stores it, with all frames transformed
-    in one ``rfft`` call where the extractor loops over them in Python. Calling the extractor
-    itself also costs a draw from numpy's global random state on fused models (it marks an item
-    as longer at random), which this does not.
+    the spectrum stored as complex64 as its ``spectrogram`` stores it. Frames are transformed
+    :data:`FRAME_BLOCK` at a time, where the extractor loops over them one by one in Python: a
+    block's temporaries stay in the CPU's cache, where a whole window's (megabytes each) would
+    not. Calling the extractor itself also costs a draw from numpy's global random state on fused
+    models (it marks an item as longer at random), which this does not.
     """
     from transformers.audio_utils import power_to_db, window_function
 
@@ -77,8 +82,15 @@ def window_log_mel(extractor: Any, window: np.ndarray, fused: bool) -> np.ndarra
     if window.ndim != 1 or window.shape[0] != extractor.nb_max_samples:
         raise ValueError(f"a window of {extractor.nb_max_samples} samples is expected; got shape {window.shape}")
     wave = np.pad(window.astype(np.float64), n // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(wave, n)[::hop] * window_function(n, "hann").astype(np.float64)
-    power = np.abs(np.fft.rfft(frames, axis=-1).astype(np.complex64), dtype=np.float64) ** 2.0
+    frames = np.lib.stride_tricks.sliding_window_view(wave, n)[::hop]
+    hann = window_function(n, "hann").astype(np.float64)
+    power = np.empty((len(frames), n // 2 + 1))
+    block = np.empty((FRAME_BLOCK, n))
+    for start in range(0, len(frames), FRAME_BLOCK):
+        rows = frames[start : start + FRAME_BLOCK]
+        windowed = np.multiply(rows, hann, out=block[: len(rows)])
+        magnitude = np.abs(np.fft.rfft(windowed, axis=-1).astype(np.complex64), dtype=np.float64, out=power[start : start + len(rows)])
+        np.square(magnitude, out=magnitude)
     filters = extractor.mel_filters if fused else extractor.mel_filters_slaney
     mel = np.maximum(1e-10, np.dot(filters.T, power.T))
     log_mel = np.asarray(power_to_db(mel, 1.0, 1e-10, None), dtype=np.float32).T
