@@ -225,6 +225,16 @@ class Killed(Exception):
     pass
 
 
+def crash_at(step: int) -> Callable[[Any, dict[str, Any]], None]:
+    """A trainer callback that raises :class:`Killed` once the run reaches ``step``, as a crash would."""
+
+    def crash(trainer: Any, record: dict[str, Any]) -> None:
+        if trainer.step == step:
+            raise Killed
+
+    return crash
+
+
 def write_manifest(tmp_path, n=16) -> Path:
     return make_corpus(n, seed=3, seconds=1.0).write(tmp_path / "data")
 

@@ -18,7 +18,7 @@ from skclap.registry import PRETRAINED
 from skclap.training import TrainConfig, Trainer, contrastive_backward, train
 
 from .conftest import LAION_DIR
-from .helpers import Killed, assert_same_grads, grads, msclap_state, two_rank_step
+from .helpers import Killed, assert_same_grads, crash_at, grads, msclap_state, two_rank_step
 
 BACKENDS = ["tiny", "tiny-htsat", pytest.param("laion", marks=pytest.mark.backends)]
 
@@ -76,12 +76,8 @@ def run(backend: str, out_dir, steps: int, resume: bool = False, callbacks=(), p
 def test_resume_is_exact(tmp_path, backend):
     straight = run(backend, tmp_path / "straight", 7)
 
-    def crash(trainer, record):
-        if trainer.step == 5:
-            raise Killed
-
     with pytest.raises(Killed):
-        run(backend, tmp_path / "resumed", 7, checkpoint_every=4, callbacks=[crash])
+        run(backend, tmp_path / "resumed", 7, checkpoint_every=4, callbacks=[crash_at(5)])
     resumed = run(backend, tmp_path / "resumed", 7, resume=True, checkpoint_every=4)
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys()

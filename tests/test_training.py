@@ -30,7 +30,7 @@ from skclap.training import (
 )
 from skclap.training.trainer import warmup_cosine
 
-from .helpers import Killed, assert_same_grads, batch, closing_worker, free_port, grads, one_thread, two_rank_step, write_manifest
+from .helpers import Killed, assert_same_grads, batch, closing_worker, crash_at, free_port, grads, one_thread, two_rank_step, write_manifest
 
 
 # --------------------------------------------------------------------------- gradient caching
@@ -81,12 +81,8 @@ def test_a_supervised_run_resumes_to_identical_weights_and_head(tmp_path):
 
     straight = run(tmp_path / "straight")
 
-    def crash(trainer, record):
-        if trainer.step == 5:
-            raise Killed
-
     with pytest.raises(Killed):
-        run(tmp_path / "resumed", callbacks=[crash])
+        run(tmp_path / "resumed", callbacks=[crash_at(5)])
     resumed = run(tmp_path / "resumed", resume=True)
     for a, b in ((straight.model, resumed.model), (straight.objective, resumed.objective)):
         sa, sb = a.state_dict(), b.state_dict()
@@ -158,12 +154,8 @@ def test_resume_after_a_crash_ends_with_identical_weights(tmp_path):
     """48 pairs / batch 8 = 6 steps an epoch; killed at step 9 (checkpoint at 8), resumed to 14."""
     straight = train_run(tmp_path / "straight", 14)
 
-    def crash(trainer, record):
-        if trainer.step == 9:
-            raise Killed
-
     with pytest.raises(Killed):
-        train_run(tmp_path / "resumed", 14, checkpoint_every=4, callbacks=[crash])
+        train_run(tmp_path / "resumed", 14, checkpoint_every=4, callbacks=[crash_at(9)])
     ckpts = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("step-*"))
     assert ckpts == ["step-00000004", "step-00000008"]
     resumed = train_run(tmp_path / "resumed", 14, resume=True, checkpoint_every=4)
@@ -206,7 +198,7 @@ def test_cuda_trains_in_fp16_with_the_fused_optimizer_and_resumes(tmp_path, monk
     float32 run's, rounded. A crashed run resumes from its checkpoint, the scaler's state with it,
     to the weights of the run that was not interrupted (up to the GPU's summation order); the
     result embeds on the CPU as on the GPU."""
-    from skclap.inference import embed_audio
+    from skclap.inference import embed_audio, normalize_rows
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
@@ -221,12 +213,8 @@ def test_cuda_trains_in_fp16_with_the_fused_optimizer_and_resumes(tmp_path, monk
     assert all(math.isfinite(r["loss"]) for r in straight.history)
     assert abs(straight.history[0]["loss"] - plain.history[0]["loss"]) < 0.05
 
-    def crash(trainer, record):
-        if trainer.step == 9:
-            raise Killed
-
     with pytest.raises(Killed):
-        train_run(tmp_path / "resumed", 14, device="cuda", checkpoint_every=4, callbacks=[crash])
+        train_run(tmp_path / "resumed", 14, device="cuda", checkpoint_every=4, callbacks=[crash_at(9)])
     resumed = train_run(tmp_path / "resumed", 14, resume=True, device="cuda", checkpoint_every=4)
     c = resumed.model.state_dict()
     for k in b:
@@ -235,7 +223,7 @@ def test_cuda_trains_in_fp16_with_the_fused_optimizer_and_resumes(tmp_path, monk
     items, _ = corpus()
     on_gpu = embed_audio(straight.model, items[:4], sample_rate=16000, progress=False, precision="fp32")
     on_cpu = embed_audio(CLAPModel.from_pretrained(str(tmp_path / "straight")), items[:4], sample_rate=16000, progress=False)
-    cos = (on_cpu * on_gpu).sum(1) / np.linalg.norm(on_cpu, axis=1) / np.linalg.norm(on_gpu, axis=1)
+    cos = (normalize_rows(on_cpu) * normalize_rows(on_gpu)).sum(1)
     assert cos.min() > 0.9999  # cuDNN's float32 convolutions may round through TF32
 
 
