@@ -1,6 +1,6 @@
 """How long README's test command takes, on this CPU and with PyTorch and numpy held to AVX2.
 
-    python benchmarks/suite_time.py [--runs N] [--settings native avx2] [--cpus N]
+    python benchmarks/suite_time.py [--runs N] [--settings native avx2] [--cpus N] [--speed F]
 
 Runs the test command written in README.md (read from it, so that what is timed is what CI runs)
 ``--runs`` times per setting, one run after another, and prints each run's wall time and pytest's
@@ -11,7 +11,11 @@ loops (``NPY_DISABLE_CPU_FEATURES``). It emulates the instruction set, not the c
 only AVX2 may also differ in clock and caches. ``--cpus N`` runs the command, and every process it
 starts, on the first N of the CPUs this process may use (the command is unchanged: as many
 pytest-xdist workers as written), which stands in for a machine with slower cores: two workers on
-one CPU each get about half of it.
+one CPU each get about half of it. ``--speed F`` stands in for cores F times as fast more closely:
+every process of the run is put in a cgroup whose CPU bandwidth is F of the CPUs it may use (the
+kernel's CFS quota, refilled every 10 ms), so each worker keeps a CPU of its own but gets only that
+share of its time. It needs a writable cgroup file system (root, cgroup v1 or v2). Each row also
+gives the CPU time the run's processes used (user + system), which shows how bound by the CPU it is.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -63,14 +68,73 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run(command: list[str], extra_env: dict[str, str], cpus: set[int] | None = None) -> tuple[float, str, int]:
+#: The CFS period of ``--speed``: short, so that a throttled run stalls for milliseconds at a time,
+#: as a slow core would be slow throughout, rather than for a large part of a long period.
+PERIOD_US = 10_000
+
+
+class Throttle:
+    """A cgroup whose CPU bandwidth is ``speed`` times ``cpus`` CPUs; processes join it with ``enter``."""
+
+    def __init__(self, speed: float, cpus: int) -> None:
+        quota = max(1000, round(speed * cpus * PERIOD_US))
+        name = f"skclap-suite-{os.getpid()}"
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+        if v2.is_file():  # the unified hierarchy: cpu.max holds "quota period"
+            self.path = Path("/sys/fs/cgroup") / name
+            settings = {"cpu.max": f"{quota} {PERIOD_US}"}
+        else:
+            self.path = Path("/sys/fs/cgroup/cpu") / name
+            settings = {"cpu.cfs_period_us": str(PERIOD_US), "cpu.cfs_quota_us": str(quota)}
+        try:
+            self.path.mkdir()
+            for key, value in settings.items():
+                (self.path / key).write_text(value)
+        except OSError as e:
+            raise SystemExit(f"--speed needs a writable cgroup file system with the cpu controller: {e}") from e
+        self.share = quota / PERIOD_US
+
+    def enter(self) -> None:
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        try:
+            self.path.rmdir()
+        except OSError as e:  # a process of the run outlived it
+            print(f"warning: {self.path} was not removed: {e}", file=sys.stderr)
+
+
+def cpu_seconds() -> float:
+    """User + system time of this process's children that have ended (and been waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(
+    command: list[str], extra_env: dict[str, str], cpus: set[int] | None = None, throttle: Throttle | None = None
+) -> tuple[float, float, str, int]:
     env = {**os.environ, **extra_env}
-    pin = None if cpus is None else lambda: os.sched_setaffinity(0, cpus)  # inherited by every child
-    start = time.perf_counter()
-    proc = subprocess.run([*command, "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True, preexec_fn=pin)
-    wall = time.perf_counter() - start
+
+    def confine() -> None:  # in the child before exec; inherited by every process it starts
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+        if throttle is not None:
+            throttle.enter()
+
+    start, cpu_start = time.perf_counter(), cpu_seconds()
+    proc = subprocess.run([*command, "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True, preexec_fn=confine)
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     lines = [line for line in proc.stdout.splitlines() if re.search(r"\d+ (passed|failed)", line)]
-    return wall, (lines[-1].strip("= ") if lines else proc.stdout[-300:]), proc.returncode
+    return wall, cpu, (lines[-1].strip("= ") if lines else proc.stdout[-300:]), proc.returncode
+
+
+def label(setting: str, cpus: set[int] | None, throttle: Throttle | None) -> str:
+    parts = [setting]
+    if cpus is not None:
+        parts.append(f"{len(cpus)} CPU{'s' * (len(cpus) > 1)}")
+    if throttle is not None:
+        parts.append(f"{throttle.share:.2f} CPUs of bandwidth")
+    return ", ".join(parts)
 
 
 def main() -> None:
@@ -78,23 +142,32 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--settings", nargs="+", choices=["native", "avx2"], default=["native", "avx2"])
     ap.add_argument("--cpus", type=int, default=None, help="run on this many of the CPUs available (default: all)")
+    ap.add_argument("--speed", type=float, default=None, help="give the run this fraction of its CPUs' time (0 < F <= 1)")
     args = ap.parse_args()
     available = sorted(os.sched_getaffinity(0))
     if args.cpus is not None and not 1 <= args.cpus <= len(available):
         ap.error(f"--cpus must be between 1 and {len(available)}, the CPUs available here")
+    if args.speed is not None and not 0 < args.speed <= 1:
+        ap.error("--speed must be in (0, 1]")
     cpus = None if args.cpus is None else set(available[: args.cpus])
+    throttle = None if args.speed is None else Throttle(args.speed, len(cpus or available))
     command = readme_test_command()
     print(f"command: {shlex.join(command)}")
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs" + ("" if cpus is None else f"; run on {len(cpus)} of them"))
     rows = []
     failed = False
-    for setting in args.settings:
-        for i in range(args.runs):
-            wall, summary, code = run(command, AVX2 if setting == "avx2" else {}, cpus)
-            failed |= code != 0
-            label = setting if cpus is None else f"{setting}, {len(cpus)} CPU{'s' * (len(cpus) > 1)}"
-            rows.append((f"{label}, run {i + 1}", f"{wall:.0f} s ({wall / 60:.1f} min)", summary))
-            print(f"{rows[-1][0]}: {rows[-1][1]}; {summary}", flush=True)
+    try:
+        for setting in args.settings:
+            for i in range(args.runs):
+                wall, cpu, summary, code = run(command, AVX2 if setting == "avx2" else {}, cpus, throttle)
+                failed |= code != 0
+                rows.append(
+                    (f"{label(setting, cpus, throttle)}, run {i + 1}", f"{wall:.0f} s ({wall / 60:.1f} min)", f"{cpu:.0f} CPU-s; {summary}")
+                )
+                print(f"{rows[-1][0]}: {rows[-1][1]}; {rows[-1][2]}", flush=True)
+    finally:
+        if throttle is not None:
+            throttle.remove()
     print_table(rows)
     if failed:
         raise SystemExit(1)
