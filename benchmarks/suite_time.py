@@ -11,7 +11,7 @@ loops (``NPY_DISABLE_CPU_FEATURES``). It emulates the instruction set, not the c
 only AVX2 may also differ in clock and caches. ``--cpus N`` runs the command, and every process it
 starts, on the first N of the CPUs this process may use (the command is unchanged: as many
 pytest-xdist workers as written), which stands in for a machine with slower cores: two workers on
-one CPU each get about half of it. ``--speed F`` stands in for cores F times as fast more closely:
+one CPU each get about half of it. ``--speed F`` stands in for cores F times as fast, and more closely:
 every process of the run is put in a cgroup whose CPU bandwidth is F of the CPUs it may use (the
 kernel's CFS quota, refilled every 10 ms), so each worker keeps a CPU of its own but gets only that
 share of its time. It needs a writable cgroup file system (root, cgroup v1 or v2). Each row also
@@ -150,8 +150,8 @@ def main() -> None:
     if args.speed is not None and not 0 < args.speed <= 1:
         ap.error("--speed must be in (0, 1]")
     cpus = None if args.cpus is None else set(available[: args.cpus])
-    throttle = None if args.speed is None else Throttle(args.speed, len(cpus or available))
     command = readme_test_command()
+    throttle = None if args.speed is None else Throttle(args.speed, len(cpus or available))
     print(f"command: {shlex.join(command)}")
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs" + ("" if cpus is None else f"; run on {len(cpus)} of them"))
     rows = []
