@@ -88,10 +88,14 @@ class Throttle:
             settings = {"cpu.cfs_period_us": str(PERIOD_US), "cpu.cfs_quota_us": str(quota)}
         try:
             self.path.mkdir()
+        except OSError as e:
+            raise SystemExit(f"--speed needs a writable cgroup file system: {e}") from e
+        try:
             for key, value in settings.items():
                 (self.path / key).write_text(value)
-        except OSError as e:
-            raise SystemExit(f"--speed needs a writable cgroup file system with the cpu controller: {e}") from e
+        except OSError as e:  # e.g. no cpu controller in this hierarchy: leave nothing behind
+            self.path.rmdir()
+            raise SystemExit(f"--speed needs the cgroup cpu controller: {e}") from e
         self.share = quota / PERIOD_US
 
     def enter(self) -> None:
