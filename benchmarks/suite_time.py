@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import resource
 import shlex
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _table import print_table  # noqa: E402
+from _table import cpu_name, print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,16 +55,6 @@ def readme_test_command() -> list[str]:
         if "tests" in comment and "pytest" in command:
             return shlex.split(command)
     raise SystemExit("README.md's first bash block has no test command")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 #: The CFS period of ``--speed``: short, so that a throttled run stalls for milliseconds at a time,
