@@ -4,7 +4,7 @@ the item and say what to fix. Shared by the estimators and the collection tools.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import column_or_1d
 
-__all__ = ["as_items", "as_texts", "check_targets", "is_label_lists"]
+__all__ = ["as_items", "as_texts", "check_targets", "is_label_lists", "sorted_classes"]
 
 
 def _is_missing(x: Any) -> bool:
@@ -136,7 +136,7 @@ def as_texts(X: Any, what: str = "X") -> list[str]:
 
 
 def check_labels(labels: Any) -> list | None:
-    """``labels`` (the classes an estimator is told, in order) as a list: non-empty and without
+    """``labels`` (the classes an estimator is told, in any order) as a list: non-empty and without
     duplicates (equal values, or values that print alike); None passes through."""
     if labels is None:
         return None
@@ -148,6 +148,20 @@ def check_labels(labels: Any) -> list | None:
     return labels
 
 
+def sorted_classes(labels: Sequence[Any]) -> np.ndarray:
+    """The classes as scikit-learn keeps them: sorted, as ``np.unique`` would order ``y``. Scorers and
+    metrics (``neg_log_loss``, ``roc_auc_ovr``, ``label_binarize``) read ``predict_proba``'s columns in
+    that order, whatever order the classes were named in."""
+    try:
+        ordered = sorted(labels)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in labels})
+        raise ValueError(
+            f"labels mix types that cannot be ordered ({', '.join(kinds)}): {list(labels)[:10]}; give labels of one type"
+        ) from None
+    return np.asarray(ordered, dtype=object if any(isinstance(v, str) for v in ordered) else None)
+
+
 def check_known_labels(values: Any, labels: list) -> None:
     """Every label of ``y`` (``values``) must be one of ``labels``."""
     known = set(labels)
@@ -157,8 +171,8 @@ def check_known_labels(values: Any, labels: list) -> None:
 
 
 def class_codes(y: Any, labels: Any, estimator: str) -> tuple[np.ndarray, np.ndarray]:
-    """Single-label targets as ``(classes, index of each clip's class)``. The classes are ``labels``
-    in order when given (every label in ``y`` must be one of them), else the sorted values of ``y``."""
+    """Single-label targets as ``(classes, index of each clip's class)``. The classes are sorted: the
+    given ``labels`` (every label in ``y`` must be one of them), else the values of ``y``."""
     from sklearn.utils.multiclass import check_classification_targets
 
     y_arr = np.asarray(y)
@@ -170,6 +184,6 @@ def class_codes(y: Any, labels: Any, estimator: str) -> tuple[np.ndarray, np.nda
         classes, codes = np.unique(y_arr, return_inverse=True)
         return classes, codes
     check_known_labels(y_arr.tolist(), names)
-    index = {c: i for i, c in enumerate(names)}
-    classes = np.asarray(names, dtype=object if any(isinstance(v, str) for v in names) else None)
+    classes = sorted_classes(names)
+    index = {c: i for i, c in enumerate(classes.tolist())}
     return classes, np.asarray([index[v] for v in y_arr.tolist()], dtype=np.int64)

@@ -12,7 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ..inference import normalize_rows
-from ..inputs import check_known_labels, check_labels
+from ..inputs import check_known_labels, check_labels, sorted_classes
 from ..prompting import check_templates, prompt_vectors, prompts_for
 from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
@@ -63,8 +63,8 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
         Each class's parts (a tuple, ``None`` for a missing part; a string for a single part); every
         class needs an entry, all of one length.
     labels : sequence, optional
-        The classes, in order. Default: the keys of ``label_parts``, or the sorted unique values of
-        ``y`` in ``fit``.
+        The class names, in any order: ``classes_`` holds them sorted. Default: the keys of
+        ``label_parts``, or the unique values of ``y`` in ``fit``.
     templates : str or sequence of str, optional
         Prompt templates with one ``{}`` each; default the paper's ``"this is a sound of {}."``.
     label_prompts : mapping, optional
@@ -93,7 +93,7 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
     >>> clf = CLAPCompositionalClassifier(model="preset:tiny", label_parts=parts, sample_rate=16000,
     ...                                   progress=False, device="cpu").fit()
     >>> [list(p) for p in clf.parts_]
-    [['high', 'low'], ['flute', 'cello']]
+    [['high', 'low'], ['cello', 'flute']]
     >>> waves = np.random.default_rng(0).standard_normal((2, 16000)).astype("float32")
     >>> clf.predict_proba(waves).shape
     (2, 3)
@@ -150,7 +150,7 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None (or name the classes in label_parts)"
             )
-        return np.asarray(labels, dtype=object if any(isinstance(v, str) for v in labels) else None)
+        return sorted_classes(labels)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> CLAPCompositionalClassifier:

@@ -189,8 +189,8 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
     ----------
     model : str, path or CLAPModel, default="msclap-2022"
     labels : sequence, optional
-        The classes, in order; a class without clips keeps its zero-shot weights (see above). Default: the
-        sorted unique values of ``y``.
+        The class names, in any order (``classes_`` holds them sorted); a class without clips keeps its
+        zero-shot weights (see above). Default: the unique values of ``y``.
     templates, label_prompts
         The prompts of the prior, as in :class:`~skclap.CLAPZeroShotClassifier` (``templates="auto"``
         selects them on the clips).

@@ -32,7 +32,7 @@ class CLAPPromptTuner(ClassVectorScores, ClassifierMixin, CLAPEstimatorBase):
     model : str, path or CLAPModel, default="msclap-2022"
         Any backend whose text tower takes input embeddings (all of skclap's).
     labels : sequence, optional
-        The classes, in order. Default: the sorted unique values of ``y``.
+        The class names, in any order (``classes_`` holds them sorted). Default: the unique values of ``y``.
     context : str or int, default="this is a sound of {}."
         A template: the context is initialised with the embeddings of its words before ``{}`` (the
         words after it stay fixed). An integer: that many context vectors, initialised at random.

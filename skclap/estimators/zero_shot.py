@@ -12,7 +12,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ..inputs import check_known_labels, check_labels
+from ..inputs import check_known_labels, check_labels, sorted_classes
 from ..metrics import mean_average_precision
 from ..prompting import TEMPLATE_POOL, check_templates, label_wordings, prompt_vectors, prompts_for, select_templates
 from ._base import CLAPEstimatorBase, as_items, check_targets, is_label_lists
@@ -32,7 +32,9 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
     ----------
     model : str, path or CLAPModel, default="msclap-2022"
     labels : sequence, optional
-        The classes, in order. Default: the sorted unique values of ``y`` in ``fit``.
+        The class names, in any order: ``classes_`` holds them sorted, as every scikit-learn
+        classifier does. Default: the unique values of ``y`` in ``fit``. With ``y`` as an indicator
+        matrix, the names of its columns, in their order.
     templates : str, sequence of str or "auto", optional
         Prompt templates with one ``{}`` each; default the paper's ``"this is a sound of {}."``.
         ``"auto"``: when ``fit`` gets labelled clips, choose the ensemble of :data:`TEMPLATE_POOL`
@@ -120,7 +122,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
                 raise ValueError(
                     f"{type(self).__name__} requires y to be passed, but the target y is None (or give the class names as labels=[...])"
                 )
-            return np.asarray(labels, dtype=object if any(isinstance(v, str) for v in labels) else None), self.multilabel is True
+            return sorted_classes(labels), self.multilabel is True
 
         if is_label_lists(y):
             if self.multilabel is False:
@@ -128,7 +130,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
             if labels is None:
                 return MultiLabelBinarizer().fit(y).classes_, True
             check_known_labels((v for row in y for v in row), labels)
-            return np.asarray(labels), True
+            return sorted_classes(labels), True
 
         y_arr = np.asarray(y)
         kind = type_of_target(y_arr, input_name="y")
@@ -138,6 +140,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
             n_cls = y_arr.shape[1]
             if labels is not None and len(labels) != n_cls:
                 raise ValueError(f"y has {n_cls} columns but labels has {len(labels)} names")
+            # an indicator matrix orders the classes by its columns; labels name them in that order
             return np.asarray(labels if labels is not None else np.arange(n_cls)), True
         if y_arr.ndim != 1:
             raise ValueError(f"y must be 1-D (one label per clip) or a multi-label indicator matrix; got shape {y_arr.shape}")
@@ -147,7 +150,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         if labels is None:
             return np.unique(y_arr), False
         check_known_labels(y_arr.tolist(), labels)
-        return np.asarray(labels, dtype=y_arr.dtype if y_arr.dtype != object else object), False
+        return sorted_classes(labels), False
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> CLAPZeroShotClassifier:
