@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,23 @@ def test_the_command_line(tmp_path, monkeypatch):
         run_demo(tmp_path, per_class=7)
 
 
-def test_train_without_the_debian_soundfonts_names_the_packages(tmp_path, monkeypatch):
-    monkeypatch.setitem(ins.SOUNDFONTS, "sf_GMbank", (ins.SOUNDFONTS["sf_GMbank"][0], str(tmp_path / "absent.sf2")))
-    with pytest.raises(SystemExit, match="apt-get install csound-soundfont"):
+@pytest.mark.parametrize(
+    ("installed", "named"),
+    [
+        ((), "apt-get install musescore-general-soundfont-small"),  # neither: the first training soundfont is named
+        (("MuseScore_General_Lite",), "apt-get install csound-soundfont"),
+    ],
+)
+def test_train_without_the_debian_soundfonts_names_the_packages(tmp_path, monkeypatch, installed, named):
+    """Every Debian soundfont is pointed at a path of this test's own, present (an empty file: the
+    check stops before reading any) or absent, whatever this machine has installed."""
+    for font, (install, where) in list(ins.SOUNDFONTS.items()):
+        if where:
+            path = tmp_path / "fonts" / Path(where).name
+            if font in installed:
+                path.parent.mkdir(exist_ok=True)
+                path.touch()
+            monkeypatch.setitem(ins.SOUNDFONTS, font, (install, str(path)))
+    with pytest.raises(SystemExit, match=named):
         cli.main(["demo", "--train", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert not (tmp_path / "run").exists()  # nothing was trained

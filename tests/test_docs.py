@@ -72,3 +72,19 @@ def test_readme_links_to_every_guide_page():
     for page in PAGES[2:]:
         assert f"docs/{page.name}" in readme, page.name
     assert "docs/api.md" in readme
+
+
+def test_the_set_up_commands_are_the_same_everywhere():
+    """README's two commands (which CI runs) are the ones the site's front page and CONTRIBUTING
+    give: a set-up step changed in one place cannot be missed in another."""
+
+    def commands(path: Path) -> list[str]:
+        block = re.search(r"```bash\n(.*?)```", path.read_text(), flags=re.S)
+        assert block, path.name
+        return [re.sub(r"\s*#.*$", "", line).strip() for line in block.group(1).splitlines() if line.strip()]
+
+    readme = commands(ROOT / "README.md")
+    assert len(readme) == 2 and readme[0].startswith("bash scripts/setup.sh") and readme[1].startswith("python -m pytest")
+    assert commands(ROOT / "docs" / "index.md") == readme
+    contributing = commands(ROOT / "CONTRIBUTING.md")
+    assert "bash scripts/setup.sh" in contributing and readme[1] in contributing

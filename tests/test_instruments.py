@@ -58,7 +58,7 @@ def test_a_clip_sounds_the_same_after_any_other_from_the_shared_synthesizer():
 
 needs_debian_soundfonts = pytest.mark.skipif(
     not all(Path(where).is_file() for _, where in ins.SOUNDFONTS.values() if where),
-    reason="the Debian soundfonts (musescore-general-soundfont-small, csound-soundfont) are not installed",
+    reason="the Debian soundfonts (musescore-general-soundfont-small, csound-soundfont) are not installed: bash scripts/setup.sh installs them",
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,15 @@ def home(scratch) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def standins(scratch) -> dict[str, dict[str, Path]]:
     return build_standins(scratch / "standins")
+
+
+@pytest.fixture
+def no_hub() -> Iterator[str]:
+    """The address of a port with no hub behind it, for this test alone: bound here and never listened
+    on, so every connection to it is refused (a fixed port may have a server behind it on some machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def run_clients(
@@ -109,7 +119,7 @@ def run_client(endpoint: str, home: Path, names: list[str], check: Collection[st
     return run_clients(*((endpoint, home, part) for part in (names[::2], names[1::2]) if part), check=check)
 
 
-def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(standins, home):
+def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(standins, home, no_hub):
     names = list(PRETRAINED)
     assert len(names) == 14
     transformers_repos = [name for name in names if PRETRAINED[name].format == "hf-clap"]
@@ -149,21 +159,21 @@ def test_every_registered_name_downloads_loads_and_embeds_then_works_offline(sta
 
     # offline, from the cache alone (the hub is gone): the same embeddings (one interpreter; the
     # health checks above are not repeated)
-    second = run_clients(("http://127.0.0.1:9", home, names), offline=True)
+    second = run_clients((no_hub, home, names), offline=True)
     for name in names:
         assert "error" not in second[name], f"{name}: {second[name].get('error')}"
         np.testing.assert_allclose(second[name]["audio"], first[name]["audio"], rtol=0, atol=1e-6)
         np.testing.assert_allclose(second[name]["text"], first[name]["text"], rtol=0, atol=1e-6)
 
 
-def test_a_failed_download_says_what_happened(standins, home):
+def test_a_failed_download_says_what_happened(standins, home, no_hub):
     with LocalHub(standins) as hub:
         hub.faults[("microsoft/msclap", "CLAP_weights_2022.pth")] = "500"
         hub.faults[("lukewys/laion_clap", "630k-best.pt")] = "truncate"
         hub.faults[("laion/clap-htsat-unfused", "config.json")] = "500"
         out = run_clients(
             (hub.url, home / "faults", ["msclap-2022", "laion-630k-best", "laion/clap-htsat-unfused"]),
-            ("http://127.0.0.1:9", home / "unreachable", ["laion-630k-audioset-best"]),  # no hub at all
+            (no_hub, home / "unreachable", ["laion-630k-audioset-best"]),  # no hub at all
             wait=False,
         )
         asked = list(hub.requests)

@@ -285,7 +285,7 @@ def page(server):
     from playwright import sync_api
 
     if not Path(CHROMIUM).exists():
-        raise RuntimeError("the browser test needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+        raise RuntimeError("the browser test needs Debian's chromium, which bash scripts/setup.sh installs (apt-get install chromium)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         pg = browser.new_page(viewport={"width": 1100, "height": 900})

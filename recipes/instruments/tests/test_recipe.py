@@ -14,7 +14,7 @@ from skclap.datasets.instruments import INSTRUMENTS, SOUNDFONTS
 
 pytestmark = pytest.mark.skipif(
     not all(Path(where).is_file() for _, where in SOUNDFONTS.values() if where),
-    reason="the Debian soundfonts (musescore-general-soundfont-small, csound-soundfont) are not installed",
+    reason="the Debian soundfonts (musescore-general-soundfont-small, csound-soundfont) are not installed: bash scripts/setup.sh installs them",
 )
 
 

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole set-up of a source checkout; README's first command runs it, and so does CI (.ci/run runs
+# README's commands). Safe to run again: it installs only what is missing.
+#
+# 1. Debian packages, where missing. The library needs none of them; some tests do:
+#      chromium                           the browser tests of `skclap serve` (tests/test_serve.py): Playwright
+#                                         drives Debian's Chromium and downloads no browser of its own
+#      musescore-general-soundfont-small  /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 and
+#      csound-soundfont                   /usr/share/sounds/sf2/sf_GMbank.sf2: the instrument recipe's training
+#                                         soundfonts (`skclap demo --train`), which its tests render from
+#    Installed with apt-get as root or through passwordless sudo; where neither can be (or this is not
+#    Debian), one line names the missing packages and what needs them, and the set-up goes on.
+# 2. Python packages, into the environment of `python` (the interpreter README's test command runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+
+missing=()
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -f /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 ] || missing+=(musescore-general-soundfont-small)
+[ -f /usr/share/sounds/sf2/sf_GMbank.sf2 ] || missing+=(csound-soundfont)
+
+not_installed() {  # $1: why; the rest: the packages
+  local why=$1 p fonts="" uses=""
+  shift
+  for p in "$@"; do
+    if [ "$p" = chromium ]; then uses="chromium (the browser tests in tests/test_serve.py error without it)"; else fonts+="${fonts:+ and }$p"; fi
+  done
+  if [ -n "$fonts" ]; then
+    uses+="${uses:+; }$fonts (the soundfont tests in tests/test_instruments.py and recipes/instruments/tests skip without them; skclap demo --train needs them)"
+  fi
+  echo "setup.sh: Debian packages not installed ($why): $uses. The library needs none of them; as root: apt-get install $*" >&2
+}
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1 || [ ! -f /etc/debian_version ]; then
+    not_installed "no apt-get: not Debian" "${missing[@]}"
+  elif [ "$(id -u)" -ne 0 ] && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+    not_installed "not root and no passwordless sudo" "${missing[@]}"
+  else
+    echo "setup.sh: apt-get install ${missing[*]}"
+    failed=()
+    if ! as_root apt-get update -qq; then
+      failed=("${missing[@]}")
+    elif ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; then
+      for p in "${missing[@]}"; do  # install what can be, one by one
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null || failed+=("$p")
+      done
+    fi
+    [ ${#failed[@]} -eq 0 ] || not_installed "apt-get failed, see above" "${failed[@]}"
+  fi
+fi
+
+# torch==2.13.0: the CPU wheel where one is at hand (any torch >= 2.6 works); dev: the library, the
+# tests' packages and CI's linters (ruff, mypy, mkdocs).
+python -m pip install --quiet torch==2.13.0 -e ".[dev]"
+# --no-deps: tinysoundfont renders the instruments (its declared pyaudio, for playback only, has no
+# wheel); msclap and laion-clap are the parity oracles of the tests (they pin torchaudio and training stacks).
+python -m pip install --quiet --no-deps tinysoundfont==0.3.7 msclap==1.3.4 laion-clap==1.1.7
