@@ -126,7 +126,8 @@ def embed_audio(
 ) -> np.ndarray:
     """Embed audio items (paths, waveforms, ``(array, rate)`` pairs...) -> ``(n, proj_dim)`` float32.
 
-    Vectors are the mean of the item's window embeddings, before L2 normalisation.
+    Vectors are the mean of the item's window embeddings, before L2 normalisation; a model whose
+    ``quiet_window_db`` is set leaves out the windows that much quieter than the item's loudest.
 
     - ``precision``: None (fp16 autocast on CUDA, fp32 elsewhere), ``"auto"`` (also bf16 on a CPU
       with native bf16), ``"fp32"``, ``"bf16"``, ``"fp16"``; see :func:`skclap.devices.resolve_precision`.
@@ -166,6 +167,8 @@ def embed_audio(
     reading: set[int] = set()  # items whose windows are still being read
     queue: deque[tuple[int, np.ndarray]] = deque()  # (item, windows) waiting for a batch
     per_window: dict[int, list[np.ndarray]] = {}
+    gate = model.quiet_window_db
+    levels: dict[int, list[tuple[float, np.ndarray]]] = {}  # with a gate: each window's level (dB) and embedding
     queued = 0
 
     def run(rows: int) -> None:
@@ -182,11 +185,15 @@ def embed_audio(
             else:
                 queue[0] = (i, w[use:])
         queued -= rows
-        batch = torch.from_numpy(np.concatenate(chunks)).to(model.device)
+        waves = np.concatenate(chunks)
+        batch = torch.from_numpy(waves).to(model.device)
         with torch.autocast(model.device.type, dtype=half or torch.float32, enabled=half is not None):
             emb = encode(batch).float().cpu().numpy()
+        db = 10 * np.log10(np.mean(np.square(waves, dtype=np.float64), axis=1) + 1e-20) if gate is not None else None
         for row, i in enumerate(owners):
             sums[i] += emb[row]
+            if db is not None:
+                levels[i].append((float(db[row]), emb[row]))
             if window_sink is not None:
                 per_window[i].append(emb[row])
         for i, c in Counter(owners).items():
@@ -196,6 +203,10 @@ def embed_audio(
 
     def finish(i: int) -> None:
         out[i] = sums.pop(i) / counts.pop(i)
+        if gate is not None:
+            db, emb = zip(*levels.pop(i))
+            loud = np.asarray(db) >= max(db) - gate
+            out[i] = np.mean(np.asarray(emb, dtype=np.float64)[loud], axis=0)
         del left[i]
         if window_sink is not None:
             window_sink(i, np.stack(per_window.pop(i)).astype(np.float32))
@@ -207,7 +218,7 @@ def embed_audio(
         nonlocal queue, queued
         if on_error is None:
             raise err
-        for table in (sums, counts, left, per_window):
+        for table in (sums, counts, left, per_window, levels):
             table.pop(i, None)
         reading.discard(i)
         kept = deque((j, w) for j, w in queue if j != i)
@@ -226,6 +237,7 @@ def embed_audio(
             sums[i] = np.zeros(dim, dtype=np.float64)
             counts[i] = left[i] = 0
             per_window[i] = []
+            levels[i] = []
             reading.add(i)
             try:
                 for wins in chunks:

@@ -152,3 +152,36 @@ def test_fp16_is_refused_on_cpu():
     with pytest.raises(ValueError, match="CUDA"):
         embed_audio(model, [np.zeros(16000, np.float32)], sample_rate=16000, progress=False, precision="fp16")
     assert model.training  # left as it was
+
+
+def test_quiet_windows_are_left_out_of_the_mean_where_the_model_says_so(tmp_path):
+    """A model whose ``quiet_window_db`` is set pools only the windows within that many dB of the
+    item's loudest (the silence before and after the playing); windows, batches and streaming stay
+    as they are, and the cache tells the two settings apart."""
+    from skclap.cache import MemoryCache
+    from skclap.inference import audio_fingerprint
+
+    plain = randomise_batchnorm(CLAPModel.from_preset("tiny", seed=0))
+    gated = randomise_batchnorm(CLAPModel.from_config(plain.config.replace(frontend={"quiet_window_db": 30.0}), seed=0))
+    gated.load_state_dict(plain.state_dict())
+    rng = np.random.default_rng(1)
+    rate = 16000
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # about -9 dB RMS
+    softer = (tone * 10 ** (-20 / 20)).astype(np.float32)  # 20 dB under: kept
+    hiss = (rng.standard_normal(rate) * 1e-3).astype(np.float32)  # -60 dB RMS: left out
+    clip = np.concatenate([hiss, tone, softer, hiss, hiss])
+    windows = plain.encode_audio(torch.from_numpy(np.stack([hiss, tone, softer]))).detach().numpy()
+    for batch in (1, 2, 32):
+        every = embed_audio(plain, [(clip, rate)], batch_size=batch, progress=False)[0]
+        loud = embed_audio(gated, [(clip, rate)], batch_size=batch, progress=False)[0]
+        np.testing.assert_allclose(every, (3 * windows[0] + windows[1] + windows[2]) / 5, atol=1e-5)
+        np.testing.assert_allclose(loud, (windows[1] + windows[2]) / 2, atol=1e-5)
+    one = embed_audio(gated, [(tone, rate)], progress=False)  # a single window is its own loudest
+    np.testing.assert_allclose(one, embed_audio(plain, [(tone, rate)], progress=False), atol=1e-6)
+    assert audio_fingerprint(plain) != audio_fingerprint(gated)
+    cache = MemoryCache()
+    embed_audio(plain, [(clip, rate)], progress=False, cache=cache)
+    np.testing.assert_allclose(embed_audio(gated, [(clip, rate)], progress=False, cache=cache)[0], loud, atol=1e-6)
+    with pytest.raises(ValueError, match="quiet_window_db must be a positive"):
+        plain.config.replace(frontend={"quiet_window_db": 0})

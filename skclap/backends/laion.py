@@ -112,6 +112,7 @@ class LaionCLAP(nn.Module):
     """
 
     window_padding = "repeatpad"
+    quiet_window_db = None  # every window counts, as in laion_clap
 
     def __init__(
         self,

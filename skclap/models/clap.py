@@ -239,6 +239,11 @@ class CLAPModel(nn.Module):
         """How a clip shorter than one window fills it (:data:`skclap.audio.PADDINGS`): msclap tiles."""
         return "repeat"
 
+    @property
+    def quiet_window_db(self) -> float | None:
+        """Windows this many dB below an item's loudest are left out of its mean (None: none are)."""
+        return self.config.frontend.quiet_window_db
+
     # ------------------------------------------------------------------ encoders
     @property
     def device(self) -> torch.device:

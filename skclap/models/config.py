@@ -35,10 +35,16 @@ class FrontendConfig:
     fmin: float = 50.0
     fmax: float = 14000.0
     mel_filter_rate: int | None = None  # the rate the mel filters assume; None: sample_rate
+    # Windows of a long item more than this many dB below its loudest window (RMS) are left out of
+    # its mean: the silence before and after the playing says nothing of what plays. None: every
+    # window counts, as the released models' reference code has it.
+    quiet_window_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.clip_seconds <= 0:
             raise ValueError("sample_rate and clip_seconds must be positive")
+        if self.quiet_window_db is not None and not self.quiet_window_db > 0:
+            raise ValueError(f"quiet_window_db must be a positive number of dB or None; got {self.quiet_window_db}")
 
     @property
     def window_samples(self) -> int:
