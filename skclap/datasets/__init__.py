@@ -1,10 +1,14 @@
 """Data sets made offline — real sampled instruments rendered from a General MIDI soundfont (with the
-``instruments`` extra: ``pip install 'skclap[instruments]'``) and synthetic sounds (the unit tests'
-fast fixture) — and loaders for downstream datasets' standard local layouts."""
+``instruments`` extra: ``pip install 'skclap[instruments]'``): single notes of two registers
+(:func:`make_instrument_corpus`), playing as people play for training (:func:`make_performance_corpus`)
+and, drawn apart from both, the user-played test set (:func:`make_played_set`); synthetic sounds
+(the unit tests' fast fixture) — and loaders for downstream datasets' standard local layouts."""
 
 from .corpus import CaptionedCorpus, Clip
 from .downstream import LOADERS, DatasetNotFoundError, LabelledAudio, load_downstream
 from .instruments import INSTRUMENTS, InstrumentCorpus, attribute_classes, instrument_prompts, make_instrument_corpus
+from .performances import PerformanceCorpus, make_performance_corpus
+from .played import PlayedSet, condition_table, make_played_set
 from .synthetic import FAMILIES, SyntheticCorpus, attribute_words, class_prompts, make_corpus, pitched_labels, render
 
 __all__ = [
@@ -13,9 +17,14 @@ __all__ = [
     "CaptionedCorpus",
     "Clip",
     "InstrumentCorpus",
+    "PerformanceCorpus",
+    "PlayedSet",
     "attribute_classes",
     "instrument_prompts",
     "make_instrument_corpus",
+    "make_performance_corpus",
+    "make_played_set",
+    "condition_table",
     "LOADERS",
     "DatasetNotFoundError",
     "LabelledAudio",

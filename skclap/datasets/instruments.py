@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -55,6 +55,8 @@ class Instrument:
     low: tuple[int, int] = (0, 0)
     high: tuple[int, int] = (0, 0)
     drums: bool = False
+    # MIDI keys (inclusive) the instrument is played over: its usual orchestral or keyboard compass
+    compass: tuple[int, int] = (0, 0)
 
     @property
     def pitched(self) -> bool:
@@ -62,19 +64,19 @@ class Instrument:
 
 
 INSTRUMENTS: tuple[Instrument, ...] = (
-    Instrument("piano", ("piano", "grand piano"), "piano", 0, (33, 45), (76, 88)),
-    Instrument("organ", ("organ", "church organ"), "organ", 19, (36, 48), (72, 84)),
-    Instrument("guitar", ("guitar", "acoustic guitar"), "guitar", 24, (40, 50), (69, 79)),
-    Instrument("harp", ("harp",), "strings", 46, (36, 48), (77, 89)),
-    Instrument("violin", ("violin", "fiddle"), "strings", 40, (55, 60), (81, 91)),
-    Instrument("cello", ("cello",), "strings", 42, (36, 45), (67, 76)),
-    Instrument("trumpet", ("trumpet",), "brass", 56, (54, 58), (72, 80)),
-    Instrument("trombone", ("trombone",), "brass", 57, (40, 48), (65, 72)),
-    Instrument("saxophone", ("saxophone", "sax"), "reed", 65, (49, 57), (72, 80)),
-    Instrument("clarinet", ("clarinet",), "reed", 71, (50, 57), (77, 86)),
-    Instrument("flute", ("flute",), "pipe", 73, (60, 64), (84, 93)),
-    Instrument("marimba", ("marimba",), "chromatic percussion", 12, (45, 55), (77, 89)),
-    Instrument("synth", ("synth", "synthesizer"), "synth lead", 81, (36, 48), (72, 84)),
+    Instrument("piano", ("piano", "grand piano"), "piano", 0, (33, 45), (76, 88), compass=(21, 108)),
+    Instrument("organ", ("organ", "church organ"), "organ", 19, (36, 48), (72, 84), compass=(36, 96)),
+    Instrument("guitar", ("guitar", "acoustic guitar"), "guitar", 24, (40, 50), (69, 79), compass=(40, 84)),
+    Instrument("harp", ("harp",), "strings", 46, (36, 48), (77, 89), compass=(24, 103)),
+    Instrument("violin", ("violin", "fiddle"), "strings", 40, (55, 60), (81, 91), compass=(55, 100)),
+    Instrument("cello", ("cello",), "strings", 42, (36, 45), (67, 76), compass=(36, 81)),
+    Instrument("trumpet", ("trumpet",), "brass", 56, (54, 58), (72, 80), compass=(52, 84)),
+    Instrument("trombone", ("trombone",), "brass", 57, (40, 48), (65, 72), compass=(40, 77)),
+    Instrument("saxophone", ("saxophone", "sax"), "reed", 65, (49, 57), (72, 80), compass=(49, 80)),
+    Instrument("clarinet", ("clarinet",), "reed", 71, (50, 57), (77, 86), compass=(50, 91)),
+    Instrument("flute", ("flute",), "pipe", 73, (60, 64), (84, 93), compass=(60, 96)),
+    Instrument("marimba", ("marimba",), "chromatic percussion", 12, (45, 55), (77, 89), compass=(45, 96)),
+    Instrument("synth", ("synth", "synthesizer"), "synth lead", 81, (36, 48), (72, 84), compass=(36, 96)),
     Instrument("kick drum", ("kick drum", "bass drum"), "drum kit", 36, drums=True),
     Instrument("snare drum", ("snare drum", "snare"), "drum kit", 38, drums=True),
     Instrument("hi hat", ("hi hat", "hihat"), "drum kit", 42, drums=True),
@@ -170,13 +172,20 @@ def _attributes(inst: Instrument, rng: np.random.Generator) -> dict[str, str]:
     return attrs
 
 
-def caption(inst: Instrument, attrs: Mapping[str, str], rng: np.random.Generator, keep: float = 0.7) -> str:
+def caption(
+    inst: Instrument,
+    attrs: Mapping[str, str],
+    rng: np.random.Generator,
+    keep: float = 0.7,
+    phrases: Mapping[str, Sequence[str]] | None = None,
+) -> str:
     """One caption: each attribute said with probability ``keep`` (the same for every instrument and
-    value), dynamics before pitch, the articulation as a phrase about the note."""
+    value), dynamics before pitch, the articulation as a phrase about the note (``phrases``: the
+    articulation's wordings, ``{adj}`` where the attributes go; default the notes' own)."""
     adj = [str(rng.choice(ATTRIBUTES[a][attrs[a]])) for a in ("dynamics", "pitch") if a in attrs and rng.random() < keep]
     adj_text = "".join(w + " " for w in adj)
     noun = str(rng.choice(inst.nouns))
-    table = _DRUM_ARTICULATION if inst.drums else _ARTICULATION
+    table = phrases if phrases is not None else _DRUM_ARTICULATION if inst.drums else _ARTICULATION
     if "articulation" in attrs and rng.random() < keep:
         if rng.random() < 0.5:  # the attributes on the note: "a cello playing a soft low note"
             phrase = str(rng.choice(table[attrs["articulation"]])).format(adj=adj_text)
@@ -240,8 +249,9 @@ class _Renderer:
         self._sfid = self._synth.sfload(str(soundfont))
 
     def render(self, inst: Instrument, events: Sequence[tuple[float, float, int, int]], seconds: float, cents: float = 0.0) -> np.ndarray:
-        """``events``: (onset s, duration s, key, velocity), sorted by onset, not overlapping;
-        ``cents``: a detuning of every note (pitched instruments)."""
+        """``events``: (onset s, duration s, key, velocity), in any order and overlapping as in a chord
+        (a key struck again while it sounds restarts); ``cents``: a detuning of every note (pitched
+        instruments)."""
         synth = self._synth
         synth.sounds_off()  # every voice of an earlier clip fades out within milliseconds ...
         synth.generate(int(0.05 * self.rate))  # ... here, before this clip begins
@@ -256,19 +266,24 @@ class _Renderer:
             return np.frombuffer(synth.generate(n), dtype=np.float32).reshape(-1, 2).mean(axis=1)
 
         total = int(round(seconds * self.rate))
-        out, pos = [], 0
+        # note-ons and note-offs on one timeline; at one sample, releases before strikes
+        timeline = []
         for onset, duration, key, velocity in events:
-            start, stop = int(round(onset * self.rate)), int(round((onset + duration) * self.rate))
-            out.append(block(start - pos))
-            synth.noteon(channel, key, velocity)
-            out.append(block(stop - start))
-            synth.noteoff(channel, key)
-            pos = stop
+            start = int(round(onset * self.rate))
+            timeline += [(start, 1, key, velocity), (max(int(round((onset + duration) * self.rate)), start), 0, key, 0)]
+        out, pos = [], 0
+        for at, strike, key, velocity in sorted(timeline):
+            out.append(block(at - pos))
+            pos = max(pos, at)
+            if strike:
+                synth.noteon(channel, key, velocity)
+            else:
+                synth.noteoff(channel, key)
         out.append(block(total - pos))
         return np.concatenate(out)[:total]
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _renderer(sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT) -> _Renderer:
     return _Renderer(soundfont_path(soundfont), sample_rate)
 
@@ -433,6 +448,10 @@ class InstrumentCorpus(CaptionedCorpus):
     def waveform(self, i: int) -> np.ndarray:
         if self.cache is not None and self._rows is not None:
             return np.asarray(self.cache[self._rows[i]], dtype=np.float32) / 32767.0
+        return self.render(i)
+
+    def render(self, i: int) -> np.ndarray:
+        """Clip ``i`` rendered afresh (the disk cache aside)."""
         return render_note(self.clips[i], self.sample_rate, self.seconds, self.soundfont(i), self.augment)
 
     def subset(self, idx: Sequence[int]) -> InstrumentCorpus:
@@ -478,7 +497,8 @@ def make_instrument_corpus(
     fonts = tuple(soundfonts)
     if not fonts:
         raise ValueError("soundfonts is empty; name at least one, e.g. ('TimGM6mb',)")
-    paths = [soundfont_path(f) for f in fonts]  # a missing soundfont is reported before any work
+    for f in fonts:  # a missing soundfont is reported before any work
+        soundfont_path(f)
     names = list(instruments) if instruments is not None else [i.name for i in INSTRUMENTS]
 
     def describe(name: str, rng: np.random.Generator) -> tuple[dict[str, str], list[str]]:
@@ -487,17 +507,29 @@ def make_instrument_corpus(
 
     clips = draw_clips(n_clips, names, _BY_NAME, seed, describe, kind="instruments")
     corpus = InstrumentCorpus(clips, sample_rate, seconds, soundfonts=fonts, augment=augment)
+    return cached(corpus, cache_dir, {"renderer": _RENDER_VERSION})
+
+
+_Corpus = TypeVar("_Corpus", bound="InstrumentCorpus")
+
+
+def cached(corpus: _Corpus, cache_dir: str | os.PathLike | None, key: Mapping[str, Any]) -> _Corpus:
+    """``corpus`` with its waveforms rendered once into ``cache_dir`` (one 16-bit array, memory-mapped
+    on the next call with the same clips, soundfonts, settings and ``key``: the renderer's version)."""
     if cache_dir is None:
         return corpus
+    clips, fonts = corpus.clips, corpus.soundfonts
     key = {
+        **key,
+        "kind": type(corpus).__name__,
         "clips": hashlib.sha256(repr([(c.family, sorted(c.attributes.items()), c.seed) for c in clips]).encode()).hexdigest(),
         "instruments": repr(INSTRUMENTS),  # registers, programs: what the samples are rendered from
-        "soundfonts": [(f, p.stat().st_size) for f, p in zip(fonts, paths)],
-        "augment": augment,
-        "rate": sample_rate,
-        "seconds": seconds,
-        "renderer": _RENDER_VERSION,
+        "soundfonts": [(f, soundfont_path(f).stat().st_size) for f in fonts],
+        "augment": corpus.augment,
+        "rate": corpus.sample_rate,
+        "seconds": corpus.seconds,
     }
+    n_clips = len(clips)
     path = _cache_file(cache_dir, key)
     if not path.is_file():
         from ..fileio import write_atomic
