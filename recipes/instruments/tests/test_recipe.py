@@ -33,8 +33,14 @@ def test_a_small_seed_runs_end_to_end_and_reports(tmp_path):
     metrics = run_seed(tmp_path / "seed-0", cfg, shared, log=lambda *a: None)
     for key, _ in ROWS:
         assert 0.0 <= metrics[key] <= 1.0, key
-    assert set(metrics["per_instrument_TimGM6mb"]) == {i.name for i in INSTRUMENTS}
+    rows = metrics["tables"]["TimGM6mb"]  # the user-played set, per condition
+    assert {r["value"] for r in rows if r["condition"] == "instrument"} == {i.name for i in INSTRUMENTS}
+    assert rows[0]["condition"] == "overall" and rows[0]["accuracy"] == metrics["zero_shot_TimGM6mb"] and rows[0]["n"] == 34
+    assert metrics["zero_shot_check"] == metrics["zero_shot_TimGM6mb"]  # the few-shot run's zero-shot, on the same clips
     saved = json.loads((tmp_path / "seed-0" / "metrics.json").read_text())
     assert saved["config"]["steps"] == 3 and (tmp_path / "seed-0" / "model" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "seed-0" / "model" / "config.json").read_text())["frontend"]["quiet_window_db"] == 30.0
     text = report({0: metrics, 1: metrics}, shared, cfg)
     assert "counts as heard" in text and "| kick drum | 100% |" in text and text.count("\n| ") >= len(ROWS) + len(INSTRUMENTS)
+    for font in ("TimGM6mb", "MuseScore_General_Lite", "sf_GMbank"):
+        assert f"## Zero-shot per condition, user-played, {font}" in text
