@@ -269,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(zero-shot, pipeline + cross-validation, few-shot, search); --train runs its recipe",
     )
     demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
-    demo.add_argument("--per-class", type=int, default=40, help="new notes per instrument (default: 40)")
-    demo.add_argument("--seed", type=int, default=0, help="draws the notes (default: 0)")
+    demo.add_argument("--per-class", type=int, default=20, help="user-played clips per instrument (default: 20)")
+    demo.add_argument("--seed", type=int, default=0, help="draws the clips (default: 0)")
     demo.add_argument(
         "--train", action="store_true", help="train the bundled model's recipe instead (a source checkout, Debian soundfonts)"
     )
