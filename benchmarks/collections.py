@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from _table import cpu_name, print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
+from _table import machine, print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
 
 FORMATS = [("WAV", ".wav", 44100), ("FLAC", ".flac", 48000), ("MP3", ".mp3", 44100), ("WAV", ".wav", 48000), ("FLAC", ".flac", 44100)]
 
@@ -94,7 +94,7 @@ def main() -> None:
     from skclap import CLAPModel
     from skclap.retrieval import EmbeddingMatrix, build_index, exact_topk
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print(f"{machine()}, torch {torch.__version__}")
     rows: list[tuple[str, str, str]] = []
     work = Path(tempfile.mkdtemp(prefix="skclap-bench-"))
     try:

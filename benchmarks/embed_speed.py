@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,7 +36,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
-from _table import print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
+from _table import machine, print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
 
 from skclap import CLAPEmbedder, CLAPModel
 from skclap.cache import get_cache
@@ -217,7 +215,7 @@ def main() -> None:
     ap.add_argument("--skip-rss", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {args.threads} torch threads, torch {torch.__version__}")
+    print(f"{machine()}, {args.threads} torch threads, torch {torch.__version__}")
 
     tmp = Path(tempfile.mkdtemp(prefix="skclap-bench-"))
     paths, labels = write_clips(tmp, args.clips)

@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _table import machine  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
 
 
 def main() -> None:
@@ -48,6 +49,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model)
+    print(machine())
     print(f"model {args.model}")
     rate = model.config.sample_rate
     corpus = make_instrument_corpus(

@@ -15,6 +15,7 @@ import argparse
 import time
 
 import numpy as np
+from _table import machine  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
 
 
 def main() -> None:
@@ -67,6 +68,7 @@ def main() -> None:
         full_speed[precision] = (len(clips) / (time.perf_counter() - t), e / np.linalg.norm(e, axis=1, keepdims=True))
     full_cos = (full_speed["fp32"][1] * full_speed["bf16"][1]).sum(1).min()
 
+    print(f"\n{machine()}")
     print(
         f"\n| precision | zero-shot, 17 instruments (chance 5.9 %) | probe, 5-fold (chance 5.9 %) | {args.model} clips/s | full CNN14 clips/s (5 s) |"
     )

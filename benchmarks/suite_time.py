@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _table import cpu_name, print_table  # noqa: E402
+from _table import machine, print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,7 +146,7 @@ def main() -> None:
     command = readme_test_command()
     throttle = None if args.speed is None else Throttle(args.speed, len(cpus or available))
     print(f"command: {shlex.join(command)}")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs" + ("" if cpus is None else f"; run on {len(cpus)} of them"))
+    print(machine() + ("" if cpus is None else f"; run on {len(cpus)} of them"))
     rows = []
     failed = False
     try:

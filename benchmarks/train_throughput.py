@@ -10,10 +10,10 @@ side by side in one run on random audio and synthetic captions.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
+from _table import machine  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
 
 from skclap import CLAPModel
 from skclap.datasets import make_corpus
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["tiny", "small", "msclap-2022"])
     ap.add_argument("--steps", type=int, default=5)
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"{machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     bf16 = cpu_has_native_bf16()
     print(f"native bf16: {'yes' if bf16 else 'no (no bf16 row)'}")
     print(f"{'preset':12s} {'batch':>5s} {'micro':>5s} {'arith.':>6s} {'pairs/s':>9s} {'vs plain':>8s}")
