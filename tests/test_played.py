@@ -341,3 +341,16 @@ def test_condition_table_counts_and_chance(small_set):
     text = markdown_table(both)
     assert text.splitlines()[2].startswith("| overall | all | 102 | 50.0 % ± 50.0 %")
     assert "| instrument | crash cymbal |" in markdown_table(table)
+
+
+def test_written_folders_hold_each_clip_at_its_own_rate(tmp_path):
+    import soundfile as sf
+
+    played = make_played_set(10, seed=2, instruments=["piano", "snare drum"])
+    paths = played.write_folders(tmp_path / "genres")
+    assert [p.parent.name for p in paths] == played.labels
+    assert paths[2].name == "piano.00001.wav"
+    for path, clip in zip(paths, played.clips):
+        wave, rate = sf.read(path, dtype="float32")
+        assert rate == clip.sample_rate and len(wave) == len(clip.waveform)
+        np.testing.assert_allclose(wave, clip.waveform, atol=1 / 32767)

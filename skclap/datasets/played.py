@@ -326,6 +326,21 @@ class PlayedSet:
         """One row per clip: label, kind, region, note length, clip length, level, sample rate ..."""
         return conditions_frame(self.clips)
 
+    def write_folders(self, directory: str | Path) -> list[Path]:
+        """Write one folder per label in GTZAN's layout, ``<directory>/<label>/<label>.000NN.wav``
+        (16-bit, each clip at its own sample rate, as recordings come). Returns the paths in order."""
+        import soundfile as sf
+
+        counts: dict[str, int] = {}
+        paths = []
+        for clip in self.clips:
+            k = counts[clip.label] = counts.get(clip.label, -1) + 1
+            path = Path(directory) / clip.label / f"{clip.label}.{k:05d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, clip.waveform, clip.sample_rate, subtype="PCM_16")
+            paths.append(path)
+        return paths
+
 
 def key_region(instrument: str, key: float) -> str:
     """Which third of ``instrument``'s playing range (:data:`PLAYING_RANGES`) ``key`` lies in.
