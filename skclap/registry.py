@@ -147,11 +147,12 @@ BUNDLED: dict[str, Bundled] = {
         Bundled(
             "skclap-instruments",
             "CNN14 16-256 ch + word embeddings",
-            "a small CLAP trained from scratch on captioned notes of 17 General MIDI instruments from two soundfonts",
+            "a small CLAP trained from scratch on captioned playing of 17 General MIDI instruments from two soundfonts",
             "piano, organ, guitar, harp, violin, cello, trumpet, trombone, saxophone, clarinet, flute, marimba, synth, "
-            "kick drum, snare drum, hi hat, crash cymbal; low/high, soft/loud, short/long/repeated notes (16 kHz, 1 s)",
+            "kick drum, snare drum, hi hat, crash cymbal: notes, melodies and chords over each compass, hits and patterns; "
+            "low/high (the extreme registers), soft/loud, short/long notes (16 kHz, 1 s windows, quiet ones left out)",
             "any other sound (speech, animals, environments, other instruments) nor any word its captions never used",
-            "043cf04e7f3de3e9a6defd68e3ad304e807e3cd7b1503a09ce1b91603862b4bc",
+            "d1d1d63e790d7c8f730759a4b264aab5e88e4de1d6d281e899c65ca42c341ab6",
             "python -m recipes.instruments --seeds 0,1,2 --ship skclap/bundled/skclap-instruments",
         )
     ]
