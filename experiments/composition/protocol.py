@@ -161,6 +161,13 @@ def _task_items(clips, task: str, held: set[tuple[str, str]]) -> tuple[np.ndarra
     return np.asarray(idx, dtype=int), np.asarray(labels)
 
 
+def in_task_order(clf: Any, task: str, scores: np.ndarray) -> np.ndarray:
+    """A classifier's scores (columns in its sorted ``classes_``) with the columns in
+    :func:`attribute_classes` order, the order :func:`evaluate_zero_shot` reads."""
+    column = {c: k for k, c in enumerate(clf.classes_.tolist())}
+    return scores[:, [column[c] for c in attribute_classes(task)]]
+
+
 def evaluate_zero_shot(scores: dict[str, np.ndarray], zs, evaluation, eval_scores: dict[str, np.ndarray], held_out) -> dict[str, Any]:
     """Zero-shot figures from cosine scores (clips x classes of each task, columns in
     :func:`attribute_classes` order) of the zero-shot clips and of the evaluation clips."""
@@ -321,8 +328,8 @@ def run_experiment(out_dir: str | Path = "composition-report", config: Compositi
     results, classifiers = {}, {}
     for suffix, (kind, _) in SCORERS.items():  # part prompts (the headline), relative to the instrument, class prompts
         classifiers[suffix] = zero_shot_classifiers(**kind, **common)
-        scores = {t: clf.decision_function(zs_waves) for t, clf in classifiers[suffix].items()}
-        eval_scores = {t: clf.decision_function(eval_waves) for t, clf in classifiers[suffix].items()}
+        scores = {t: in_task_order(clf, t, clf.decision_function(zs_waves)) for t, clf in classifiers[suffix].items()}
+        eval_scores = {t: in_task_order(clf, t, clf.decision_function(eval_waves)) for t, clf in classifiers[suffix].items()}
         results[suffix] = evaluate_zero_shot(scores, zs, evaluation, eval_scores, cfg.held_out)
     zero_shot = results[""]
 

@@ -44,12 +44,12 @@ def test_relative_parts_judge_the_word_against_the_noun(tiny_model):
     p_inst = softmax(scale * audio @ instrument.T)
     # pitch relative to each instrument: the instrument prompt's own similarity to the pitch words is taken off
     p_pitch = {k: softmax(scale * (audio @ pitch.T - instrument[k] @ pitch.T)) for k in range(2)}
-    product = np.stack(
+    product = np.stack(  # the classes sorted: high cello, high flute, low cello, low flute, snare drum
         [
-            p_pitch[0][:, 0] * p_inst[:, 0],
-            p_pitch[0][:, 1] * p_inst[:, 0],
             p_pitch[1][:, 0] * p_inst[:, 1],
+            p_pitch[0][:, 0] * p_inst[:, 0],
             p_pitch[1][:, 1] * p_inst[:, 1],
+            p_pitch[0][:, 1] * p_inst[:, 0],
             0.5 * p_inst[:, 2],
         ],
         axis=1,
