@@ -27,6 +27,7 @@ _MODULES = {
     "CLAPPromptTuner": ".estimators",
     "CLAPZeroShotClassifier": ".estimators",
     "CheckpointError": ".exceptions",
+    "UnknownWordsWarning": ".exceptions",
     "check_model": ".health",
     "contrastive_loss": ".loss",
     "PRESETS": ".models",
@@ -54,6 +55,7 @@ __all__ = [
     "CLAPConfig",
     "CLAPModel",
     "CheckpointError",
+    "UnknownWordsWarning",
     "build_index",
     "check_model",
     "clap_score",
@@ -96,7 +98,7 @@ if TYPE_CHECKING:
         CLAPPromptTuner,
         CLAPZeroShotClassifier,
     )
-    from .exceptions import CheckpointError
+    from .exceptions import CheckpointError, UnknownWordsWarning
     from .health import check_model
     from .loss import contrastive_loss
     from .models import PRESETS, CLAPConfig, CLAPModel

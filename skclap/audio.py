@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "AudioError",
     "PADDINGS",
     "as_waveform",
+    "check_sample_rate",
     "describe",
     "load",
     "prepare",
@@ -39,6 +41,18 @@ STREAM_SECONDS = 120.0
 #: A 2-D array is read as (channels, samples) or (samples, channels): the shorter axis holds the
 #: channels, and it may not be longer than this.
 MAX_CHANNELS = 64
+
+
+#: The lowest sample rate taken, in Hz: below it a rate was surely written in kHz (``16`` for 16000).
+MIN_SAMPLE_RATE = 1000
+
+
+def check_sample_rate(rate: Any, what: str = "sample_rate") -> None:
+    """Refuse a rate that is surely in kHz: ``sample_rate=16`` would make every second of audio last
+    a thousand, and embed that."""
+    if isinstance(rate, Real) and not isinstance(rate, bool) and 0 < float(rate) < MIN_SAMPLE_RATE:
+        fix = f"{what}={round(float(rate) * 1000)}" if what == "sample_rate" else f"(array, {round(float(rate) * 1000)})"
+        raise AudioError(f"{what} {rate:g} is below {MIN_SAMPLE_RATE} Hz: sample rates are in Hz, not kHz; for {rate:g} kHz write {fix}")
 
 
 def describe(item: Any) -> str:
@@ -162,6 +176,7 @@ def _split_item(item: Any, sample_rate: int | None) -> tuple[Any, int | None]:
                 f"an (array, rate) pair needs the rate as a whole number of Hz; got {rate!r} "
                 f"({type(rate).__name__}): write (array, {16000 if isinstance(rate, (str, bytes)) else 'int(rate)'})"
             )
+        check_sample_rate(rate, "an (array, rate) pair's rate")
         return item[0], int(rate)
     return item, sample_rate
 
@@ -185,6 +200,7 @@ def prepare(item: Any, target_rate: int, sample_rate: int | None = None, name: s
         wave = as_waveform(payload)
         if rate is None:
             raise AudioError("raw waveforms need their sample rate: pass sample_rate=..., or give (array, rate) pairs")
+        check_sample_rate(rate)
         if len(wave) * target_rate < int(rate):  # less than one sample at the target rate
             raise AudioError(
                 f"{len(wave)} samples at {int(rate)} Hz last {len(wave) / int(rate):.3g} s, less than one sample at "

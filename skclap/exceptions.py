@@ -1,8 +1,8 @@
-"""skclap's exceptions (a leaf module: it imports nothing from the package)."""
+"""skclap's exceptions and warnings (a leaf module: it imports nothing from the package)."""
 
 from __future__ import annotations
 
-__all__ = ["AudioError", "CheckpointError", "DatasetNotFoundError"]
+__all__ = ["AudioError", "CheckpointError", "DatasetNotFoundError", "UnknownWordsWarning"]
 
 
 class AudioError(ValueError):
@@ -15,3 +15,8 @@ class CheckpointError(OSError):
 
 class DatasetNotFoundError(FileNotFoundError):
     """A downstream dataset that is not where its standard layout puts it (the message says which files)."""
+
+
+class UnknownWordsWarning(UserWarning):
+    """Label words the model cannot read: its training never used them, so their prompts embed near
+    every other unknown word's and the classes they name are not told apart by meaning."""

@@ -4,7 +4,8 @@ the item and say what to fix. Shared by the estimators and the collection tools.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,21 @@ def _is_missing(x: Any) -> bool:
     return x is None or (isinstance(x, float) and np.isnan(x))
 
 
+#: A 2-D array with at least this many rows and at most :data:`RECORDING_CHANNELS` columns is a
+#: recording laid out (samples, channels), as soundfile reads one, not that many clips of a few samples.
+TRANSPOSED_ROWS = 1000
+RECORDING_CHANNELS = 8
+
+
 def _as_waveform_matrix(X: np.ndarray, what: str) -> list[np.ndarray]:
     """Rows of a 2-D array as waveforms, checked once for the whole matrix."""
+    rows, cols = X.shape
+    if rows >= TRANSPOSED_ROWS and 0 < cols <= RECORDING_CHANNELS:
+        raise ValueError(
+            f"{what} has shape {X.shape}: as one waveform per row, that is {rows} clips of {cols} sample(s) each. "
+            f"It looks like one recording laid out (samples, channels): pass [{what}] (a list of waveforms; channels "
+            f"are averaged) to embed it as one clip, or {what}.T if each column is a clip of its own"
+        )
     if X.dtype == object:
         try:
             X = X.astype(np.float64)
@@ -39,11 +53,36 @@ def _as_waveform_matrix(X: np.ndarray, what: str) -> list[np.ndarray]:
     return list(X)
 
 
-def as_items(X: Any, what: str = "X") -> list[Any]:
+_SPACE = re.compile(r"\s")
+
+
+def _reads_as_text(item: Any) -> bool:
+    """A string that names no file and does not look like a path: words with spaces, no extension."""
+    return (
+        isinstance(item, str)
+        and not os.path.splitext(item.rstrip(".!?"))[1]
+        and _SPACE.search(item.strip()) is not None
+        and not os.path.exists(item)
+    )
+
+
+def _check_not_text(items: list[Any], what: str, text_hint: str | None) -> None:
+    for i, item in enumerate(items):
+        if _reads_as_text(item):
+            hint = text_hint or f"{what} holds audio: file paths, waveforms or (array, rate) pairs"
+            raise FileNotFoundError(
+                f"{what} item {i}: audio file not found: {item!r}, which reads as text rather than a path "
+                f"(spaces, no file extension); {hint}"
+            )
+
+
+def as_items(X: Any, what: str = "X", text_hint: str | None = None) -> list[Any]:
     """Audio input as a list of items: paths, waveforms, ``(array, rate)`` pairs or mappings.
 
     Accepts a list/tuple, a 1-D array of paths or objects, a 2-D numeric array or tensor (one
-    waveform per row), a pandas Series or a one-column DataFrame.
+    waveform per row), a pandas Series or a one-column DataFrame, or any other iterable (a generator,
+    ``Path(...).glob(...)``), read once into the list returned. A string that names no file and reads
+    as text is refused, with ``text_hint`` (e.g. where text goes instead) in the message.
     """
     if sp.issparse(X):
         raise ValueError(f"sparse input is not supported: {what} must hold dense waveforms or file paths")
@@ -85,7 +124,9 @@ def as_items(X: Any, what: str = "X") -> list[Any]:
         except TypeError:
             raise ValueError(f"{what} must be a collection of audio items; got {type(X).__name__}") from None
     if len(items) == 0:
-        raise ValueError(f"Found array with 0 sample(s) (shape=(0,)) while a minimum of 1 is required: {what} is empty")
+        spent = " (an iterator that yielded nothing: was it already consumed? pass a list)" if isinstance(X, Iterator) else ""
+        raise ValueError(f"Found array with 0 sample(s) (shape=(0,)) while a minimum of 1 is required: {what} is empty{spent}")
+    _check_not_text(items, what, text_hint)
     return items
 
 

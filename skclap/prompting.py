@@ -8,6 +8,8 @@ from labelled clips, the ensemble of :data:`TEMPLATE_POOL` that scores best on t
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -20,6 +22,7 @@ __all__ = [
     "DEFAULT_TEMPLATES",
     "TEMPLATE_POOL",
     "TemplateSelection",
+    "check_label_prompts",
     "check_templates",
     "label_wordings",
     "prompt_vectors",
@@ -74,6 +77,25 @@ def label_wordings(label: Any, label_prompts: Mapping[Any, Any] | None) -> list[
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise ValueError(f"label_prompts[{label!r}] must be a non-empty string or list of strings")
     return texts
+
+
+def check_label_prompts(label_prompts: Mapping[Any, Any] | None, labels: Sequence[Any], what: str = "label") -> None:
+    """Warn about each key of ``label_prompts`` that is not one of ``labels`` (a misspelt key would
+    silently leave its label prompted by its bare name), naming the closest label. A warning, not an
+    error: labels taken from ``y`` may lack a class in one cross-validation fold."""
+    names = {str(v): v for v in labels}
+    known = set(labels)
+    for key in label_prompts or {}:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), list(names), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        shown = ", ".join(map(repr, list(names)[:20])) + (", ..." if len(labels) > 20 else "")
+        warnings.warn(
+            f"label_prompts has a key {key!r} that is not a {what}, so it is not used: {hint}the {what}s are {shown}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def prompts_for(labels: Sequence[Any], templates: Sequence[str], label_prompts: Mapping[Any, Any] | None) -> list[list[str]]:

@@ -89,7 +89,7 @@ def test_set_output_pandas_keeps_the_index(tiny_model_dir):
 
 def test_no_work_in_init_and_clone_is_unfitted(tiny_model_dir):
     emb = CLAPEmbedder(model="/does/not/exist")  # nothing is loaded yet
-    with pytest.raises(CheckpointError, match="no checkpoint named '/does/not/exist'"):
+    with pytest.raises(CheckpointError, match="no checkpoint directory or file at '/does/not/exist'"):
         emb.fit([sine(440, 1.0, 16000)])
     fitted = CLAPEmbedder(model=tiny_model_dir, **KW).fit(np.zeros((2, 100)))
     twin = clone(fitted)

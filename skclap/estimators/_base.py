@@ -8,6 +8,7 @@ that clones made by ``cross_val_score``/``GridSearchCV`` do not load them again.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 from typing import Any
 
@@ -16,12 +17,14 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ..audio import check_sample_rate
 from ..cache import DiskCache, MemoryCache, get_cache
 from ..checkpoints import resolve_model
 from ..devices import PRECISIONS, resolve_device
 from ..inference import embed_audio, embed_text, normalize_rows
 from ..inputs import as_items, as_texts, check_targets, is_label_lists
 from ..models.clap import ClapLike
+from ..vocabulary import check_label_words
 
 __all__ = ["CLAPEstimatorBase", "as_items", "as_texts", "check_targets", "is_label_lists", "resolve_device", "resolve_model"]
 
@@ -45,6 +48,9 @@ class CLAPEstimatorBase(BaseEstimator):
         "progress": ["boolean"],
     }
 
+    #: Said when audio input reads as text (:func:`skclap.inputs.as_items`): where text goes instead.
+    _text_hint: str | None = None
+
     model: Any
     device: Any
     precision: str | None
@@ -52,6 +58,10 @@ class CLAPEstimatorBase(BaseEstimator):
     sample_rate: int | None
     cache: Any
     progress: bool
+
+    def _validate_params(self) -> None:
+        check_sample_rate(self.sample_rate)  # first: a rate in kHz (16, 44.1) is refused naming the rate in Hz
+        super()._validate_params()
 
     def _clap(self) -> ClapLike:
         model = getattr(self, "_model", None)
@@ -64,7 +74,7 @@ class CLAPEstimatorBase(BaseEstimator):
         model = self._clap()
         emb = embed_audio(
             model,
-            as_items(X),
+            as_items(X, text_hint=self._text_hint),
             sample_rate=self.sample_rate,
             batch_size=self.batch_size,
             cache=get_cache(self.cache),
@@ -76,6 +86,10 @@ class CLAPEstimatorBase(BaseEstimator):
     def _embed_text(self, texts: list[str], normalize: bool = True) -> np.ndarray:
         emb = embed_text(self._clap(), texts, batch_size=max(self.batch_size, 64), progress=self.progress)
         return normalize_rows(emb) if normalize else emb
+
+    def _check_label_words(self, wordings: Mapping[Any, Sequence[str]]) -> None:
+        """Warn about labels the model cannot read (:func:`skclap.vocabulary.check_label_words`)."""
+        check_label_words(self._clap(), wordings, getattr(self, "_reported_as", type(self).__name__))
 
     def _logit_scale(self) -> float:
         return float(self._clap().logit_scale.detach().exp().cpu())

@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..inference import normalize_rows
 from ..inputs import check_known_labels, check_labels, sorted_classes
-from ..prompting import check_templates, prompt_vectors, prompts_for
+from ..prompting import check_label_prompts, check_templates, label_wordings, prompt_vectors, prompts_for
 from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
 
@@ -158,10 +158,10 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
         ``X`` is not used for learning (it is only checked against ``y``)."""
         if self.label_parts is None:
             raise ValueError("label_parts is required: each class's parts, e.g. {'high flute': ('high', 'flute')}")
-        if X is not None and y is not None:
-            y = check_targets(y, len(as_items(X)), type(self).__name__)
-        elif X is not None:
-            as_items(X)
+        if X is not None:
+            X = as_items(X)
+            if y is not None:
+                y = check_targets(y, len(X), type(self).__name__)
         if isinstance(self.templates, str) and self.templates == "auto":
             raise ValueError("templates='auto' chooses templates for whole labels (CLAPZeroShotClassifier); give the parts' templates")
         classes = self._classes(y)
@@ -169,6 +169,9 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
         parts = check_label_parts(classes.tolist(), self.label_parts)
         slots = [list(dict.fromkeys(p[k] for p in parts if p[k] is not None)) for k in range(len(parts[0]))]
         index = np.asarray([[slots[k].index(p[k]) if p[k] is not None else -1 for k in range(len(slots))] for p in parts])
+        every_part = [part for slot in slots for part in slot]
+        check_label_prompts(self.label_prompts, every_part, what="part")
+        self._check_label_words({part: label_wordings(part, self.label_prompts) for part in every_part})
         prompts = [prompts_for(slot, templates, self.label_prompts) for slot in slots]
         self.part_embeddings_ = [prompt_vectors(self._prompt_texts, group) for group in prompts]
         self.parts_ = [np.asarray(slot, dtype=object) for slot in slots]

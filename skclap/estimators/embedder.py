@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,8 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         self.cache = cache
         self.progress = progress
 
+    _text_hint = "to embed texts, use CLAPEmbedder(modality='text')"
+
     _parameter_constraints: dict = {
         **CLAPEstimatorBase._parameter_constraints,
         "modality": [StrOptions(set(MODALITIES))],
@@ -96,9 +99,16 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         if self.modality == "text":
             as_texts(X)
         else:
-            as_items(X)
+            as_items(X, text_hint=self._text_hint)
         self.embedding_dim_ = self._clap().config.proj_dim
         return self
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """``fit`` then ``transform``, reading ``X`` once: an iterator (a generator,
+        ``Path(...).glob("*.wav")``) is read into a list first, since ``fit`` would spend it."""
+        if isinstance(X, Iterator):
+            X = as_texts(X) if self.modality == "text" else as_items(X, text_hint=self._text_hint)
+        return super().fit_transform(X, y, **fit_params)
 
     def transform(self, X: Any) -> np.ndarray:
         """Embeddings of ``X``, shape ``(n_items, embedding_dim)``, float32. CLAP is pretrained, so this

@@ -289,6 +289,7 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
             labels=list(classes), templates=self.templates, label_prompts=self.label_prompts, multilabel=False, **shared
         )
         prior._model = self._clap()  # one model for both
+        prior._reported_as = type(self).__name__  # its warnings are about this estimator's labels
         if self.templates == "auto":  # templates chosen on the clips
             prior.fit(items, np.asarray(classes)[codes])
         else:

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval
 
 from ..inputs import class_codes
 from ..prompt_tuning import tune_context
-from ..prompting import label_wordings
+from ..prompting import check_label_prompts, label_wordings
 from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
 
@@ -121,7 +121,9 @@ class CLAPPromptTuner(ClassVectorScores, ClassifierMixin, CLAPEstimatorBase):
         items = as_items(X)
         y = check_targets(y, len(items), type(self).__name__)
         classes, codes = class_codes(y, self.labels, type(self).__name__)
+        check_label_prompts(self.label_prompts, classes.tolist())
         wordings = [label_wordings(c, self.label_prompts) for c in classes.tolist()]
+        self._check_label_words(dict(zip(classes.tolist(), wordings)))
         audio = self._embed_audio(items, normalize=True)
         result = tune_context(
             self._clap(),

@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 
 from ..inputs import check_known_labels, check_labels, sorted_classes
 from ..metrics import mean_average_precision
-from ..prompting import TEMPLATE_POOL, check_templates, label_wordings, prompt_vectors, prompts_for, select_templates
+from ..prompting import TEMPLATE_POOL, check_label_prompts, check_templates, label_wordings, prompt_vectors, prompts_for, select_templates
 from ._base import CLAPEstimatorBase, as_items, check_targets, is_label_lists
 from ._scoring import ClassVectorScores
 
@@ -156,14 +156,16 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
     def fit(self, X: Any = None, y: Any = None) -> CLAPZeroShotClassifier:
         """Take the classes from ``labels`` or ``y`` and embed their prompts. ``X`` is not used for
         learning (it is only checked against ``y``)."""
-        if X is not None and y is not None:
-            y = check_targets(y, len(as_items(X)), type(self).__name__)
-        elif X is not None:
-            as_items(X)
+        if X is not None:
+            X = as_items(X)  # read once: an iterator would be spent by the next use
+            if y is not None:
+                y = check_targets(y, len(X), type(self).__name__)
         classes, multilabel = self._resolve_targets(y)
         templates = check_templates(self.templates)
         for name in ("template_scores_", "template_cv_score_"):  # from an earlier fit
             self.__dict__.pop(name, None)
+        check_label_prompts(self.label_prompts, classes.tolist())
+        self._check_label_words({c: label_wordings(c, self.label_prompts) for c in classes.tolist()})
         if self.templates == "auto" and X is not None and y is not None:
             templates = self._select_templates(X, y, classes, multilabel)
         prompts = prompts_for(classes.tolist(), templates, self.label_prompts)
