@@ -30,10 +30,10 @@ from .backends.laion import LaionCLAP, is_laion_checkpoint
 from .devices import resolve_device
 from .exceptions import CheckpointError
 from .frontend import mel_filterbank
-from .hub import explain_hub_error, hub_offline
+from .hub import check_hub_reachable, explain_hub_error, hub_offline
 from .models.clap import CLAPConfig, CLAPModel, preset_config
 from .models.serialization import load_state, save_directory, weights_to_follow
-from .registry import PRETRAINED, Pretrained, bundled_path, parse_spec
+from .registry import PRETRAINED, Pretrained, bundled_path, parse_spec, unknown_name_message
 
 __all__ = [
     "CheckpointError",
@@ -76,6 +76,7 @@ def resolve_checkpoint(name: str) -> Path:
     if hub_offline():
         raise CheckpointError(f"checkpoint {name!r} is not available offline (HF_HUB_OFFLINE is set and the file is not cached). {place}")
     try:
+        check_hub_reachable()
         return Path(hf_hub_download(ckpt.repo_id, filename))
     except Exception as err:  # every failure is reported with its cause
         raise CheckpointError(
@@ -274,8 +275,11 @@ def import_laion(path: str | os.PathLike, tokenizer: Any = None, device: str | t
     return LaionCLAP(model, fe, tok, source=os.fspath(path), quantize_int16=True, text_max_length=77).to(device or "cpu")
 
 
+_FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
 def _import_file(path: Path, tokenizer: Any, config: CLAPConfig | None, device: Any) -> CLAPModel | LaionCLAP:
-    if path.suffix not in (".pth", ".pt", ".ckpt", ".bin"):
+    if path.suffix not in _FILE_SUFFIXES:
         raise CheckpointError(f"{os.fspath(path)!r} is a file but not a torch checkpoint (.pth/.pt); pass a checkpoint directory")
     state = read_state_dict(path)
     if convert.detect_format(state) == "laion":
@@ -329,11 +333,19 @@ def load_model(
         return CLAPModel.from_pretrained(path, device, tokenizer)
     if path.is_file():
         return _import_file(path, tokenizer, config, device)
-    released = ", ".join(n for n in PRETRAINED if not n.startswith("laion/"))
-    raise CheckpointError(
-        f"no checkpoint named {spec.value!r}: not a registered name ({released}, or a LAION hub id such as "
-        f"laion/clap-htsat-unfused; 'hf-hub:ID' for others; 'preset:NAME' for random weights; "
-        f"skclap.list_models() lists them) and no such directory or file"
+    if _looks_like_path(spec.value):
+        raise CheckpointError(
+            f"no checkpoint directory or file at {spec.value!r}; a model is a registered name (`skclap info` lists "
+            f"them), a checkpoint directory or a released .pth/.pt file"
+        )
+    raise CheckpointError(unknown_name_message(spec.value))
+
+
+def _looks_like_path(text: str) -> bool:
+    """A name written as a path: a leading ``/``, ``~`` or ``.``, more than one ``/`` (a hub id has
+    one), or a released file's suffix."""
+    return (
+        text.startswith(("/", "~", ".")) or text.count("/") > 1 or os.sep != "/" and os.sep in text or Path(text).suffix in _FILE_SUFFIXES
     )
 
 

@@ -18,15 +18,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     print(f"skclap {__version__}  (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     rows = list_models()
+    width = max(len(r.architecture) for r in rows if r.kind != "preset")  # the column never runs into the next
     bundled = [r for r in rows if r.kind == "bundled"]
     if bundled:
         print("\nInside the package, offline (model=NAME anywhere a model is taken):")
         for r in bundled:
-            print(f"  {r.name:34s} {r.architecture:28s} {r.description}\n  {'':34s} {r.note}")
+            note = r.note[:1].upper() + r.note[1:].rstrip(".") + "."
+            print(f"  {r.name:34s} {r.architecture:{width}s}  {r.description}\n  {'':34s} {note}")
     print("\nReleased weights (model=NAME in the estimators, load_model, skclap evaluate --model, skclap train --init):")
     for r in rows:
         if r.kind == "pretrained":
-            print(f"  {r.name:34s} {r.architecture:28s} {r.description}\n  {'':34s} {r.source}")
+            print(f"  {r.name:34s} {r.architecture:{width}s}  {r.description}\n  {'':34s} {r.source}")
             if r.note:
                 print(f"  {'':34s} known issue: {r.note}")
     print("\nArchitectures, random weights (model='preset:NAME', skclap train --preset NAME):")
@@ -52,7 +54,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory: final model, checkpoints/, history.csv")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--preset", default="tiny", help="architecture to train from scratch, random init (default: tiny)")
-    start.add_argument("--init", help="start from weights: a released name (msclap-2022, ...), a directory or a .pth/.pt file")
+    start.add_argument("--init", help="start from weights instead: a model name (skclap info lists them), a directory or a .pth/.pt file")
     p.add_argument("--val", help="validation manifest (retrieval R@1/5/10)")
     p.add_argument("--batch-size", type=int, default=32, help="global contrastive batch")
     p.add_argument("--micro-batch-size", type=int, help="gradient caching: pairs per forward pass")
@@ -124,7 +126,7 @@ def _source_tree_module(module: str, what: str) -> Any:
     if not (root / top / "__init__.py").is_file():
         raise SystemExit(
             f"{what} lives in skclap's source tree ({top}/), not in the installed package: clone the "
-            "repository, pip install -e '.[instruments]' there and run it from the checkout"
+            "repository, install it there (bash scripts/setup.sh) and run it from the checkout"
         )
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -198,7 +200,16 @@ def run_search(args: argparse.Namespace) -> int:
 
     if (args.query is None) == (args.like is None):
         raise SystemExit("skclap search: give a text query or --like FILE")
-    table = search(args.dir, args.query, like=args.like, k=args.k, model=args.model, index=args.index, device=args.device)
+    table = search(
+        args.dir,
+        args.query,
+        like=args.like,
+        k=args.k,
+        model=args.model,
+        index=args.index,
+        device=args.device,
+        exclude_self=args.exclude_self,
+    )
     if args.csv:
         table.to_csv(args.csv, index=False)
     with pd.option_context("display.max_colwidth", 80, "display.width", 160):
@@ -226,7 +237,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     pairs = list_inputs(args.pairs)
     text_col = args.text_column or next((c for c in ("text", "caption", "prompt") if c in pairs.columns), None)
-    if text_col is None:
+    if text_col is None or text_col not in pairs.columns:
         raise SystemExit(f"skclap score: {args.pairs} needs a text column (text, caption or prompt); columns: {list(pairs.columns)}")
     result = clap_score(
         list(pairs["path"]),
@@ -238,9 +249,18 @@ def run_score(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.out:
-        pd.DataFrame({"path": pairs["path"], "text": pairs[text_col], "clap_score": result.scores}).to_csv(args.out, index=False)
+        # the pairs as given (their column names, the paths as written) and their scores
+        source = Path(args.pairs)
+        given = pd.read_csv(source) if source.suffix.lower() == ".csv" else pd.read_parquet(source)
+        given.assign(clap_score=result.scores).to_csv(args.out, index=False)
     print(f"CLAP score {result.mean:.4f} (mean cosine of {len(result.scores)} pairs; model {result.model})")
     return 0
+
+
+def run_install_extra(args: argparse.Namespace) -> int:
+    from .extras import install_extra
+
+    return install_extra(args.extra, dry_run=args.dry_run)
 
 
 def add_runtime_arguments(p: argparse.ArgumentParser, precision: bool = True) -> None:
@@ -257,15 +277,28 @@ def add_runtime_arguments(p: argparse.ArgumentParser, precision: bool = True) ->
     p.add_argument("--no-progress", action="store_true")
 
 
+def _command(sub: Any, name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` opens with what it does (its line in ``skclap --help``)."""
+    p = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", **kwargs)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="on an error, show its traceback")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .demo import MODEL as DEMO_MODEL
+    from .embed import MODEL_HELP, OUTPUT_LAYOUT
+    from .score import DEFAULT_SCORE_MODEL
+
     parser = argparse.ArgumentParser(prog="skclap", description="CLAP for scikit-learn")
+    parser.add_argument("--debug", action="store_true", help="on an error, show its traceback (else one line)")
     sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="list architectures and checkpoints, run an offline self-check")
-    info.add_argument("--preset", default="tiny")
+    info = _command(sub, "info", "list the models (bundled, released, architectures) and run an offline self-check")
+    info.add_argument("--preset", default="tiny", help="the architecture the self-check builds, random weights (default: tiny)")
     info.set_defaults(func=_cmd_info)
-    demo = sub.add_parser(
+    demo = _command(
+        sub,
         "demo",
-        help="offline, in about a minute: the bundled model names instruments of a soundfont it was not trained on "
+        f"offline, on the bundled model {DEMO_MODEL}: it names instruments of a soundfont it was not trained on "
         "(zero-shot, pipeline + cross-validation, few-shot, search); --train runs its recipe",
     )
     demo.add_argument("--out", default="skclap-demo", help="report folder (default: skclap-demo)")
@@ -276,10 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=run_demo_cmd)
-    ev = sub.add_parser("evaluate", help="downstream tasks of the paper: zero-shot and linear probe, one table")
+    ev = _command(sub, "evaluate", "downstream tasks of the paper: zero-shot and linear probe, one table")
     ev.add_argument("--task", action="append", required=True, help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS")
     ev.add_argument("--data-dir", required=True, help="the dataset's folder, or a root holding each dataset in its standard folder name")
-    ev.add_argument("--model", default="msclap-2022", help="registered name or checkpoint directory")
+    ev.add_argument("--model", default="msclap-2022", help=MODEL_HELP)
     ev.add_argument("--mode", choices=["zeroshot", "probe", "both", "fewshot"], default="both", help="both: zeroshot and probe")
     ev.add_argument("--shots", default="1,2,4,8,16", help="fewshot: labelled clips per class drawn from each training fold")
     ev.add_argument("--draws", type=int, default=5, help="fewshot: draws of the shots per fold (mean ± std over them)")
@@ -290,42 +323,78 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=run_evaluate)
     from .embed import add_arguments as add_embed_arguments
 
-    em = sub.add_parser("embed", help="embed a folder or manifest of audio files into sharded Parquet (resumable)")
+    em = _command(
+        sub,
+        "embed",
+        "embed a folder or manifest of audio files into sharded Parquet (resumable)",
+        epilog=OUTPUT_LAYOUT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_embed_arguments(em)
     em.set_defaults(func=run_embed)
-    ix = sub.add_parser("index", help="build an approximate (faiss IVF) index over an embedded collection")
+    ix = _command(sub, "index", "build an approximate (faiss IVF) index over an embedded collection")
     ix.add_argument("dir", help="the output folder of skclap embed")
     ix.add_argument("--nlist", type=int, help="k-means cells (default 4 * sqrt(rows))")
     ix.set_defaults(func=run_index)
-    se = sub.add_parser("search", help="search an embedded collection by text or by an example file")
+    se = _command(sub, "search", "search an embedded collection by text or by an example file")
     se.add_argument("dir", help="the output folder of skclap embed")
     se.add_argument("query", nargs="?", help="text query, e.g. 'dog barking in the rain'")
     se.add_argument("--like", help="an audio file: find the most similar files")
     se.add_argument("-k", type=int, default=10, help="results per query (default 10)")
-    se.add_argument("--model", help="default: the model the collection was embedded with")
+    se.add_argument("--model", help="default: the model the collection was embedded with (its embeddings.json names it)")
+    se.add_argument(
+        "--exclude-self", action="store_true", help="with --like a file of the collection: leave that file out of its own results"
+    )
     se.add_argument("--index", choices=["auto", "exact", "faiss"], default="auto")
     se.add_argument("--csv", help="also write the results table here")
     se.add_argument("--device", default="auto")
     se.set_defaults(func=run_search)
-    sv = sub.add_parser("serve", help="search an embedded collection in the browser, by text or by sound")
+    sv = _command(sub, "serve", "search an embedded collection in the browser, by text or by sound")
     add_serve_arguments(sv)
     sv.set_defaults(func=run_serve)
-    sc = sub.add_parser("score", help="CLAP score of audio-text pairs (cosine per pair and the mean)")
+    sc = _command(sub, "score", "CLAP score of audio-text pairs (cosine per pair and the mean)")
     sc.add_argument("pairs", help="CSV/Parquet with an audio path column (path/audio/file) and a text column")
-    sc.add_argument("--model", default="laion-630k-audioset-best", help="registered name or checkpoint")
+    sc.add_argument("--model", default=DEFAULT_SCORE_MODEL, help=MODEL_HELP)
     sc.add_argument("--text-column", help="default: text, caption or prompt")
-    sc.add_argument("--out", help="write per-pair scores to this CSV")
+    sc.add_argument("--out", help="write the pairs with a clap_score column to this CSV (their columns as given)")
     add_runtime_arguments(sc)
     sc.set_defaults(func=run_score)
-    tr = sub.add_parser("train", help="train CLAP contrastively on an audio-caption manifest")
+    from .extras import EXTRAS
+
+    ie = _command(
+        sub,
+        "install-extra",
+        "install an extra's packages in one step, with this interpreter's pip "
+        "(instruments: pretty-midi, then tinysoundfont without its playback dependency, which has no wheel)",
+    )
+    ie.add_argument("extra", choices=EXTRAS)
+    ie.add_argument("--dry-run", action="store_true", help="print the pip commands, run nothing")
+    ie.set_defaults(func=run_install_extra)
+    tr = _command(sub, "train", "train CLAP contrastively on an audio-caption manifest")
     add_train_arguments(tr)
     tr.set_defaults(func=run_train)
     return parser
 
 
+#: Errors of ordinary use (a missing file, a model not on disk, a bad option value, a missing
+#: extra): one line and a non-zero exit, the traceback with --debug. Anything else is a bug: traceback.
+USER_ERRORS = (OSError, ValueError, ImportError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"skclap {args.command}: error: {err}\n(skclap --debug {args.command} ... shows the traceback)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"skclap {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

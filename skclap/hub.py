@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
-__all__ = ["explain_hub_error", "from_cache_or_hub", "hub_offline"]
+__all__ = ["check_hub_reachable", "explain_hub_error", "from_cache_or_hub", "hub_offline"]
+
+#: Seconds to wait for the hub to accept a connection before a download is attempted.
+REACH_TIMEOUT = 5.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
 
 _TRUE = ("1", "true", "yes", "on")
 T = TypeVar("T")
@@ -24,6 +30,28 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def check_hub_reachable(timeout: float = REACH_TIMEOUT) -> None:
+    """Raise ``ConnectionError`` at once when the hub's host does not resolve or accept a connection
+    within ``timeout`` seconds. The hub client retries a request that cannot connect, with waits in
+    between, for tens of seconds before it fails; a machine without a network should hear so at
+    once. Behind a proxy (``HTTPS_PROXY`` ...) the client's own connection is the only test."""
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise ConnectionError(
+            f"the hub at {constants.ENDPOINT} did not answer ({type(err).__name__}: {err}); "
+            "without a network, set HF_HUB_OFFLINE=1 and load from files on disk"
+        ) from None
+
+
 def from_cache_or_hub(
     load: Callable[[bool], T], *, local: bool = False, errors: tuple[type[BaseException], ...] = (OSError, ValueError)
 ) -> T:
@@ -33,6 +61,8 @@ def from_cache_or_hub(
     last: BaseException | None = None
     for local_only in attempts:
         try:
+            if not local_only:
+                check_hub_reachable()
             return load(local_only)
         except errors as err:  # not cached / no network / hub error: try the next source
             last = err

@@ -19,6 +19,7 @@ name (``"tiny"``) is an error that points at ``"preset:tiny"``. :func:`list_mode
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -27,7 +28,20 @@ from typing import NamedTuple
 
 from .models.clap import PRESETS, preset_description
 
-__all__ = ["BUNDLED", "PRETRAINED", "Bundled", "ModelInfo", "Pretrained", "Spec", "bundled_path", "list_models", "parse_spec"]
+__all__ = [
+    "BUNDLED",
+    "PRETRAINED",
+    "Bundled",
+    "ModelInfo",
+    "Pretrained",
+    "Spec",
+    "bundled_path",
+    "example_query",
+    "list_models",
+    "model_names",
+    "parse_spec",
+    "unknown_name_message",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,7 @@ class Pretrained:
     description: str
     preset: str | None = None  # skclap architecture of the weights (format "msclap")
     note: str = ""  # a known issue of the released weights, with where it was reported
+    example: str = "dog barking in the rain"  # a query in what it was trained to hear (the search page offers it)
 
     @property
     def download(self) -> str:
@@ -56,12 +71,15 @@ class Pretrained:
         return f"https://huggingface.co/{self.repo_id}/blob/main/{self.filename}"
 
 
-def _laion_file(name: str, filename: str, arch: str, what: str) -> Pretrained:
-    return Pretrained(name, "laion", arch, "lukewys/laion_clap", filename, "roberta-base", what)
+def _laion_file(name: str, filename: str, arch: str, what: str, example: str = "dog barking in the rain") -> Pretrained:
+    return Pretrained(name, "laion", arch, "lukewys/laion_clap", filename, "roberta-base", what, example=example)
 
 
-def _laion_hub(repo: str, arch: str, what: str, note: str = "") -> Pretrained:
-    return Pretrained(repo, "hf-clap", arch, repo, None, None, what, note=note)
+_MUSIC = "a slow piano melody with soft strings"
+
+
+def _laion_hub(repo: str, arch: str, what: str, note: str = "", example: str = "dog barking in the rain") -> Pretrained:
+    return Pretrained(repo, "hf-clap", arch, repo, None, None, what, note=note, example=example)
 
 
 _HTSAT_TINY = "HTS-AT tiny + RoBERTa-base"
@@ -107,7 +125,7 @@ PRETRAINED: dict[str, Pretrained] = {
             "music + speech + AudioSet (the usual CLAP-score model of text-to-audio papers)",
         ),
         _laion_file("laion-music-audioset", "music_audioset_epoch_15_esc_90.14.pt", _HTSAT_BASE, "music + AudioSet"),
-        _laion_file("laion-music-speech", "music_speech_epoch_15_esc_89.25.pt", _HTSAT_BASE, "music + speech"),
+        _laion_file("laion-music-speech", "music_speech_epoch_15_esc_89.25.pt", _HTSAT_BASE, "music + speech", _MUSIC),
         _laion_hub("laion/clap-htsat-unfused", _HTSAT_TINY, "LAION-630k + AudioSet, unfused (transformers format)"),
         _laion_hub("laion/clap-htsat-fused", _HTSAT_TINY, "LAION-630k + AudioSet, feature fusion (transformers format)"),
         _laion_hub("laion/larger_clap_general", _HTSAT_BASE, "general audio (transformers format)"),
@@ -115,13 +133,14 @@ PRETRAINED: dict[str, Pretrained] = {
             "laion/larger_clap_music",
             _HTSAT_BASE,
             "music (transformers format)",
+            example=_MUSIC,
             note=(
                 "reported upstream to have a collapsed text tower: near-constant text embeddings "
                 "(text-text cosine 0.9993; embeddings-benchmark/mteb issue 5069), so zero-shot scores are near "
                 "constant; its audio embeddings may still serve a probe. skclap.check_model(model) measures it"
             ),
         ),
-        _laion_hub("laion/larger_clap_music_and_speech", _HTSAT_BASE, "music and speech (transformers format)"),
+        _laion_hub("laion/larger_clap_music_and_speech", _HTSAT_BASE, "music and speech (transformers format)", example=_MUSIC),
     ]
 }
 
@@ -138,6 +157,7 @@ class Bundled:
     does_not_know: str
     sha256: str  # of its model.safetensors, as docs/bundled.md quotes it
     recipe: str  # the command that made it
+    example: str = ""  # a query in words it knows (the search page offers it)
 
 
 #: Models inside the package, by name.
@@ -154,6 +174,7 @@ BUNDLED: dict[str, Bundled] = {
             "any other sound (speech, animals, environments, other instruments) nor any word its captions never used",
             "d1d1d63e790d7c8f730759a4b264aab5e88e4de1d6d281e899c65ca42c341ab6",
             "python -m recipes.instruments --seeds 0,1,2 --ship skclap/bundled/skclap-instruments",
+            example="a soft low cello note",
         )
     ]
 }
@@ -164,6 +185,39 @@ def bundled_path(name: str) -> Path:
     if name not in BUNDLED:
         raise KeyError(f"no bundled model {name!r}; bundled: {sorted(BUNDLED)}")
     return Path(str(resources.files(__package__).joinpath("bundled").joinpath(name)))
+
+
+def example_query(model: str) -> str:
+    """A search query in what ``model`` was trained to hear, from its entry in the registry; for a
+    model registered nowhere (a directory, a preset), an invitation to describe a sound."""
+    if model in BUNDLED and BUNDLED[model].example:
+        return BUNDLED[model].example
+    if model in PRETRAINED:
+        return PRETRAINED[model].example
+    return "describe a sound"
+
+
+def model_names() -> list[str]:
+    """Every name a model loads by: bundled models, released weights, then ``preset:NAME``."""
+    return [*BUNDLED, *PRETRAINED, *(f"preset:{name}" for name in PRESETS)]
+
+
+def _closeness(query: str, name: str) -> float:
+    bare = name.removeprefix("preset:")
+    return max(difflib.SequenceMatcher(None, query.lower(), n.lower()).ratio() for n in {name, bare})
+
+
+def unknown_name_message(name: str) -> str:
+    """What to say of a model name that is registered nowhere: the closest names ("did you mean"),
+    then every model, closest first."""
+    query = name.removeprefix("preset:")
+    ranked = sorted(model_names(), key=lambda n: -_closeness(query, n))
+    close = [n for n in ranked if _closeness(query, n) >= 0.6][:3]
+    guess = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    return (
+        f"no model named {name!r}, and no directory or file of that name: {guess}Every model, closest first: "
+        f"{', '.join(ranked)}; or 'hf-hub:ID' for any transformers CLAP checkpoint on the hub (`skclap info` describes each)"
+    )
 
 
 class Spec(NamedTuple):
@@ -180,7 +234,9 @@ def parse_spec(spec: str | os.PathLike) -> Spec:
         name = text[len("preset:") :]
         if name in PRESETS:
             return Spec("preset", name)
-        raise KeyError(f"unknown architecture {name!r} in {text!r}; choose from {sorted(PRESETS)}")
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        guess = f"did you mean 'preset:{close[0]}'? " if close else ""
+        raise KeyError(f"unknown architecture {name!r} in {text!r}: {guess}choose from {', '.join(f'preset:{n}' for n in PRESETS)}")
     if text.startswith("hf-hub:"):
         return Spec("hf-hub", text[len("hf-hub:") :])
     if text.startswith("local-dir:"):
@@ -212,7 +268,12 @@ def list_models() -> list[ModelInfo]:
     """Every registered model: bundled models, released weights by name, then architectures as ``preset:NAME``."""
     rows = [
         ModelInfo(
-            b.name, "bundled", b.architecture, "inside the package", f"{b.description} Knows: {b.knows}", f"does not know {b.does_not_know}"
+            b.name,
+            "bundled",
+            b.architecture,
+            "inside the package",
+            f"{b.description}. Knows: {b.knows}.",
+            f"does not know {b.does_not_know}",
         )
         for b in BUNDLED.values()
     ]

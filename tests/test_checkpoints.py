@@ -68,7 +68,7 @@ def test_bad_config_json(tiny_model_dir, tmp_path):
 
 
 def test_unknown_names_and_paths(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint named 'nope'.*msclap-2022"):
+    with pytest.raises(CheckpointError, match="no model named 'nope'.*msclap-2022"):
         load_model("nope")
     with pytest.raises(CheckpointError, match="not a skclap checkpoint"):
         load_model(tmp_path)

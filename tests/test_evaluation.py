@@ -266,5 +266,8 @@ def test_cli_evaluate_writes_the_table(data_root, tiny_model_dir, tmp_path, caps
     assert list(saved["task"]) == ["sesa", "vocalsound"] and set(saved["mode"]) == {"zeroshot"}
     assert "| | VocalSound | SESA |" in capsys.readouterr().out
     assert any((tmp_path / "cache").rglob("*.npy")) or any((tmp_path / "cache").iterdir())
-    with pytest.raises(DatasetNotFoundError, match="nothing is downloaded"):
-        cli(["evaluate", "--task", "esc50", "--data-dir", str(tmp_path), "--model", str(tiny_model_dir), "--no-progress"])
+    # a dataset that is not there is one line and a non-zero exit, what to place where in it
+    assert cli(["evaluate", "--task", "esc50", "--data-dir", str(tmp_path), "--model", str(tiny_model_dir), "--no-progress"]) == 1
+    assert "nothing is downloaded" in capsys.readouterr().err
+    with pytest.raises(DatasetNotFoundError, match="nothing is downloaded"):  # the traceback with --debug
+        cli(["--debug", "evaluate", "--task", "esc50", "--data-dir", str(tmp_path), "--model", str(tiny_model_dir), "--no-progress"])
