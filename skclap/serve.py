@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import gc
 import os
+import socket
 import sys
 import tempfile
 from collections import OrderedDict
@@ -33,6 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from .audio import AudioError, prepare
+from .registry import example_query
 from .retrieval import Collection, query_vectors
 
 __all__ = ["create_app", "add_arguments", "run"]
@@ -133,6 +135,12 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
         mask = np.ones(len(coll), dtype=bool)
         for f in filter_args:
             col, sep, value = f.partition(":")
+            if not filters:
+                raise HTTPException(
+                    400,
+                    f"filter {f!r}: this collection has no columns to filter on (a manifest's column with 2 to "
+                    f"{MAX_FILTER_VALUES} distinct values becomes one, when the collection is embedded)",
+                )
             if not sep or col not in filters:
                 raise HTTPException(400, f"filter {f!r}: give column:value with a column of {sorted(filters)}")
             mask &= (coll.table[col].astype(str) == value).to_numpy()
@@ -174,6 +182,7 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
             "filters": filters,
             "windows": coll.has_windows,
             "index": "faiss" if coll.use_faiss else "exact",
+            "example": example_query(str(coll.meta.get("model") if model is None else model)),
         }
 
     @app.get("/search")
@@ -222,7 +231,10 @@ def create_app(directory: str | os.PathLike, model: Any = None, *, device: str =
             try:
                 wave = prepare(str(path), rate, name=name)
             except AudioError as err:
-                raise HTTPException(415, str(err).replace(str(path), repr(file.filename))) from None
+                # the error names the temporary file, quoted: the user knows it by the name uploaded
+                raise HTTPException(
+                    415, str(err).replace(repr(str(path)), repr(file.filename)).replace(str(path), str(file.filename))
+                ) from None
         vec = await asyncio.get_running_loop().run_in_executor(executor, query_vectors, clap, None, [(wave, rate)])
         scores, ids = await top(vec, k, rows)
         return respond(f"like {file.filename}", vec, scores, ids)
@@ -274,13 +286,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, or an error that says the port is taken and what to do."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a port left in TIME_WAIT is free
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise OSError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}): another program holds that port; "
+            f"stop it, or pass --port with another number"
+        ) from None
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
         raise SystemExit('skclap serve needs the web extra: pip install "skclap[serve]"') from None
+    sock = listen(args.host, args.port)  # before the model loads: a taken port is said at once
     app = create_app(args.dir, args.model, device=args.device, index=args.index, max_batch=args.max_batch)
-    print(f"serving {args.dir} ({len(app.state.collection)} files) on http://{args.host}:{args.port}/")
+    port = sock.getsockname()[1]
+    print(f"serving {args.dir} ({len(app.state.collection)} files) on http://{args.host}:{port}/")
     # What is loaded now (the collection's table, the model) lives as long as the server: frozen out
     # of the garbage collector, so that no full collection traverses it and pauses every query.
     gc.collect()
@@ -288,5 +318,5 @@ def run(args: argparse.Namespace) -> int:
     # The model runs on a worker thread while the event loop serves connections; a short GIL switch
     # interval lets the worker's many small torch calls resume promptly under load.
     sys.setswitchinterval(0.0005)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0

@@ -219,6 +219,60 @@ def test_bounds_and_bad_input_give_json_errors(client):
     assert big.status_code == 413
 
 
+def test_a_collection_without_filters_and_an_upload_are_said_plainly(client, tmp_path):
+    # an upload that is not audio is named as uploaded, quoted once
+    junk = client.post("/search/audio", files={"file": ("my notes.txt", b"not audio at all", "text/plain")})
+    detail = junk.json()["detail"]
+    assert junk.status_code == 415 and "'my notes.txt'" in detail and "''" not in detail
+    # a folder embedded without a manifest has no columns to filter on: said so, not "a column of []"
+    from fastapi.testclient import TestClient
+
+    from skclap.serve import create_app
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for i in range(3):
+        sf.write(folder / f"{i}.wav", render(FAMILIES[i], i, 1.0), RATE)
+    embed_collection(folder, tmp_path / "emb", model=str(TINY_DIR), device="cpu", progress=False)
+    with TestClient(create_app(tmp_path / "emb")) as plain:
+        bad = plain.get("/search", params={"q": "a sound", "filter": "family:violin"})
+        assert bad.status_code == 400 and "no columns to filter on" in bad.json()["detail"]
+        assert "[]" not in bad.json()["detail"]
+
+
+def test_the_example_query_is_one_the_model_can_read(client):
+    from skclap import load_model
+    from skclap.registry import BUNDLED, PRETRAINED, example_query
+    from skclap.vocabulary import unknown_words
+
+    assert client.get("/info").json()["example"] == example_query(str(TINY_DIR)) == "describe a sound"  # no card: no claim
+    for name in BUNDLED:
+        example = example_query(name)
+        assert example and unknown_words(load_model(name), [example]) == [], (name, example)
+    assert all(example_query(name) for name in PRETRAINED)
+
+
+def test_a_taken_port_is_said_before_anything_loads(collection, monkeypatch, capsys):
+    import argparse
+    import socket
+
+    import skclap.serve as serve
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the port was checked")
+
+    monkeypatch.setattr(serve, "create_app", must_not_load)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = argparse.ArgumentParser()
+        serve.add_arguments(p)
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}.*pass --port"):
+            serve.run(p.parse_args([str(collection[0]), "--port", str(port)]))
+    assert "serving" not in capsys.readouterr().out
+
+
 def test_the_command_binds_this_machine_only_by_default():
     import argparse
 
@@ -299,6 +353,8 @@ def page(server):
 def test_in_a_browser_query_play_filter_more_like_this_and_example(page, tmp_path):
     """In Debian's headless Chromium, driven by Playwright: type a query, get results, play one until
     its time advances (from its best segment), filter, follow \"more like this\", search by an example."""
+    page.wait_for_function("document.getElementById('q').placeholder !== ''")
+    assert page.get_attribute("#q", "placeholder") == "describe a sound"  # the model's own example: none for a directory
     page.fill("#q", "a loud trumpet")
     page.click("#go")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('10 results')")
