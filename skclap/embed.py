@@ -2,14 +2,16 @@
 
 ``skclap embed INPUT --out DIR`` (and :func:`embed_collection`) lists the inputs (a folder searched
 recursively, a CSV/Parquet manifest whose other columns are carried through, or a list file), cuts
-the list into shards of ``shard_size`` files, and writes for shard ``k``:
+the list into shards of ``shard_size`` files, and writes :data:`OUTPUT_LAYOUT`: for shard ``k``
 
 - ``embeddings/part-k.parquet``: ``path``, the manifest's columns, ``duration`` (s), ``sample_rate``
   (the file's), ``n_windows``, ``embedding`` (L2-normalised float32, fixed-size list), so that
   ``pd.read_parquet("DIR/embeddings")`` reads the whole collection;
 - ``matrix/part-k.npy``: the same embeddings as one float32 matrix, memory-mapped by search;
 - ``windows/part-k.parquet`` with ``windows=True``: per-window embeddings with start and end seconds;
-- ``errors/part-k.csv``: files that could not be read (path, error type, message), skipped.
+- ``errors/part-k.csv``: files that could not be read (path, error type, message), skipped;
+
+and ``plan.json`` (the run's inputs, model and settings) before the first shard.
 
 A shard's ``embeddings`` file is renamed into place last, so its presence means the shard is complete:
 a restarted run skips finished shards and redoes the one it was killed in, from its start, which
@@ -38,18 +40,42 @@ import pandas as pd
 import soundfile as sf
 import torch
 
+from .audio import describe
 from .checkpoints import resolve_model
 from .devices import resolve_device, resolve_precision
 from .fileio import write_atomic
 from .inference import audio_fingerprint, embed_audio, precision_label
 from .version import __version__
 
-__all__ = ["AUDIO_EXTENSIONS", "EmbedSummary", "embed_collection", "list_inputs", "main"]
+__all__ = ["AUDIO_EXTENSIONS", "MODEL_HELP", "OUTPUT_LAYOUT", "EmbedSummary", "embed_collection", "list_inputs", "main"]
 
 META_NAME = "embeddings.json"
 PLAN_NAME = "plan.json"
 ERRORS_NAME = "errors.csv"
 _ERROR_COLUMNS = ["path", "error", "message"]
+
+#: The help of a command's --model option with a default (this one's and ``skclap evaluate``'s, ``skclap score``'s):
+#: what the default is, and the model that needs no download.
+MODEL_HELP = (
+    "a model name (skclap info lists them), a checkpoint directory or a .pth/.pt file (default: %(default)s, "
+    "released weights fetched from the hub on first use; --model skclap-instruments is inside the package)"
+)
+
+#: What ``skclap embed`` writes in its output folder (``skclap embed --help`` prints it; docs/collections.md
+#: describes each file).
+OUTPUT_LAYOUT = """\
+The output folder (--out) holds, for each shard of --shard-size files (part-00000, part-00001, ...):
+  embeddings/part-*.parquet   path, the manifest's other columns, duration, sample_rate, n_windows and
+                              embedding (L2-normalised float32); pd.read_parquet("OUT/embeddings") reads all
+  matrix/part-*.npy           the same embeddings as float32 matrices, memory-mapped by skclap search
+  windows/part-*.parquet      with --windows: one row per window (path, window, start, end, embedding)
+  errors/part-*.csv           the shard's unreadable files (path, error, message), skipped
+and for the run:
+  plan.json                   the inputs, model and settings: a rerun resumes the same run, or stops
+  embeddings.json             once every shard is done: model, settings, width, rows, the shards
+  errors.csv                  once every shard is done: every unreadable file
+A shard's embeddings/ file is written last, so a rerun skips the shards that have one.
+skclap index adds index.faiss."""
 
 #: File extensions searched for in a folder: what libsndfile decodes.
 AUDIO_EXTENSIONS = frozenset(
@@ -188,7 +214,13 @@ def _embed_shard(
     per_window: dict[int, np.ndarray] = {}
 
     def record(i: int, err: Exception) -> None:
-        errors.append((paths[i], type(err).__name__, str(err)))
+        # the embedding loop names an item by its place in this shard ("item 3 (...)"), which means
+        # nothing in a table of the whole collection: the path column names the file
+        message = str(err)
+        prefix = f"item {i} ({describe(paths[i])})"
+        if message.startswith(prefix):
+            message = message[len(prefix) :].lstrip(": ")
+        errors.append((paths[i], type(err).__name__, message))
 
     emb = embed_audio(
         model,
@@ -362,8 +394,8 @@ def embed_collection(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="a folder (recursive), a CSV/Parquet manifest (path column + metadata) or a list file")
-    p.add_argument("--out", required=True, help="output folder: shard-*.parquet, embeddings.json, errors.csv")
-    p.add_argument("--model", default="msclap-2022", help="registered name or checkpoint (skclap info lists them)")
+    p.add_argument("--out", required=True, help="output folder (its files are listed below)")
+    p.add_argument("--model", default="msclap-2022", help=MODEL_HELP)
     p.add_argument("--shard-size", type=int, default=2000, help="files per shard (default 2000)")
     p.add_argument("--windows", action="store_true", help="also write per-window embeddings with start/end seconds")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="unreadable files: log and skip (default) or stop")
@@ -405,7 +437,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m skclap.embed`` (and ``torchrun ... -m skclap.embed``): the same as ``skclap embed``."""
-    parser = argparse.ArgumentParser(prog="skclap.embed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="skclap.embed", description=__doc__.splitlines()[0], epilog=OUTPUT_LAYOUT, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

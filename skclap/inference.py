@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import audio
 from .cache import DiskCache, MemoryCache, item_key, model_fingerprint
@@ -23,6 +22,7 @@ from .devices import autocast_dtype, resolve_precision
 from .models.clap import ClapLike
 from .models.fused import fused_audio_encoder
 from .models.state import eval_mode
+from .progress import progress_bar
 
 __all__ = ["audio_fingerprint", "embed_audio", "embed_text", "normalize_rows", "precision_label"]
 
@@ -228,7 +228,7 @@ def embed_audio(
         on_error(i, err)
 
     encode = fused_audio_encoder(model)
-    with eval_mode(model), tqdm(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0) as bar:
+    with eval_mode(model), progress_bar(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0) as bar:
         for i, chunks in _prepared(items, todo, model, sample_rate, workers, block=batch_size, capture=on_error is not None):
             bar.update(1)
             if isinstance(chunks, Exception):
@@ -268,7 +268,7 @@ def embed_text(model: ClapLike, texts: Sequence[str], *, batch_size: int = 256, 
     order = np.argsort([len(t) for t in texts], kind="stable")
     with eval_mode(model):
         starts = range(0, len(order), batch_size)
-        for s in tqdm(starts, desc="embedding text", disable=not progress, delay=2.0):
+        for s in progress_bar(starts, desc="embedding text", disable=not progress, delay=2.0):
             idx = order[s : s + batch_size]
             out[idx] = model.encode_text([texts[j] for j in idx]).float().cpu().numpy()
     return out

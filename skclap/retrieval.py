@@ -287,14 +287,17 @@ def search(
     index: str = "auto",
     nprobe: int = 128,
     device: Any = "auto",
+    exclude_self: bool = False,
 ) -> pd.DataFrame:
     """The ``k`` files most similar to a text ``query`` (or to the audio file(s) ``like``).
 
     ``model`` defaults to the one the collection was embedded with. ``index``: "exact" (blocked
     matrix products), "faiss" (the IVF index of :func:`build_index`, ``nprobe`` cells searched), or
-    "auto" (faiss when an index exists). Returns a table: ``query``, ``rank``, ``score`` (cosine),
-    ``id`` (the row), ``path`` and the collection's other columns; for a collection embedded with ``windows=True``,
-    ``segment_start`` and ``segment_end``: the seconds of the file's window closest to the query.
+    "auto" (faiss when an index exists). ``exclude_self``: a ``like`` file that is in the collection
+    is left out of its own results (it would come first, with score 1). Returns a table: ``query``,
+    ``rank``, ``score`` (cosine), ``id`` (the row), ``path`` and the collection's other columns; for a
+    collection embedded with ``windows=True``, ``segment_start`` and ``segment_end``: the seconds of
+    the file's window closest to the query.
     """
     if (query is None) == (like is None):
         raise ValueError("pass a text query or an audio file to search `like`, not both")
@@ -302,5 +305,15 @@ def search(
 
     coll = directory if isinstance(directory, Collection) else Collection(directory, index=index, nprobe=nprobe)
     q = query_vectors(resolve_model(model if model is not None else coll.meta["model"], device), query, like)
-    scores, ids = coll.topk(q, k)
-    return pd.DataFrame(coll.hits(query if like is None else like, scores, ids, q))
+    if not (exclude_self and like is not None):
+        scores, ids = coll.topk(q, k)
+        return pd.DataFrame(coll.hits(query if like is None else like, scores, ids, q))
+    likes = list(like) if isinstance(like, (list, tuple)) else [like]
+    scores, ids = coll.topk(q, min(k + 1, len(coll)))
+    rows = {p: r for r, p in enumerate(coll.table["path"].astype(str))}
+    own = [rows.get(str(Path(p).expanduser().absolute()), -2) if isinstance(p, (str, os.PathLike)) else -2 for p in likes]
+    keep = [np.flatnonzero(ids[i] != own[i])[:k] for i in range(len(likes))]
+    width = min(len(kept) for kept in keep)
+    scores = np.stack([scores[i, kept[:width]] for i, kept in enumerate(keep)])
+    ids = np.stack([ids[i, kept[:width]] for i, kept in enumerate(keep)])
+    return pd.DataFrame(coll.hits(likes if isinstance(like, (list, tuple)) else like, scores, ids, q))

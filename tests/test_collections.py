@@ -147,12 +147,65 @@ def test_cli_embed_search_and_score(collection, tiny_model_dir, tmp_path, capsys
         cli(["score", str(pairs), "--model", str(tiny_model_dir), "--out", str(tmp_path / "s.csv"), "--no-progress", "--device", "cpu"])
         == 0
     )
-    scores = pd.read_csv(tmp_path / "s.csv")["clap_score"].to_numpy()
+    written = pd.read_csv(tmp_path / "s.csv")
+    assert list(written.columns) == ["path", "caption", "clap_score"]  # the pairs' columns as given, their scores
+    assert list(written["path"]) == [str(collection / n) for n in list(GOOD)[:3]]
+    scores = written["clap_score"].to_numpy()
     direct = clap_score(
         [str(collection / n) for n in list(GOOD)[:3]], ["low hum", "a tone", "a whistle"], model=str(tiny_model_dir), device="cpu"
     )
     np.testing.assert_allclose(scores, direct.scores, atol=1e-6)
     assert f"CLAP score {direct.mean:.4f}" in capsys.readouterr().out
+
+
+def test_search_like_a_file_of_the_collection_can_leave_it_out(collection, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "emb"
+    embed_collection(collection, out, str(tiny_model_dir), progress=False, device="cpu")
+    like = collection / "a" / "mid.flac"
+    with_self = search(out, like=str(like), k=3, device="cpu")
+    without = search(out, like=str(like), k=3, device="cpu", exclude_self=True)
+    assert with_self["path"][0] == str(like.absolute()) and str(like.absolute()) not in set(without["path"])
+    assert list(without["path"]) == list(search(out, like=str(like), k=4, device="cpu")["path"][1:])  # the next three
+    assert list(without["rank"]) == [1, 2, 3]
+    both = search(out, like=[str(like), str(collection / "a" / "low.wav")], k=2, device="cpu", exclude_self=True)
+    assert len(both) == 4 and not (both["query"] == both["path"]).any()
+    assert cli(["search", str(out), "--like", str(like), "-k", "2", "--exclude-self", "--csv", str(tmp_path / "h.csv")]) == 0
+    assert str(like.absolute()) not in set(pd.read_csv(tmp_path / "h.csv")["path"])
+
+
+def test_errors_csv_names_files_not_their_place_in_a_shard(collection, tiny_model_dir, tmp_path):
+    out = tmp_path / "emb"
+    embed_collection(collection, out, str(tiny_model_dir), shard_size=3, progress=False, device="cpu")
+    errors = pd.read_csv(out / "errors.csv")
+    assert len(errors) == len(BAD)
+    # "item 2 (...)" would be the file's place in its shard of three, which is no place in the collection
+    assert not errors["message"].str.contains(r"^item \d", regex=True).any(), list(errors["message"])
+    assert all(Path(p).name in m or "empty" in m or "no samples" in m for p, m in zip(errors["path"], errors["message"]))
+
+
+def test_embed_help_and_docs_name_exactly_the_files_written(collection, tiny_model_dir, tmp_path, capsys):
+    import re
+
+    out = tmp_path / "emb"
+    embed_collection(collection, out, str(tiny_model_dir), shard_size=3, windows=True, progress=False, device="cpu")
+    written = {re.sub(r"part-\d+", "part-*", p.relative_to(out).as_posix()) for p in out.rglob("*") if p.is_file()}
+    assert written == {
+        "embeddings/part-*.parquet",
+        "matrix/part-*.npy",
+        "windows/part-*.parquet",
+        "errors/part-*.csv",
+        "plan.json",
+        "embeddings.json",
+        "errors.csv",
+    }
+    with pytest.raises(SystemExit):
+        cli(["embed", "--help"])
+    helped = capsys.readouterr().out
+    named = set(re.findall(r"^\s+([\w/*.-]+\.(?:parquet|npy|csv|json))\s", helped, flags=re.M))
+    assert named == written, helped
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "collections.md").read_text()
+    table = {m.replace("part-K", "part-*") for m in re.findall(r"^\| `([\w/.-]+)` \|", docs, flags=re.M)}
+    assert table == written | {"index.faiss"}  # and the file skclap index adds
 
 
 def test_clap_score_is_the_cosine_of_each_pair(tiny_model_dir):

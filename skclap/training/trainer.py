@@ -26,13 +26,13 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from ..checkpoints import load_model, save_model
 from ..devices import autocast_dtype, resolve_device, resolve_precision
 from ..fileio import write_atomic
 from ..inference import embed_audio
 from ..models.clap import ClapLike, CLAPModel
+from ..progress import progress_bar
 from ..registry import parse_spec
 from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
 from .distributed import average_gradients, init_distributed
@@ -196,7 +196,7 @@ class Trainer:
         if not (resume and self._restore(optimizer, scheduler, scaler)):
             torch.manual_seed(c.seed)  # dropout; a resumed run restores the saved random state
 
-        bar = tqdm(total=total, initial=self.step, desc="training CLAP", unit="step", disable=not (c.progress and info.is_main))
+        bar = progress_bar(total=total, initial=self.step, desc="training CLAP", unit="step", disable=not (c.progress and info.is_main))
         t0, seen = time.perf_counter(), 0
         try:
             while self.step < total:
