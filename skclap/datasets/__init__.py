@@ -1,5 +1,5 @@
 """Data sets made offline — real sampled instruments rendered from a General MIDI soundfont (with the
-``instruments`` extra: ``pip install 'skclap[instruments]'``): single notes of two registers
+``instruments`` extra: ``skclap install-extra instruments``): single notes of two registers
 (:func:`make_instrument_corpus`), playing as people play for training (:func:`make_performance_corpus`)
 and, drawn apart from both, the user-played test set (:func:`make_played_set`); synthetic sounds
 (the unit tests' fast fixture) — and loaders for downstream datasets' standard local layouts."""

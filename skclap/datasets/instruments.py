@@ -240,8 +240,8 @@ class _Renderer:
             import tinysoundfont
         except ImportError:
             raise ModuleNotFoundError(
-                "the real-instrument corpus needs 'tinysoundfont': pip install --no-deps tinysoundfont "
-                "(its pyaudio dependency is only for playback), beside pip install 'skclap[instruments]'"
+                "the real-instrument corpus needs 'tinysoundfont': skclap install-extra instruments installs it "
+                "(without its declared pyaudio, which is only for playback and has no wheel)"
             ) from None
         self.rate = sample_rate
         self.soundfont = soundfont

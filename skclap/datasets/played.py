@@ -606,7 +606,7 @@ def _loaded(rate: int, soundfont: str) -> tuple[Any, int]:
     try:
         import tinysoundfont
     except ImportError as err:  # pragma: no cover - the instruments extra
-        raise ModuleNotFoundError("the user-played set needs 'tinysoundfont': pip install --no-deps tinysoundfont==0.3.7") from err
+        raise ModuleNotFoundError("the user-played set needs 'tinysoundfont': skclap install-extra instruments installs it") from err
     synth = tinysoundfont.Synth(samplerate=rate)
     return synth, synth.sfload(_soundfont_bytes(str(soundfont_path(soundfont))))
 
