@@ -1,4 +1,4 @@
-"""``skclap demo``: a user's workflow on the bundled model, offline, in under a minute.
+"""``skclap demo``: a user's workflow on the bundled model, offline.
 
 Clips of the 17 instruments played as users play them — any key, single notes, melodies and chords,
 drum hits and patterns, 0.5-10 s, any level, at 16-48 kHz (:func:`skclap.datasets.make_played_set`,

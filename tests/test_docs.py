@@ -88,3 +88,19 @@ def test_the_set_up_commands_are_the_same_everywhere():
     assert commands(ROOT / "docs" / "index.md") == readme
     contributing = commands(ROOT / "CONTRIBUTING.md")
     assert "bash scripts/setup.sh" in contributing and readme[1] in contributing
+
+
+def test_the_site_runs_the_notebooks_which_are_stored_without_outputs():
+    """The site shows the notebooks' outputs and figures: they run when it is built, and a failing one
+    fails the build; the stored files stay clean, so a diff of a notebook is a diff of its code."""
+    import nbformat
+    import yaml
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    jupyter = next(p["mkdocs-jupyter"] for p in config["plugins"] if isinstance(p, dict) and "mkdocs-jupyter" in p)
+    assert jupyter["execute"] is True and jupyter["allow_errors"] is False
+    assert "notebooks/*/" in config["exclude_docs"]  # what they write where they run is no page of the site
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code and all(c.outputs == [] and c.execution_count is None for c in code), path.name
