@@ -229,7 +229,8 @@ def report(runs: dict[int, dict[str, Any]], shared: dict[tuple[str, int], float]
     ]
     for key, text in ROWS:
         v = np.array([runs[s][key] for s in seeds])
-        lines.append(f"| {text} | {v.mean():.1%} ± {v.std():.1%} | {' / '.join(f'{x:.1%}' for x in v)} |")
+        std = v.std(ddof=1) if len(v) > 1 else 0.0  # over seeds, as the per-condition tables give it
+        lines.append(f"| {text} | {v.mean():.1%} ± {std:.1%} | {' / '.join(f'{x:.1%}' for x in v)} |")
     for font in (TEST_FONT, *TRAIN_FONTS):
         tables = [pd.DataFrame(runs[s]["tables"][font]) for s in seeds]
         lines += ["", f"## Zero-shot per condition, user-played, {font}", "", markdown_table(combine_tables(tables))]
