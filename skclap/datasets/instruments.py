@@ -304,19 +304,35 @@ def render_events(
     return _renderer(sample_rate, soundfont).render(_BY_NAME[instrument], events, seconds)
 
 
+def sounding_keys(inst: Instrument, keys: Sequence[int], sample_rate: int = 16000, soundfont: str = DEFAULT_SOUNDFONT) -> set[int]:
+    """Of ``keys``, those the soundfont sounds for ``inst`` (its sample zones can leave gaps)."""
+    render = _renderer(sample_rate, soundfont).render
+    level = {k: _rms_db(render(inst, [(0.0, 0.2, k, 90)], 0.25)) for k in keys}
+    # silent below -60 dBFS, or 40 dB under the loudest of the keys for a soundfont recorded quieter
+    floor = min(-60.0, max(level.values()) - 40.0)
+    return {k for k in keys if level[k] > floor}
+
+
+def checked_soundfonts(soundfonts: Sequence[str]) -> tuple[str, ...]:
+    """``soundfonts`` as a tuple, each one found (a missing one names its package before any work)."""
+    fonts = tuple(soundfonts)
+    if not fonts:
+        raise ValueError("soundfonts is empty; name at least one, e.g. ('TimGM6mb',)")
+    for f in fonts:
+        soundfont_path(f)
+    return fonts
+
+
 @lru_cache(maxsize=8)
 def _playable_keys(sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT) -> dict[tuple[str, str], tuple[int, ...]]:
     """The keys of each register that sound (a soundfont's sample zones can leave gaps)."""
-    render = _renderer(sample_rate, soundfont).render
     out = {}
     for inst in INSTRUMENTS:
         if inst.pitched:
             ranges = {"low": range(inst.low[0], inst.low[1] + 1), "high": range(inst.high[0], inst.high[1] + 1)}
-            level = {k: _rms_db(render(inst, [(0.0, 0.2, k, 90)], 0.25)) for keys in ranges.values() for k in keys}
-            # silent below -60 dBFS, or 40 dB under the instrument's loudest key for a soundfont recorded quieter
-            floor = min(-60.0, max(level.values()) - 40.0)
+            heard = sounding_keys(inst, [k for keys in ranges.values() for k in keys], sample_rate, soundfont)
             for register, keys in ranges.items():
-                sounding = tuple(k for k in keys if level[k] > floor)
+                sounding = tuple(k for k in keys if k in heard)
                 if not sounding:  # pragma: no cover - depends on the soundfont
                     raise RuntimeError(f"no key of the {register} register of {inst.name} sounds in {soundfont_path(soundfont)}")
                 out[(inst.name, register)] = sounding
@@ -494,11 +510,7 @@ def make_instrument_corpus(
     or files; by the clip's seed) and, with ``augment``, in recording conditions of its own. With
     ``cache_dir``, the rendered waveforms are kept there as one 16-bit array per corpus and
     memory-mapped on the next call with the same arguments."""
-    fonts = tuple(soundfonts)
-    if not fonts:
-        raise ValueError("soundfonts is empty; name at least one, e.g. ('TimGM6mb',)")
-    for f in fonts:  # a missing soundfont is reported before any work
-        soundfont_path(f)
+    fonts = checked_soundfonts(soundfonts)
     names = list(instruments) if instruments is not None else [i.name for i in INSTRUMENTS]
 
     def describe(name: str, rng: np.random.Generator) -> tuple[dict[str, str], list[str]]:

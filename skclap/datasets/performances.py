@@ -31,11 +31,11 @@ from .instruments import (
     Instrument,
     InstrumentCorpus,
     _renderer,
-    _rms_db,
     cached,
     caption,
+    checked_soundfonts,
     recording_conditions,
-    soundfont_path,
+    sounding_keys,
 )
 
 __all__ = ["KINDS", "PerformanceCorpus", "Phrase", "make_performance_corpus", "plan_phrase"]
@@ -98,15 +98,11 @@ class Phrase:
 def _sounding(soundfont: str) -> dict[str, tuple[int, ...]]:
     """The keys of each pitched instrument's compass that sound in ``soundfont`` (a soundfont's
     sample zones can leave gaps at the ends of a compass)."""
-    render = _renderer(16000, soundfont).render
-    out = {}
-    for inst in INSTRUMENTS:
-        if inst.pitched:
-            keys = range(inst.compass[0], inst.compass[1] + 1)
-            level = {k: _rms_db(render(inst, [(0.0, 0.2, k, 90)], 0.25)) for k in keys}
-            floor = min(-60.0, max(level.values()) - 40.0)
-            out[inst.name] = tuple(k for k in keys if level[k] > floor)
-    return out
+    return {
+        inst.name: tuple(sorted(sounding_keys(inst, range(inst.compass[0], inst.compass[1] + 1), 16000, soundfont)))
+        for inst in INSTRUMENTS
+        if inst.pitched
+    }
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -252,11 +248,7 @@ def make_performance_corpus(
     what each plays is :func:`plan_phrase`'s, from one of ``soundfonts`` chosen by the clip's seed;
     with ``augment``, in recording conditions of its own. ``cache_dir``: as
     :func:`~skclap.datasets.make_instrument_corpus`."""
-    fonts = tuple(soundfonts)
-    if not fonts:
-        raise ValueError("soundfonts is empty; name at least one, e.g. ('TimGM6mb',)")
-    for f in fonts:
-        soundfont_path(f)
+    fonts = checked_soundfonts(soundfonts)
     names = list(instruments) if instruments is not None else [i.name for i in INSTRUMENTS]
     unknown = [n for n in names if n not in _BY_NAME]
     if unknown:
