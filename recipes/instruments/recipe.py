@@ -78,7 +78,7 @@ def shared_instruments(shared: dict[tuple[str, int], float]) -> dict[str, float]
 
     out = {}
     for inst in INSTRUMENTS:
-        keys = [inst.program] if inst.drums else range(inst.compass[0], inst.compass[1] + 1)
+        keys = inst.kit_keys if inst.drums else range(inst.compass[0], inst.compass[1] + 1)
         out[inst.name] = float(np.mean([shared[(inst.name, k)] >= SAME for k in keys]))
     return out
 

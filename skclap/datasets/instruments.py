@@ -57,6 +57,9 @@ class Instrument:
     drums: bool = False
     # MIDI keys (inclusive) the instrument is played over: its usual orchestral or keyboard compass
     compass: tuple[int, int] = (0, 0)
+    # a drum's General MIDI kit keys (``program`` first): every key the General MIDI percussion map
+    # gives that drum, e.g. the closed, pedal and open hi hat
+    kit_keys: tuple[int, ...] = ()
 
     @property
     def pitched(self) -> bool:
@@ -68,19 +71,19 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     Instrument("organ", ("organ", "church organ"), "organ", 19, (36, 48), (72, 84), compass=(36, 96)),
     Instrument("guitar", ("guitar", "acoustic guitar"), "guitar", 24, (40, 50), (69, 79), compass=(40, 84)),
     Instrument("harp", ("harp",), "strings", 46, (36, 48), (77, 89), compass=(24, 103)),
-    Instrument("violin", ("violin", "fiddle"), "strings", 40, (55, 60), (81, 91), compass=(55, 100)),
-    Instrument("cello", ("cello",), "strings", 42, (36, 45), (67, 76), compass=(36, 81)),
-    Instrument("trumpet", ("trumpet",), "brass", 56, (54, 58), (72, 80), compass=(52, 84)),
+    Instrument("violin", ("violin", "fiddle"), "strings", 40, (55, 60), (81, 91), compass=(55, 103)),
+    Instrument("cello", ("cello",), "strings", 42, (36, 45), (67, 76), compass=(36, 84)),
+    Instrument("trumpet", ("trumpet",), "brass", 56, (54, 58), (72, 80), compass=(52, 86)),
     Instrument("trombone", ("trombone",), "brass", 57, (40, 48), (65, 72), compass=(40, 77)),
-    Instrument("saxophone", ("saxophone", "sax"), "reed", 65, (49, 57), (72, 80), compass=(49, 80)),
-    Instrument("clarinet", ("clarinet",), "reed", 71, (50, 57), (77, 86), compass=(50, 91)),
+    Instrument("saxophone", ("saxophone", "sax"), "reed", 65, (49, 57), (72, 80), compass=(49, 81)),
+    Instrument("clarinet", ("clarinet",), "reed", 71, (50, 57), (77, 86), compass=(50, 94)),
     Instrument("flute", ("flute",), "pipe", 73, (60, 64), (84, 93), compass=(60, 96)),
     Instrument("marimba", ("marimba",), "chromatic percussion", 12, (45, 55), (77, 89), compass=(45, 96)),
     Instrument("synth", ("synth", "synthesizer"), "synth lead", 81, (36, 48), (72, 84), compass=(36, 96)),
-    Instrument("kick drum", ("kick drum", "bass drum"), "drum kit", 36, drums=True),
-    Instrument("snare drum", ("snare drum", "snare"), "drum kit", 38, drums=True),
-    Instrument("hi hat", ("hi hat", "hihat"), "drum kit", 42, drums=True),
-    Instrument("crash cymbal", ("crash cymbal", "cymbal"), "drum kit", 49, drums=True),
+    Instrument("kick drum", ("kick drum", "bass drum"), "drum kit", 36, drums=True, kit_keys=(36, 35)),
+    Instrument("snare drum", ("snare drum", "snare"), "drum kit", 38, drums=True, kit_keys=(38, 40)),
+    Instrument("hi hat", ("hi hat", "hihat"), "drum kit", 42, drums=True, kit_keys=(42, 44, 46)),
+    Instrument("crash cymbal", ("crash cymbal", "cymbal"), "drum kit", 49, drums=True, kit_keys=(49, 57)),
 )
 _BY_NAME = {i.name: i for i in INSTRUMENTS}
 

@@ -52,8 +52,8 @@ RENDER_RATES = (16000, 22050, 32000, 44100, 48000)
 PHRASES: Mapping[str, tuple[str, ...]] = {
     **_ARTICULATION,
     "note": ("a {adj}note", "one {adj}note", "a single {adj}note"),
-    "melody": ("a {adj}melody", "a {adj}tune", "a few {adj}notes", "a {adj}phrase", "a {adj}line of notes"),
-    "chord": ("a {adj}chord", "{adj}chords", "a few {adj}notes at once", "{adj}notes played together"),
+    "melody": ("a {adj}sequence of notes", "a few {adj}notes", "several {adj}notes", "a {adj}melody"),
+    "chord": ("a {adj}chord", "{adj}chords", "a few {adj}notes played as one chord", "several {adj}notes in a chord"),
     "hit": _DRUM_ARTICULATION["short"],
     "pattern": ("a {adj}rhythm", "a {adj}beat", "a {adj}pattern", *_DRUM_ARTICULATION["repeated"]),
 }
@@ -73,7 +73,7 @@ _CHORDS = (
     (0, 7, 12),
     (0, 3, 8),
 )
-_VERSION = 1  # bump whenever what a seed renders changes (part of the disk-cache key)
+_VERSION = 2  # bump whenever what a seed renders changes (part of the disk-cache key)
 
 
 @dataclass(frozen=True)
@@ -122,14 +122,16 @@ def plan_phrase(inst: Instrument, seed: int, seconds: float, soundfont: str = DE
         return int(np.clip(base + rng.integers(-15, 16), 1, 127))
 
     events: list[tuple[float, float, int, int]] = []
-    if inst.drums:
+    if inst.drums:  # any of the drum's kit keys; a pattern sometimes moves to another (closed and open hi hat)
+        key = int(rng.choice(inst.kit_keys))
         if kind == "hit":
-            events.append((start, 0.3, inst.program, velocity()))
+            events.append((start, 0.3, key, velocity()))
         else:
             beat = 60.0 / float(rng.uniform(60, 180)) / float(rng.choice([1, 2, 4]))
             t = start
             for _ in range(int(rng.integers(2, 9))):
-                events.append((t, min(0.3, beat), inst.program, velocity()))
+                hit = int(rng.choice(inst.kit_keys)) if rng.random() < 0.3 else key
+                events.append((t, min(0.3, beat), hit, velocity()))
                 t += beat * float(rng.choice([1, 1, 1, 2]))
     else:
         keys = _sounding(soundfont)[inst.name]
