@@ -254,3 +254,45 @@ def gtzan_dir(tmp_path_factory) -> Path:
 def gtzan_files(root: Path) -> tuple[list[str], np.ndarray]:
     files = sorted((root / "genres").glob("*/*.wav"))
     return [str(f) for f in files], np.array([f.parent.name for f in files])
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory) -> tuple[Path, Path]:
+    """12 recordings (two 5 s ones, whose windows are searched), a corrupt file, a file that goes
+    missing and one that is spoiled after embedding, and a symlink to a file outside the folder;
+    embedded with windows (what the serve and search-service tests run on)."""
+    import pandas as pd
+
+    from skclap import embed_collection
+
+    from .serve_fixtures import FAMILIES, RATE, render
+
+    root = tmp_path_factory.mktemp("sounds")
+    audio = root / "audio"
+    audio.mkdir()
+    rows = []
+    for i, family in enumerate(FAMILIES * 2):
+        seconds = 5.0 if i < 2 else 1.5
+        path = audio / f"{family.replace(' ', '_')}-{i:02d}.wav"
+        sf.write(path, render(family, i, seconds), RATE)
+        rows.append({"path": str(path), "family": family, "take": f"take {i % 4}"})
+    (audio / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    rows.append({"path": str(audio / "broken.wav"), "family": "piano", "take": "take 0"})
+    gone = audio / "gone.wav"
+    sf.write(gone, render("organ", 99, 1.0), RATE)
+    rows.append({"path": str(gone), "family": "organ", "take": "take 1"})
+    spoiled = audio / "spoiled.wav"  # embedded, then overwritten with bytes that are not audio
+    sf.write(spoiled, render("cello", 97, 1.0), RATE)
+    rows.append({"path": str(spoiled), "family": "cello", "take": "take 3"})
+    outside = root / "outside.wav"
+    sf.write(outside, render("harp", 98, 1.0), RATE)
+    (audio / "link.wav").symlink_to(outside)
+    rows.append({"path": str(audio / "link.wav"), "family": "harp", "take": "take 2"})
+    manifest = root / "manifest.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    out = root / "emb"
+
+    embed_collection(str(manifest), out, model=str(TINY_DIR), windows=True, shard_size=5, device="cpu", progress=False)
+    gone.unlink()
+    spoiled.write_bytes(b"RIFF....WAVE not any more")
+    return out, outside

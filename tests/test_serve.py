@@ -16,53 +16,9 @@ import pytest
 import soundfile as sf
 
 from skclap import embed_collection, search
-from skclap.datasets.corpus import Clip
-from skclap.datasets.instruments import render_note
 
 from .conftest import TINY_DIR
-
-RATE = 16000
-FAMILIES = ["piano", "violin", "trumpet", "flute", "kick drum", "marimba"]
-
-
-def render(family: str, seed: int, seconds: float) -> np.ndarray:
-    attrs = {"dynamics": "loud", "pitch": "high" if seed % 2 else "low", "articulation": "long"}
-    return render_note(Clip(family, attrs, [family], seed), RATE, seconds)
-
-
-@pytest.fixture(scope="module")
-def collection(tmp_path_factory) -> tuple[Path, Path]:
-    """12 recordings (two 5 s ones, whose windows are searched), a corrupt file, a file that goes
-    missing and one that is spoiled after embedding, and a symlink to a file outside the folder;
-    embedded with windows."""
-    root = tmp_path_factory.mktemp("sounds")
-    audio = root / "audio"
-    audio.mkdir()
-    rows = []
-    for i, family in enumerate(FAMILIES * 2):
-        seconds = 5.0 if i < 2 else 1.5
-        path = audio / f"{family.replace(' ', '_')}-{i:02d}.wav"
-        sf.write(path, render(family, i, seconds), RATE)
-        rows.append({"path": str(path), "family": family, "take": f"take {i % 4}"})
-    (audio / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
-    rows.append({"path": str(audio / "broken.wav"), "family": "piano", "take": "take 0"})
-    gone = audio / "gone.wav"
-    sf.write(gone, render("organ", 99, 1.0), RATE)
-    rows.append({"path": str(gone), "family": "organ", "take": "take 1"})
-    spoiled = audio / "spoiled.wav"  # embedded, then overwritten with bytes that are not audio
-    sf.write(spoiled, render("cello", 97, 1.0), RATE)
-    rows.append({"path": str(spoiled), "family": "cello", "take": "take 3"})
-    outside = root / "outside.wav"
-    sf.write(outside, render("harp", 98, 1.0), RATE)
-    (audio / "link.wav").symlink_to(outside)
-    rows.append({"path": str(audio / "link.wav"), "family": "harp", "take": "take 2"})
-    manifest = root / "manifest.csv"
-    pd.DataFrame(rows).to_csv(manifest, index=False)
-    out = root / "emb"
-    embed_collection(str(manifest), out, model=str(TINY_DIR), windows=True, shard_size=5, device="cpu", progress=False)
-    gone.unlink()
-    spoiled.write_bytes(b"RIFF....WAVE not any more")
-    return out, outside
+from .serve_fixtures import FAMILIES, RATE, render
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +105,55 @@ def test_a_batch_size_below_one_is_refused(collection):
 
     with pytest.raises(ValueError, match="max_batch must be 1 or more; got 0"):
         create_app(collection[0], max_batch=0)
+
+
+def test_building_the_app_leaves_the_process_settings_alone(collection):
+    """gc.freeze and the GIL switch interval are for `skclap serve`'s own process: an application built
+    inside another program (a test, a notebook) changes neither."""
+    import gc
+    import sys
+
+    from skclap.serve import create_app
+
+    interval, frozen = sys.getswitchinterval(), gc.get_freeze_count()
+    app = create_app(collection[0])
+    assert sys.getswitchinterval() == interval and gc.get_freeze_count() == frozen
+    assert len(app.state.service) == 15
+
+
+def test_the_command_settles_its_own_process_for_serving(collection, monkeypatch, capsys):
+    import argparse
+    import gc
+    import sys
+
+    import uvicorn
+
+    import skclap.serve as serve
+
+    served = []
+
+    class Server:  # stands in for uvicorn's: records what it was given instead of listening
+        def __init__(self, config):
+            self.config = config
+
+        def run(self, sockets):
+            served.append((self.config.app, sys.getswitchinterval(), gc.get_freeze_count()))
+            for sock in sockets:
+                sock.close()
+
+    monkeypatch.setattr(uvicorn, "Server", Server)
+    p = argparse.ArgumentParser()
+    serve.add_arguments(p)
+    interval, frozen = sys.getswitchinterval(), gc.get_freeze_count()
+    try:
+        assert serve.run(p.parse_args([str(collection[0]), "--port", "0"])) == 0
+    finally:
+        sys.setswitchinterval(interval)
+        if frozen == 0:
+            gc.unfreeze()
+    [(app, during, frozen_during)] = served
+    assert during == pytest.approx(0.0005) and frozen_during > 0
+    assert len(app.state.service) == 15 and "(15 files)" in capsys.readouterr().out
 
 
 def test_more_like_this_and_search_by_example(client, collection):
