@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -31,6 +31,7 @@ __all__ = [
     "resample",
     "stream_windows",
     "to_mono",
+    "window_spans",
     "windows",
 ]
 
@@ -222,29 +223,49 @@ def prepare(item: Any, target_rate: int, sample_rate: int | None = None, name: s
 PADDINGS = ("repeat", "repeatpad")
 
 
+_Number = TypeVar("_Number", int, float)
+
+
+def window_spans(n: _Number, length: _Number, count: int | None = None) -> list[tuple[_Number, _Number]]:
+    """Where an item's fixed windows lie: ``(start, end)`` of each, in samples or in seconds.
+
+    An item no longer than a window is one window over all of it, ``(0, n)`` (filled up to ``length``
+    by padding). A longer one is cut into ``ceil(n / length)`` consecutive windows, the last aligned to
+    the end of the item so that no padding is invented. ``count`` overrides the number of windows: a
+    caller that counted them on the resampled audio gives that count for times in seconds.
+    """
+    if n <= length:
+        return [(0 * length, n)] * (1 if count is None else count)
+    last = n - length
+    starts = (min(k * length, last) for k in range(int(-(-n // length)) if count is None else count))
+    return [(a, a + length) for a in starts]
+
+
+def _pad(piece: np.ndarray, length: int, padding: str) -> np.ndarray:
+    """A window's samples filled up to ``length`` as ``padding`` says (:data:`PADDINGS`)."""
+    n = piece.shape[0]
+    if n == length:
+        return piece
+    if padding == "repeatpad":
+        out = np.zeros(length, dtype=piece.dtype)
+        whole = np.tile(piece, length // n)
+        out[: whole.shape[0]] = whole
+        return out
+    return np.tile(piece, -(-length // n))[:length]
+
+
 def windows(wave: np.ndarray, length: int, padding: str = "repeat") -> np.ndarray:
     """Cut a 1-D waveform into fixed windows of ``length`` samples, deterministically.
 
-    A clip shorter than the window fills it as ``padding`` says (:data:`PADDINGS`). A longer clip is
-    cut into ``ceil(n / length)`` consecutive windows; the last one is aligned to the end of the clip
-    so that no padding is invented. Returns an array of shape ``(n_windows, length)``.
+    The windows lie where :func:`window_spans` puts them; a clip shorter than the window fills it as
+    ``padding`` says (:data:`PADDINGS`). Returns an array of shape ``(n_windows, length)``.
     """
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS}; got {padding!r}")
     n = wave.shape[0]
     if n == 0:
         raise AudioError("the waveform is empty")
-    if n <= length:
-        if padding == "repeatpad":
-            out = np.zeros(length, dtype=wave.dtype)
-            whole = np.tile(wave, length // n)
-            out[: whole.shape[0]] = whole
-            return out[None, :]
-        reps = -(-length // n)
-        return np.tile(wave, reps)[:length][None, :]
-    count = -(-n // length)
-    starts = [min(i * length, n - length) for i in range(count)]
-    return np.stack([wave[s : s + length] for s in starts])
+    return np.stack([_pad(wave[a:b], length, padding) for a, b in window_spans(n, length)])
 
 
 def quantize_int16(wave: np.ndarray) -> np.ndarray:
@@ -273,9 +294,12 @@ def stream_windows(
     """Yield the windows of a long audio file in arrays of up to ``block`` windows.
 
     The file is decoded and resampled (soxr's streaming resampler, identical output) a block at a
-    time; the windows equal ``windows(load(path, target_rate)[0], length)``: consecutive, the last
-    one aligned to the end of the recording. Memory stays bounded by ``block`` windows.
+    time; the windows equal ``windows(load(path, target_rate)[0], length)``: those of
+    :func:`window_spans`, consecutive, the last one aligned to the end of the recording. Memory stays
+    bounded by ``block`` windows.
     """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}; got {padding!r}")
     label = name or describe(path)
     try:
         f = sf.SoundFile(os.fspath(path))
@@ -286,7 +310,8 @@ def stream_windows(
         stream = soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="HQ") if rate != target_rate else None
         step = max(1, math.ceil(block * length * rate / target_rate))
         pending = np.zeros(0, dtype=np.float32)  # resampled samples not yet in a window
-        last = None  # the last full window given out
+        last = np.zeros(0, dtype=np.float32)  # the last full window given out
+        given = 0  # full windows given out
         total = 0
         read = 0  # samples read from the file
         while True:
@@ -306,19 +331,20 @@ def stream_windows(
             total += mono.shape[0]
             pending = np.concatenate([pending, mono])
             full = pending.shape[0] // length
-            if end and total <= length:
-                break
             if full:
                 out = pending[: full * length].reshape(full, length)
                 last = out[-1].copy()
+                given += full
                 pending = pending[full * length :]
                 yield out
             if end:
                 break
     if total == 0:
         raise AudioError(f"{label}: audio file contains no samples")
-    if total <= length:  # shorter than one window after all: padded as windows() does
-        yield windows(pending, length, padding)
-    elif pending.shape[0]:
-        assert last is not None  # a full window came before the remainder
-        yield np.concatenate([last[pending.shape[0] :], pending])[None, :]
+    # the windows still to give out (the end-aligned last one, or the one padded window of a short
+    # recording) lie within the last full window and the samples after it
+    tail = np.concatenate([last, pending])
+    offset = total - tail.shape[0]
+    rest = window_spans(total, length)[given:]
+    if rest:
+        yield np.stack([_pad(tail[a - offset : b - offset], length, padding) for a, b in rest])

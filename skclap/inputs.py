@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
-__all__ = ["as_items", "as_texts", "check_targets", "is_label_lists", "sorted_classes"]
+__all__ = ["as_items", "as_texts", "check_targets", "class_codes", "class_index", "is_label_lists", "resolve_classes", "sorted_classes"]
 
 
 def _is_missing(x: Any) -> bool:
@@ -211,20 +211,85 @@ def check_known_labels(values: Any, labels: list) -> None:
         raise ValueError(f"y contains labels that are not in labels: {unknown[:10]}")
 
 
-def class_codes(y: Any, labels: Any, estimator: str) -> tuple[np.ndarray, np.ndarray]:
-    """Single-label targets as ``(classes, index of each clip's class)``. The classes are sorted: the
-    given ``labels`` (every label in ``y`` must be one of them), else the values of ``y``."""
-    from sklearn.utils.multiclass import check_classification_targets
+def resolve_classes(
+    y: Any,
+    labels: Any,
+    estimator: str,
+    *,
+    multilabel: bool | str | None = None,
+    default: Sequence[Any] | None = None,
+    hint: str | None = "give the class names as labels=[...]",
+) -> tuple[np.ndarray, bool]:
+    """The classes an estimator is fitted to, in the order of ``predict_proba``'s columns, and whether
+    ``y`` holds tag sets.
 
-    y_arr = np.asarray(y)
-    if y_arr.ndim != 1 or is_label_lists(y):
-        raise ValueError(f"{estimator} takes one label per clip (1-D y); got {type_of_target(y_arr, input_name='y')} targets")
-    check_classification_targets(y_arr)
+    ``labels`` name the classes in any order (:func:`check_labels`); the classes are then those names
+    sorted (:func:`sorted_classes`), and every label of ``y`` must be one of them. Without ``labels``
+    they are the values of ``y`` (``np.unique``); without ``y`` either, ``default`` (e.g. the keys of a
+    mapping the estimator was given), else the error says that ``y`` is needed, ``(or hint)``; with
+    ``hint=None`` ``y`` is always needed. ``multilabel`` is the estimator's tag-set parameter
+    (``"auto"``, True, False), None for an estimator that takes one label per clip. Tag sets are a list
+    of label lists (classes sorted) or an indicator matrix, whose classes keep its columns' order:
+    ``labels`` then name its columns, and sorting them would score each column as another class.
+    """
     names = check_labels(labels)
+    if y is None:
+        named = names if names is not None else default
+        if hint is None or not named:
+            alternative = f" (or {hint})" if hint else ""
+            raise ValueError(f"{estimator} requires y to be passed, but the target y is None{alternative}")
+        return sorted_classes(named), multilabel is True
+    if multilabel is not None:
+        tags = _tag_set_classes(y, names, multilabel)
+        if tags is not None:
+            return tags, True
+    wanted = "one label per clip (1-D y)" + ("" if multilabel is None else " or tag sets (an indicator matrix or label lists)")
+    if is_label_lists(y):
+        raise ValueError(f"{estimator} takes {wanted}; got a list of label lists")
+    y_arr = np.asarray(y)
+    if y_arr.ndim != 1:
+        raise ValueError(f"{estimator} takes {wanted}; got {type_of_target(y_arr, input_name='y')} targets of shape {y_arr.shape}")
+    check_classification_targets(y_arr)
+    if multilabel is True:
+        raise ValueError("multilabel=True needs y as an indicator matrix or a list of label lists")
     if names is None:
-        classes, codes = np.unique(y_arr, return_inverse=True)
-        return classes, codes
+        return np.unique(y_arr), False
     check_known_labels(y_arr.tolist(), names)
-    classes = sorted_classes(names)
+    return sorted_classes(names), False
+
+
+def _tag_set_classes(y: Any, names: list | None, multilabel: bool | str) -> np.ndarray | None:
+    """The classes of tag sets (a list of label lists, or an indicator matrix: 2-D ``y`` read as one
+    with ``multilabel=True``); None when ``y`` holds one label per clip."""
+    if is_label_lists(y):
+        if multilabel is False:
+            raise ValueError("y is a list of label lists, but multilabel=False")
+        if names is None:
+            from sklearn.preprocessing import MultiLabelBinarizer
+
+            return MultiLabelBinarizer().fit(y).classes_
+        check_known_labels((v for row in y for v in row), names)
+        return sorted_classes(names)
+    y_arr = np.asarray(y)
+    if not (type_of_target(y_arr, input_name="y") == "multilabel-indicator" or (y_arr.ndim == 2 and multilabel is True)):
+        return None
+    if multilabel is False:
+        raise ValueError("y is a 2-D indicator matrix, but multilabel=False")
+    n_cls = y_arr.shape[1]
+    if names is not None and len(names) != n_cls:
+        raise ValueError(f"y has {n_cls} columns but labels has {len(names)} names")
+    # an indicator matrix orders the classes by its columns; labels name them in that order
+    return np.asarray(names if names is not None else np.arange(n_cls))
+
+
+def class_index(classes: np.ndarray, y: Any) -> np.ndarray:
+    """Each clip's class in single-label ``y`` as its index in ``classes``."""
     index = {c: i for i, c in enumerate(classes.tolist())}
-    return classes, np.asarray([index[v] for v in y_arr.tolist()], dtype=np.int64)
+    return np.asarray([index[v] for v in np.asarray(y).tolist()], dtype=np.int64)
+
+
+def class_codes(y: Any, labels: Any, estimator: str) -> tuple[np.ndarray, np.ndarray]:
+    """Single-label targets as ``(classes, index of each clip's class)``, the classes as
+    :func:`resolve_classes` gives them."""
+    classes, _ = resolve_classes(y, labels, estimator, hint=None)
+    return classes, class_index(classes, y)

@@ -79,6 +79,25 @@ def test_windows_long_clip_is_cut_consecutively_last_aligned_to_end():
     np.testing.assert_array_equal(audio.windows(x, 4), w)
 
 
+def test_window_spans_in_samples_and_in_seconds():
+    """One rule places the windows the model sees and the times ``embed`` reports for them."""
+    assert audio.window_spans(10, 4) == [(0, 4), (4, 8), (6, 10)]
+    assert audio.window_spans(3, 8) == [(0, 3)]  # one window over all of it, padded to 8
+    assert audio.window_spans(25.0, 10.0) == [(0.0, 10.0), (10.0, 20.0), (15.0, 25.0)]
+    assert audio.window_spans(7.5, 10.0, count=1) == [(0.0, 7.5)]
+    # a count made on the resampled audio wins over the one the duration would give
+    assert audio.window_spans(20.5, 10.0, count=2) == [(0.0, 10.0), (10.0, 20.0)]
+
+
+def test_stream_windows_of_a_file_exactly_one_window_long(tmp_path):
+    path = tmp_path / "one.wav"
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32) * 0.1
+    sf.write(path, x, 16000, subtype="FLOAT")
+    for block in (1, 2):  # the window fills a whole read, or part of one
+        got = np.concatenate(list(audio.stream_windows(path, 16000, 1000, block=block)))
+        np.testing.assert_array_equal(got, audio.windows(audio.load(path, 16000)[0], 1000))
+
+
 # ----------------------------------------------------------------------------------- bad input
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.wav"):

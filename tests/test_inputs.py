@@ -72,3 +72,25 @@ def test_a_generator_is_read_once(tiny_model_dir, tmp_path):
         spent = iter(files)
         list(spent)
         emb.fit_transform(spent)
+
+
+def test_the_classes_every_classifier_fits_come_from_one_rule():
+    """:func:`skclap.inputs.resolve_classes`: sorted names, the values of y, an indicator matrix's
+    columns in their order, and errors that name the estimator and what it takes."""
+    from skclap.inputs import class_codes, resolve_classes
+
+    classes, tags = resolve_classes(["rain", "dog", "rain"], ["rain", "dog", "cat"], "Est")
+    assert classes.tolist() == ["cat", "dog", "rain"] and not tags
+    assert resolve_classes([2, 1, 2], None, "Est")[0].tolist() == [1, 2]
+    assert resolve_classes(None, None, "Est", default=["b", "a"], hint="h")[0].tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match=r"Est requires y to be passed, but the target y is None \(or name them\)"):
+        resolve_classes(None, None, "Est", hint="name them")
+    with pytest.raises(ValueError, match=r"Est takes one label per clip \(1-D y\); got a list of label lists"):
+        resolve_classes([["a"], ["a", "b"]], None, "Est")
+    columns, tags = resolve_classes(np.array([[1, 0, 0], [0, 1, 1]]), ["violin", "piano", "flute"], "Est", multilabel="auto")
+    assert columns.tolist() == ["violin", "piano", "flute"] and tags
+    assert resolve_classes([["b"], ["a", "b"]], None, "Est", multilabel="auto")[0].tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match="multilabel=False"):
+        resolve_classes([["b"], ["a", "b"]], None, "Est", multilabel=False)
+    classes, codes = class_codes(["rain", "dog", "rain"], ["rain", "dog"], "Est")
+    assert classes.tolist() == ["dog", "rain"] and codes.tolist() == [1, 0, 1]

@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 from scipy.special import log_softmax
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ..inference import normalize_rows
-from ..inputs import check_known_labels, check_labels, sorted_classes
+from ..inputs import resolve_classes
 from ..prompting import check_label_prompts, check_templates, label_wordings, prompt_vectors, prompts_for
 from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
@@ -134,24 +133,6 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
         "label_prompts": [Mapping, None],
     }
 
-    def _classes(self, y: Any) -> np.ndarray:
-        labels = check_labels(self.labels)
-        if y is not None:
-            y_arr = np.asarray(y)
-            if y_arr.ndim != 1:
-                raise ValueError(f"y must be 1-D (one label per clip); got shape {y_arr.shape}")
-            check_classification_targets(y_arr)
-            if labels is None:
-                return np.unique(y_arr)
-            check_known_labels(y_arr.tolist(), labels)
-        if labels is None:
-            labels = list(self.label_parts or {})
-        if not labels:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None (or name the classes in label_parts)"
-            )
-        return sorted_classes(labels)
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> CLAPCompositionalClassifier:
         """Take the classes from ``labels``, ``label_parts`` or ``y`` and embed their parts' prompts.
@@ -164,7 +145,9 @@ class CLAPCompositionalClassifier(ClassVectorScores, ClassifierMixin, CLAPEstima
                 y = check_targets(y, len(X), type(self).__name__)
         if isinstance(self.templates, str) and self.templates == "auto":
             raise ValueError("templates='auto' chooses templates for whole labels (CLAPZeroShotClassifier); give the parts' templates")
-        classes = self._classes(y)
+        classes, _ = resolve_classes(
+            y, self.labels, type(self).__name__, default=list(self.label_parts), hint="name the classes in label_parts"
+        )
         templates = check_templates(self.templates)
         parts = check_label_parts(classes.tolist(), self.label_parts)
         slots = [list(dict.fromkeys(p[k] for p in parts if p[k] is not None)) for k in range(len(parts[0]))]

@@ -10,9 +10,8 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ..inputs import check_known_labels, check_labels, sorted_classes
+from ..inputs import class_index, resolve_classes
 from ..metrics import mean_average_precision
 from ..prompting import TEMPLATE_POOL, check_label_prompts, check_templates, label_wordings, prompt_vectors, prompts_for, select_templates
 from ._base import CLAPEstimatorBase, as_items, check_targets, is_label_lists
@@ -115,43 +114,6 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
     }
 
     # ------------------------------------------------------------------------------ fitting
-    def _resolve_targets(self, y: Any) -> tuple[np.ndarray, bool]:
-        labels = check_labels(self.labels)
-        if y is None:
-            if labels is None:
-                raise ValueError(
-                    f"{type(self).__name__} requires y to be passed, but the target y is None (or give the class names as labels=[...])"
-                )
-            return sorted_classes(labels), self.multilabel is True
-
-        if is_label_lists(y):
-            if self.multilabel is False:
-                raise ValueError("y is a list of label lists, but multilabel=False")
-            if labels is None:
-                return MultiLabelBinarizer().fit(y).classes_, True
-            check_known_labels((v for row in y for v in row), labels)
-            return sorted_classes(labels), True
-
-        y_arr = np.asarray(y)
-        kind = type_of_target(y_arr, input_name="y")
-        if kind == "multilabel-indicator" or (y_arr.ndim == 2 and self.multilabel is True):
-            if self.multilabel is False:
-                raise ValueError("y is a 2-D indicator matrix, but multilabel=False")
-            n_cls = y_arr.shape[1]
-            if labels is not None and len(labels) != n_cls:
-                raise ValueError(f"y has {n_cls} columns but labels has {len(labels)} names")
-            # an indicator matrix orders the classes by its columns; labels name them in that order
-            return np.asarray(labels if labels is not None else np.arange(n_cls)), True
-        if y_arr.ndim != 1:
-            raise ValueError(f"y must be 1-D (one label per clip) or a multi-label indicator matrix; got shape {y_arr.shape}")
-        check_classification_targets(y_arr)
-        if self.multilabel is True:
-            raise ValueError("multilabel=True needs y as an indicator matrix or a list of label lists")
-        if labels is None:
-            return np.unique(y_arr), False
-        check_known_labels(y_arr.tolist(), labels)
-        return sorted_classes(labels), False
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any = None, y: Any = None) -> CLAPZeroShotClassifier:
         """Take the classes from ``labels`` or ``y`` and embed their prompts. ``X`` is not used for
@@ -160,7 +122,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
             X = as_items(X)  # read once: an iterator would be spent by the next use
             if y is not None:
                 y = check_targets(y, len(X), type(self).__name__)
-        classes, multilabel = self._resolve_targets(y)
+        classes, multilabel = resolve_classes(y, self.labels, type(self).__name__, multilabel=self.multilabel)
         templates = check_templates(self.templates)
         for name in ("template_scores_", "template_cv_score_"):  # from an earlier fit
             self.__dict__.pop(name, None)
@@ -187,8 +149,7 @@ class CLAPZeroShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBa
         if multilabel:
             target = self._indicator(y)
         else:
-            index = {c: i for i, c in enumerate(classes.tolist())}
-            target = np.asarray([index[v] for v in np.asarray(y).tolist()])
+            target = class_index(classes, y)
         wordings = [label_wordings(c, self.label_prompts) for c in classes.tolist()]
         chosen = select_templates(audio, target, wordings, self._prompt_texts, multilabel, TEMPLATE_POOL)
         self.template_scores_, self.template_cv_score_ = chosen.scores, chosen.cv_score
