@@ -3,7 +3,7 @@
     python benchmarks/train_throughput.py [--presets tiny small msclap-2022] [--steps N]
 
 Prints one row per preset and configuration: plain batches, gradient caching (micro-batches) and, on a
-CPU that computes bfloat16 natively, ``TrainConfig(cpu_bf16=True)``; the same global batch, measured
+CPU that computes bfloat16 natively, ``TrainConfig(precision="auto")``; the same global batch, measured
 side by side in one run on random audio and synthetic captions.
 """
 
@@ -22,14 +22,14 @@ from skclap.models.tokenizer import basic_tokenizer
 from skclap.training import TrainConfig, Trainer
 
 
-def measure(preset: str, batch: int, micro: int | None, steps: int, cpu_bf16: bool = False) -> float:
+def measure(preset: str, batch: int, micro: int | None, steps: int, precision: str | None = None) -> float:
     # Offline, the full preset tokenizes with the built-in vocabulary (its ids are valid BERT ids);
     # the cost of a step does not depend on which WordPiece vocabulary made the ids.
     model = CLAPModel.from_preset(preset, tokenizer=basic_tokenizer())
     cfg = model.config
     corpus = make_corpus(batch * (steps + 1), seed=0, sample_rate=cfg.sample_rate, seconds=cfg.frontend.clip_seconds)
     data = (corpus.waveforms(), corpus.captions)
-    config = TrainConfig(batch_size=batch, micro_batch_size=micro, max_steps=1, progress=False, warmup_steps=1, cpu_bf16=cpu_bf16)
+    config = TrainConfig(batch_size=batch, micro_batch_size=micro, max_steps=1, progress=False, warmup_steps=1, precision=precision)
     Trainer(model, config).fit(data, item_rate=cfg.sample_rate)  # first step: allocation, thread pools
     trainer = Trainer(model, config, max_steps=steps)
     t0 = time.perf_counter()
@@ -52,7 +52,7 @@ def main() -> None:
         plain = measure(preset, batch, None, steps)
         rows = [("-", "fp32", plain), (str(batch // 4), "fp32", measure(preset, batch, batch // 4, steps))]
         if bf16:
-            rows.append(("-", "bf16", measure(preset, batch, None, steps, cpu_bf16=True)))
+            rows.append(("-", "bf16", measure(preset, batch, None, steps, precision="bf16")))
         for micro, arith, rate in rows:
             print(f"{preset:12s} {batch:5d} {micro:>5s} {arith:>6s} {rate:9.2f} {rate / plain:8.2f}")
 

@@ -20,6 +20,8 @@ _MODULES = {
     "import_msclap": ".checkpoints",
     "load_model": ".checkpoints",
     "embed_collection": ".embed",
+    "Encoder": ".encoder",
+    "clear_caches": ".encoder",
     "CLAPCompositionalClassifier": ".estimators",
     "CLAPEmbedder": ".estimators",
     "CLAPFewShotClassifier": ".estimators",
@@ -55,10 +57,12 @@ __all__ = [
     "CLAPConfig",
     "CLAPModel",
     "CheckpointError",
+    "Encoder",
     "UnknownWordsWarning",
     "build_index",
     "check_model",
     "clap_score",
+    "clear_caches",
     "embed_collection",
     "read_embeddings",
     "search",
@@ -90,6 +94,7 @@ if TYPE_CHECKING:
     from .audio import AudioError
     from .checkpoints import import_laion, import_msclap, load_model
     from .embed import embed_collection
+    from .encoder import Encoder, clear_caches
     from .estimators import (
         CLAPCompositionalClassifier,
         CLAPEmbedder,

@@ -26,7 +26,7 @@ import torch
 from .fileio import write_atomic
 from .models.state import weights_stamp
 
-__all__ = ["DiskCache", "MemoryCache", "get_cache", "item_key", "model_fingerprint"]
+__all__ = ["DiskCache", "MemoryCache", "get_cache", "item_key", "memory_cache", "model_fingerprint"]
 
 
 def _hash_array(h: Any, arr: Any) -> None:
@@ -163,6 +163,11 @@ class DiskCache:
 
 
 _MEMORY = MemoryCache()
+
+
+def memory_cache() -> MemoryCache:
+    """The process-wide memory cache (``cache=True``)."""
+    return _MEMORY
 
 
 def get_cache(spec: Any) -> MemoryCache | DiskCache | None:

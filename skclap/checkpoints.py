@@ -27,17 +27,19 @@ import torch
 
 from . import convert
 from .backends.laion import LaionCLAP, is_laion_checkpoint
-from .devices import resolve_device
+from .devices import resolve_device, same_device
 from .exceptions import CheckpointError
 from .frontend import mel_filterbank
-from .hub import check_hub_reachable, explain_hub_error, hub_offline
+from .hub import explain_hub_error, from_cache_or_hub, hub_offline
 from .models.clap import CLAPConfig, CLAPModel, preset_config
+from .models.protocol import ClapLike, check_clap_model
 from .models.serialization import load_state, save_directory, weights_to_follow
 from .registry import PRETRAINED, Pretrained, bundled_path, parse_spec, unknown_name_message
 
 __all__ = [
     "CheckpointError",
     "cache_dir",
+    "clear_model_cache",
     "import_laion",
     "import_msclap",
     "load_model",
@@ -45,6 +47,7 @@ __all__ = [
     "resolve_model",
     "resolve_checkpoint",
     "save_model",
+    "trainable",
 ]
 
 
@@ -69,16 +72,17 @@ def resolve_checkpoint(name: str) -> Path:
         f"Where the hub is reachable, run `{ckpt.download}` (or download {ckpt.url}); or place the file at "
         f"{local} (or set SKCLAP_HOME), or pass its path, e.g. load_model('/path/to/{filename}')."
     )
-    try:
-        return Path(hf_hub_download(ckpt.repo_id, filename, local_files_only=True))
-    except Exception:  # not in the Hugging Face cache: download it, unless offline
-        pass
-    if hub_offline():
-        raise CheckpointError(f"checkpoint {name!r} is not available offline (HF_HUB_OFFLINE is set and the file is not cached). {place}")
-    try:
-        check_hub_reachable()
-        return Path(hf_hub_download(ckpt.repo_id, filename))
-    except Exception as err:  # every failure is reported with its cause
+
+    def download(local_only: bool) -> str:
+        return hf_hub_download(ckpt.repo_id, filename, local_files_only=local_only)
+
+    try:  # every failure is reported with its cause, whatever the hub client raised
+        return Path(from_cache_or_hub(download, errors=(Exception,)))
+    except Exception as err:
+        if hub_offline():
+            raise CheckpointError(
+                f"checkpoint {name!r} is not available offline (HF_HUB_OFFLINE is set and the file is not cached). {place}"
+            ) from err
         raise CheckpointError(
             f"checkpoint {name!r}: downloading {filename} from {ckpt.repo_id} failed: {explain_hub_error(err)}. {place}"
         ) from err
@@ -304,20 +308,22 @@ def _load_pretrained(ckpt: Pretrained, device: Any, tokenizer: Any, config: CLAP
 
 def load_model(
     name_or_path: str | os.PathLike,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     tokenizer: Any = None,
     config: CLAPConfig | None = None,
 ) -> CLAPModel | LaionCLAP:
     """Load a CLAP model by any name of :mod:`skclap.registry`: released weights (``"msclap-2023"``,
     ``"laion-630k-audioset-best"``, ``"laion/clap-htsat-fused"``), ``"preset:NAME"`` (random
-    weights), ``"hf-hub:ID"``, or a path (a skclap or transformers directory, a released file)."""
+    weights), ``"hf-hub:ID"``, or a path (a skclap or transformers directory, a released file).
+    ``device``: ``"auto"`` or None (CUDA, then MPS, then CPU) or a device, as everywhere in skclap."""
+    device = resolve_device(device)
     try:
         spec = parse_spec(name_or_path)
     except KeyError as err:
         raise CheckpointError(err.args[0]) from None
     if spec.kind == "preset":
         model = CLAPModel.from_preset(spec.value, tokenizer=tokenizer)
-        return model.to(device or "cpu")
+        return model.to(device)
     if spec.kind == "bundled":
         model = CLAPModel.from_pretrained(bundled_path(spec.value), device, tokenizer)
         model.source = spec.value
@@ -367,24 +373,43 @@ def _stamp(spec: str) -> tuple:
     return tuple(out)
 
 
-def resolve_model(spec: Any, device: str | torch.device | None = "auto") -> CLAPModel | LaionCLAP:
-    """A model from an instance (moved to ``device``), or from any name or path :func:`load_model`
-    takes, loaded once: the two most recently used are kept for the process, so that estimator
-    clones (cross-validation folds, grid-search candidates) and repeated calls share them."""
-    dev = resolve_device(device)
-    if isinstance(spec, (CLAPModel, LaionCLAP)):
-        return spec if spec.device == dev else spec.to(dev)
+def resolve_model(spec: Any, device: str | torch.device | None = "auto") -> ClapLike:
+    """The model ``spec`` names, on ``device``: an instance as it is (never moved: on another device
+    than an explicit ``device`` it is refused; ``"auto"`` takes its own device), or any name or path
+    :func:`load_model` takes, loaded once: the two most recently used are kept for the process
+    (:func:`skclap.clear_caches` empties it), so that estimator clones (cross-validation folds,
+    grid-search candidates) and repeated calls share them."""
     if spec is None:
         raise ValueError("model is required: a registered name (e.g. 'msclap-2022'), a checkpoint directory, or a CLAPModel")
     if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"model must be a name, a path or a CLAPModel; got {type(spec).__name__}")
+        model = check_clap_model(spec)
+        if device not in (None, "auto") and not same_device(model.device, device):
+            raise ValueError(
+                f"the model is on {model.device} and device={str(device)!r}: skclap does not move a model it is given; "
+                f"move it first (model.to({str(device)!r})) or pass device='auto' to use it where it is"
+            )
+        return model
+    dev = resolve_device(device)
     key = (_stamp(os.fspath(spec)), str(dev))
     with _LOAD_LOCK:
-        model = _LOADED.get(key)
-        if model is None:
-            model = load_model(spec, device=dev)
-            _LOADED[key] = model
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            loaded = _LOADED[key] = load_model(spec, device=dev)
             while len(_LOADED) > _LOADED_MAX:
                 _LOADED.popitem(last=False)
         _LOADED.move_to_end(key)
-        return model
+        return loaded
+
+
+def trainable(model: ClapLike, what: str) -> CLAPModel | LaionCLAP:
+    """``model`` when skclap can train it (its own architecture or a LAION one); a ``TypeError``
+    saying so otherwise (other models embed, but training needs their modules)."""
+    if not isinstance(model, (CLAPModel, LaionCLAP)):
+        raise TypeError(f"{what} trains the model, and skclap trains CLAPModel and LaionCLAP models; got {type(model).__name__}")
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget the models :func:`resolve_model` keeps for the process."""
+    with _LOAD_LOCK:
+        _LOADED.clear()

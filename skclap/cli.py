@@ -50,6 +50,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from .encoder import add_runtime_arguments
+
     p.add_argument("manifest", help="CSV or Parquet with 'audio' and 'caption' columns (one row per caption)")
     p.add_argument("--out", required=True, help="output directory: final model, checkpoints/, history.csv")
     start = p.add_mutually_exclusive_group()
@@ -66,14 +68,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["adamw", "adam"], default="adamw")
     p.add_argument("--freeze-text", action="store_true", help="freeze the text transformer")
     p.add_argument("--freeze-audio", action="store_true", help="freeze the CNN14 audio backbone")
-    p.add_argument("--cpu-bf16", action="store_true", help="bfloat16 autocast on a CPU that computes bf16 natively (else float32)")
+    p.add_argument("--cpu-bf16", action="store_true", help=argparse.SUPPRESS)  # deprecated: --precision auto
     p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
     p.add_argument("--eval-every", type=int, help="steps between validations (also at every epoch end)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
-    p.add_argument("--no-progress", action="store_true")
+    add_runtime_arguments(p, ("precision", "device", "progress"))
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -91,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         freeze_text=args.freeze_text,
         freeze_audio=args.freeze_audio,
-        cpu_bf16=args.cpu_bf16,
+        precision="auto" if args.cpu_bf16 and args.precision is None else args.precision,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         num_workers=args.num_workers,
@@ -173,6 +174,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         tuner_steps=args.tuner_steps,
         batch_size=args.batch_size,
         device=args.device,
+        precision=args.precision,
         progress=not args.no_progress,
     )
     print(results_markdown(table, model_name=args.model))
@@ -263,20 +265,6 @@ def run_install_extra(args: argparse.Namespace) -> int:
     return install_extra(args.extra, dry_run=args.dry_run)
 
 
-def add_runtime_arguments(p: argparse.ArgumentParser, precision: bool = True) -> None:
-    """The options of every command that embeds: batch size, precision, device, progress bar."""
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
-    if precision:
-        p.add_argument(
-            "--precision",
-            choices=["auto", "fp32", "bf16", "fp16"],
-            default=None,
-            help="default: fp16 on CUDA, fp32 on CPU; auto: also bf16 on CPUs with native bf16",
-        )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
-
-
 def _command(sub: Any, name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
     """A subcommand whose ``--help`` opens with what it does (its line in ``skclap --help``)."""
     p = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", **kwargs)
@@ -287,6 +275,7 @@ def _command(sub: Any, name: str, help: str, **kwargs: Any) -> argparse.Argument
 def build_parser() -> argparse.ArgumentParser:
     from .demo import MODEL as DEMO_MODEL
     from .embed import MODEL_HELP, OUTPUT_LAYOUT
+    from .encoder import add_runtime_arguments
     from .score import DEFAULT_SCORE_MODEL
 
     parser = argparse.ArgumentParser(prog="skclap", description="CLAP for scikit-learn")
@@ -319,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tuner-steps", type=int, default=200, help="fewshot: the prompt tuner's optimisation steps per fit (default 200)")
     ev.add_argument("--out", default="skclap-eval", help="folder for results.csv and results.md")
     ev.add_argument("--cache-dir", help="keep audio embeddings on disk here (default: in memory)")
-    add_runtime_arguments(ev, precision=False)
+    add_runtime_arguments(ev)
     ev.set_defaults(func=run_evaluate)
     from .embed import add_arguments as add_embed_arguments
 
@@ -347,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     se.add_argument("--index", choices=["auto", "exact", "faiss"], default="auto")
     se.add_argument("--csv", help="also write the results table here")
-    se.add_argument("--device", default="auto")
+    add_runtime_arguments(se, ("device",))
     se.set_defaults(func=run_search)
     sv = _command(sub, "serve", "search an embedded collection in the browser, by text or by sound")
     add_serve_arguments(sv)

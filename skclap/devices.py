@@ -7,20 +7,44 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast_dtype", "cpu_has_native_bf16", "resolve_device", "resolve_precision"]
+__all__ = [
+    "PRECISIONS",
+    "autocast_dtype",
+    "cpu_has_native_bf16",
+    "precision_available",
+    "resolve_device",
+    "resolve_precision",
+    "same_device",
+]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None -> CUDA when present, else Apple MPS, else CPU."""
+    """``"auto"``/None -> CUDA when present, else Apple MPS, else CPU; an accelerator with its index."""
     if device is None or device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return _indexed(torch.device("cuda"))
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
+            return _indexed(torch.device("mps"))
         return torch.device("cpu")
-    return torch.device(device)
+    return _indexed(torch.device(device))
+
+
+def _indexed(device: torch.device) -> torch.device:
+    """``device`` as a module's parameters report it: an accelerator with its index (``"cuda"`` is
+    the current one), a CPU without one (``"cpu:0"`` is the CPU)."""
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.index is None and device.type in ("cuda", "mps"):
+        index = torch.cuda.current_device() if device.type == "cuda" and torch.cuda.is_available() else 0
+        return torch.device(device.type, index)
+    return device
+
+
+def same_device(a: str | torch.device, b: str | torch.device) -> bool:
+    """Whether ``a`` and ``b`` name one device (``"cuda"`` and ``"cuda:0"`` do, when 0 is current)."""
+    return _indexed(torch.device(a)) == _indexed(torch.device(b))
 
 
 @lru_cache(maxsize=1)
@@ -81,6 +105,15 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         raise ValueError("this CPU has no native bfloat16 (avx512_bf16/AMX): bf16 would be hundreds of times slower than fp32")
     return precision
+
+
+def precision_available(precision: str, device: torch.device) -> bool:
+    """Whether ``device`` computes ``precision`` (fp16 autocast needs CUDA, bf16 on a CPU native bf16)."""
+    try:
+        resolve_precision(precision, device)
+    except ValueError:
+        return False
+    return True
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:

@@ -40,11 +40,11 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from .audio import describe
-from .checkpoints import resolve_model
-from .devices import resolve_device, resolve_precision
+from .audio import describe, window_spans
+from .devices import resolve_device
+from .encoder import Encoder, add_runtime_arguments
 from .fileio import write_atomic
-from .inference import audio_fingerprint, embed_audio, precision_label
+from .inference import normalize_rows
 from .version import __version__
 
 __all__ = ["AUDIO_EXTENSIONS", "MODEL_HELP", "OUTPUT_LAYOUT", "EmbedSummary", "embed_collection", "list_inputs", "main"]
@@ -146,14 +146,6 @@ def _part(out: Path, kind: str, k: int) -> Path:
     return out / folder / f"part-{k:05d}.{ext}"
 
 
-def _window_bounds(duration: float, window: float, count: int) -> list[tuple[float, float]]:
-    """Start and end seconds of an item's windows (skclap's rule: consecutive, the last aligned to
-    the end; a clip shorter than a window is one repeat-padded window over all of it)."""
-    if duration <= window:
-        return [(0.0, duration)] * count
-    return [(min(k * window, duration - window), min(k * window, duration - window) + window) for k in range(count)]
-
-
 def _info(path: str) -> tuple[float, int]:
     info = sf.info(path)
     return (info.frames / info.samplerate if info.samplerate else 0.0), int(info.samplerate)
@@ -196,19 +188,7 @@ def _plan(out: Path, inputs: pd.DataFrame, shard_size: int, model_name: str, fin
     return plan
 
 
-def _embed_shard(
-    model: Any,
-    rows: pd.DataFrame,
-    k: int,
-    out: Path,
-    *,
-    windows: bool,
-    on_error: str,
-    batch_size: int,
-    decode_workers: int,
-    precision: str | None,
-    progress: bool,
-) -> tuple[int, int]:
+def _embed_shard(encoder: Encoder, rows: pd.DataFrame, k: int, out: Path, *, windows: bool, on_error: str) -> tuple[int, int]:
     paths = list(rows["path"])
     errors: list[tuple[str, str, str]] = []
     per_window: dict[int, np.ndarray] = {}
@@ -222,17 +202,7 @@ def _embed_shard(
             message = message[len(prefix) :].lstrip(": ")
         errors.append((paths[i], type(err).__name__, message))
 
-    emb = embed_audio(
-        model,
-        paths,
-        batch_size=batch_size,
-        cache=None,
-        progress=progress,
-        workers=decode_workers,
-        precision=precision,
-        on_error=record if on_error == "skip" else None,
-        window_sink=lambda i, w: per_window.__setitem__(i, w),
-    )
+    emb = encoder.audio(paths, on_error=record if on_error == "skip" else None, window_sink=lambda i, w: per_window.__setitem__(i, w))
     ok = [i for i in range(len(paths)) if i in per_window]
     info: dict[int, tuple[float, int]] = {}
     for i in ok:
@@ -244,7 +214,6 @@ def _embed_shard(
             record(i, err)
     ok = [i for i in ok if i in info]
     vectors = emb[ok]
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     import pyarrow as pa
 
@@ -254,17 +223,17 @@ def _embed_shard(
     table = table.append_column("n_windows", pa.array([len(per_window[i]) for i in ok], pa.int32()))
     table = table.append_column("embedding", _embedding_column(vectors))
     if windows:
-        window_s = float(model.config.window_samples) / model.config.sample_rate
+        window_s = float(encoder.model.config.window_samples) / encoder.model.config.sample_rate
         w_path, w_idx, w_start, w_end, w_vec = [], [], [], [], []
         for i in ok:
-            bounds = _window_bounds(info[i][0], window_s, len(per_window[i]))
+            # as many bounds as windows were embedded: the header's duration could round to another count
+            bounds = window_spans(info[i][0], window_s, len(per_window[i]))
             for j, (a, b) in enumerate(bounds):
                 w_path.append(paths[i])
                 w_idx.append(j)
                 w_start.append(a)
                 w_end.append(b)
-            v = per_window[i]
-            w_vec.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
+            w_vec.append(normalize_rows(per_window[i]))
         dim = emb.shape[1]
         wtable = pa.table(
             {
@@ -347,25 +316,18 @@ def embed_collection(
         raise ValueError(f"shard_size must be >= 1; got {shard_size}")
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
-    dev = resolve_device(device)
-    if dev.type == "cuda" and world_size > 1:
+    dev = device
+    if world_size > 1 and resolve_device(device).type == "cuda":  # one GPU per rank
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % max(1, torch.cuda.device_count()))))
     t0 = time.perf_counter()
     inputs = list_inputs(source)
-    clap = resolve_model(model, dev)
-    mode = resolve_precision(precision, clap.device)
+    encoder = Encoder(model, device=dev, precision=precision, batch_size=batch_size, cache=False, progress=progress, workers=decode_workers)
+    clap = encoder.model
     name = model if isinstance(model, (str, os.PathLike)) else (getattr(clap, "source", None) or type(clap).__name__)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"windows": bool(windows), "precision": precision_label(clap, mode), "audio": clap.audio_settings()}
-    plan = _plan(
-        out,
-        inputs,
-        shard_size,
-        os.fspath(name),
-        audio_fingerprint(clap, precision_label(clap, mode)),
-        json.loads(json.dumps(settings, default=str)),
-    )
+    settings = {"windows": bool(windows), "precision": encoder.precision_label, "audio": clap.audio_settings()}
+    plan = _plan(out, inputs, shard_size, os.fspath(name), encoder.audio_fingerprint, json.loads(json.dumps(settings, default=str)))
     n_shards = -(-len(inputs) // shard_size)
     written, skipped, embedded, n_err = [], [], 0, 0
     for k in range(rank, n_shards, world_size):
@@ -373,18 +335,7 @@ def embed_collection(
             skipped.append(k)
             continue
         rows = inputs.iloc[k * shard_size : (k + 1) * shard_size].reset_index(drop=True)
-        got, bad = _embed_shard(
-            clap,
-            rows,
-            k,
-            out,
-            windows=windows,
-            on_error=on_error,
-            batch_size=batch_size,
-            decode_workers=decode_workers,
-            precision=mode,
-            progress=progress,
-        )
+        got, bad = _embed_shard(encoder, rows, k, out, windows=windows, on_error=on_error)
         written.append(k)
         embedded += got
         n_err += bad
@@ -399,16 +350,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-size", type=int, default=2000, help="files per shard (default 2000)")
     p.add_argument("--windows", action="store_true", help="also write per-window embeddings with start/end seconds")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="unreadable files: log and skip (default) or stop")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     p.add_argument("--decode-workers", type=int, default=4, help="threads decoding and resampling ahead of the model")
-    p.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        default=None,
-        help="default: fp16 on CUDA, fp32 on CPU; auto: also bf16 on CPUs with native bf16",
-    )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    add_runtime_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .inference import embed_audio, embed_text
-from .models.clap import ClapLike
+from .encoder import Encoder
+from .models.protocol import ClapLike
 
 __all__ = ["ModelHealth", "check_model", "PROMPTS"]
 
@@ -84,8 +84,9 @@ def check_model(model: Any, *, warn: bool = True) -> ModelHealth:
     clap: ClapLike = resolve_model(model, device="cpu") if not hasattr(model, "encode_text") else model
     rate = int(clap.config.sample_rate)
     signals = _signals(rate)
-    text = embed_text(clap, list(PROMPTS))
-    audio = embed_audio(clap, signals, sample_rate=rate, progress=False, workers=1)
+    encoder = Encoder(clap, cache=False, workers=1)
+    text = encoder.text(list(PROMPTS), normalize=False)
+    audio = encoder.audio(signals, sample_rate=rate, normalize=False)
     finite = bool(np.isfinite(text).all() and np.isfinite(audio).all())
     report = ModelHealth(
         audio_dim=int(audio.shape[1]),

@@ -19,8 +19,8 @@ import torch
 from . import audio
 from .cache import DiskCache, MemoryCache, item_key, model_fingerprint
 from .devices import autocast_dtype, resolve_precision
-from .models.clap import ClapLike
 from .models.fused import fused_audio_encoder
+from .models.protocol import ClapLike
 from .models.state import eval_mode
 from .progress import progress_bar
 

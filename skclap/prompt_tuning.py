@@ -15,12 +15,14 @@ initialised at random.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models.clap import ClapLike
+if TYPE_CHECKING:
+    from .models.protocol import TrainableModel
 
 __all__ = ["ContextPrompts", "PromptTuning", "tune_context"]
 
@@ -43,7 +45,7 @@ class ContextPrompts:
     init: torch.Tensor  # (n_context, hidden): the context tokens' own embeddings
 
     @classmethod
-    def build(cls, model: ClapLike, wordings: list[list[str]], context: str | int) -> ContextPrompts:
+    def build(cls, model: TrainableModel, wordings: list[list[str]], context: str | int) -> ContextPrompts:
         """``context``: a template such as ``"this is a sound of {}."`` (context = its words before
         ``{}``, initialised with their embeddings; the words after ``{}`` stay fixed), or a number
         of context vectors placed before the class name, followed by ``"."``."""
@@ -75,7 +77,7 @@ class ContextPrompts:
             init = table(torch.tensor(want, device=table.weight.device)).float().cpu()
         return cls(tokens, slot.to(model.device), owner.to(model.device), init)
 
-    def embed(self, model: ClapLike, context: torch.Tensor) -> torch.Tensor:
+    def embed(self, model: TrainableModel, context: torch.Tensor) -> torch.Tensor:
         """Normalised class embeddings ``(n_classes, dim)`` with these context vectors
         (differentiable in ``context``)."""
         table = model.text_input_embeddings()
@@ -97,7 +99,7 @@ class PromptTuning:
 
 
 def tune_context(
-    model: ClapLike,
+    model: TrainableModel,
     audio: np.ndarray,
     targets: np.ndarray,
     wordings: list[list[str]],

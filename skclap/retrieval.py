@@ -22,7 +22,7 @@ import pandas as pd
 
 from .fileio import write_atomic
 
-__all__ = ["Collection", "EmbeddingMatrix", "build_index", "exact_topk", "query_vectors", "read_embeddings", "search"]
+__all__ = ["Collection", "EmbeddingMatrix", "build_index", "collection_encoder", "exact_topk", "query_vectors", "read_embeddings", "search"]
 
 INDEX_NAME = "index.faiss"
 
@@ -141,18 +141,30 @@ def build_index(directory: str | os.PathLike, nlist: int | None = None, train_si
     return path
 
 
-def query_vectors(clap: Any, query: Any = None, like: Any = None) -> np.ndarray:
-    """L2-normalised query embeddings of ``clap``: of text ``query`` (a string or a list), or of
-    the audio ``like`` (an item, or a list or tuple of items: paths, waveforms, ``(array, rate)`` pairs)."""
-    from .inference import embed_audio, embed_text
+def query_vectors(encoder: Any, query: Any = None, like: Any = None) -> np.ndarray:
+    """L2-normalised query embeddings of an :class:`~skclap.Encoder` (or a model, encoded with the
+    default settings): of text ``query`` (a string or a list), or of the audio ``like`` (an item,
+    or a list or tuple of items: paths, waveforms, ``(array, rate)`` pairs)."""
+    from .encoder import Encoder
 
+    enc = encoder if isinstance(encoder, Encoder) else Encoder(encoder, cache=False)
     if like is not None:
-        items = like if isinstance(like, (list, tuple)) else [like]
-        vec = embed_audio(clap, items, progress=False, cache=None)
-    else:
-        texts = query if isinstance(query, (list, tuple)) else [query]
-        vec = embed_text(clap, list(texts))
-    return vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+        return enc.audio(like if isinstance(like, (list, tuple)) else [like])
+    return enc.text(query if isinstance(query, (list, tuple)) else [query])
+
+
+def collection_encoder(coll: Collection, model: Any = None, device: Any = "auto") -> Any:
+    """The :class:`~skclap.Encoder` that queries ``coll``: its own model (or ``model``), and for
+    search by sound the precision its audio was embedded in where the device computes it (else the
+    device's default)."""
+    from .checkpoints import resolve_model
+    from .devices import precision_available
+    from .encoder import Encoder, precision_of_label
+
+    clap = resolve_model(model if model is not None else coll.meta["model"], device)
+    recorded = precision_of_label(coll.meta.get("settings", {}).get("precision"))
+    precision = recorded if recorded is not None and precision_available(recorded, clap.device) else None
+    return Encoder(clap, precision=precision, cache=False)
 
 
 class Collection:
@@ -301,10 +313,8 @@ def search(
     """
     if (query is None) == (like is None):
         raise ValueError("pass a text query or an audio file to search `like`, not both")
-    from .checkpoints import resolve_model
-
     coll = directory if isinstance(directory, Collection) else Collection(directory, index=index, nprobe=nprobe)
-    q = query_vectors(resolve_model(model if model is not None else coll.meta["model"], device), query, like)
+    q = query_vectors(collection_encoder(coll, model, device), query, like)
     if not (exclude_self and like is not None):
         scores, ids = coll.topk(q, k)
         return pd.DataFrame(coll.hits(query if like is None else like, scores, ids, q))

@@ -39,18 +39,15 @@ def clap_score(
     """Per-pair cosine between ``audio[i]`` (a path, a waveform with ``sample_rate``, an
     ``(array, rate)`` pair) and ``texts[i]``, and their mean. Deterministic for a given model and
     precision. ``model``: any name of :mod:`skclap.registry`, a path or a model object."""
-    from .checkpoints import resolve_model
-    from .inference import embed_audio, embed_text
+    from .encoder import Encoder
     from .inputs import as_items, as_texts
 
     items, prompts = as_items(audio, "audio"), as_texts(texts, "texts")
     if len(items) != len(prompts):
         raise ValueError(f"{len(items)} audio items but {len(prompts)} texts: CLAP scores need one text per clip")
-    clap = resolve_model(model, device)
-    a = embed_audio(clap, items, sample_rate=sample_rate, batch_size=batch_size, cache=None, progress=progress, precision=precision)
-    t = embed_text(clap, prompts)
-    a /= np.linalg.norm(a, axis=1, keepdims=True)
-    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    enc = Encoder(model, device=device, precision=precision, batch_size=batch_size, cache=False, progress=progress, sample_rate=sample_rate)
+    a, t = enc.audio(items), enc.text(prompts)
+    clap = enc.model
     scores = (a * t).sum(axis=1).astype(np.float32)
     name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else (getattr(clap, "source", None) or type(clap).__name__)
     return ClapScore(scores, float(scores.mean()), str(name))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-from skclap import CLAPFewShotClassifier, CLAPLinearProbe, CLAPModel, CLAPPromptTuner, CLAPZeroShotClassifier
+from skclap import CLAPFewShotClassifier, CLAPLinearProbe, CLAPModel, CLAPPromptTuner, CLAPZeroShotClassifier, Encoder
 from skclap.backends.laion import LaionCLAP
 from skclap.cli import main as cli
 from skclap.estimators.few_shot import fit_anchored_head, fit_gaussian_head, fit_prior_head
@@ -20,6 +20,7 @@ from skclap.evaluation.fewshot import draw_shots, shot_curve, summarize_curve
 from skclap.prompt_tuning import ContextPrompts, tune_context
 
 from .conftest import LAION_DIR, sine
+from .fake_model import TableModel
 
 KW = dict(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
 CLASSES = ["dog", "rain", "siren"]
@@ -115,52 +116,59 @@ def test_tune_context_regularization_keeps_the_prompts_near_the_hand_written_one
 
 
 # ----------------------------------------------------------------------------- few-shot classifier
-def crafted(monkeypatch, prompt_of: dict[str, int], noise: float, n_per_class: int, seed: int):
-    """Audio of class k near axis k (plus noise); the prompts of class c point at axis prompt_of[c]."""
+class PromptAxes:
+    """The prompts of class c point at axis ``prompt_of[c]`` (a class, not a closure: estimators pickle)."""
+
+    def __init__(self, prompt_of: dict[str, int]) -> None:
+        self.prompt_of = prompt_of
+
+    def __call__(self, text: str) -> np.ndarray:
+        return np.eye(8)[next(self.prompt_of[c] for c in CLASSES if c in text)]
+
+
+def table_model(prompt_of: dict[str, int]) -> TableModel:
+    """A model whose prompts of class c point at axis prompt_of[c]; clips join it through :func:`crafted`."""
+    return TableModel(PromptAxes(prompt_of), dim=8, window_samples=4000)
+
+
+def crafted(model: TableModel, noise: float, n_per_class: int, seed: int):
+    """Audio of class k near axis k (plus noise), one tone a clip, added to ``model``'s table."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(3), n_per_class)
     audio = np.eye(8)[y] + noise * rng.standard_normal((len(y), 8))
     audio /= np.linalg.norm(audio, axis=1, keepdims=True)
     clips = [sine(100 + 200 * seed + i, 0.25, 16000) for i in range(len(y))]  # one tone per (seed, clip)
-    table = {clip.tobytes(): a for clip, a in zip(clips, audio)}
-    previous = getattr(crafted, "table", {})
-    crafted.table = {**previous, **table}  # type: ignore[attr-defined]
-
-    def embed_audio(self, X, normalize=True):
-        return np.stack([crafted.table[np.asarray(x, dtype=np.float32).tobytes()] for x in X]).astype(np.float32)
-
-    def embed_text(self, texts, normalize=True):
-        return np.stack([np.eye(8)[next(prompt_of[c] for c in CLASSES if c in t)] for t in texts]).astype(np.float32)
-
-    for cls in (CLAPZeroShotClassifier, CLAPFewShotClassifier, CLAPLinearProbe):
-        monkeypatch.setattr(cls, "_embed_audio", embed_audio)
-    monkeypatch.setattr(CLAPZeroShotClassifier, "_embed_text", embed_text)
+    model.add(clips, audio)
     return clips, np.array(CLASSES)[y]
 
 
 @pytest.mark.parametrize("space", ["auto", "gaussian", "cosine", "standardized"])
-def test_few_shot_corrects_a_wrong_prompt_with_its_clips(monkeypatch, space):
+def test_few_shot_corrects_a_wrong_prompt_with_its_clips(space):
     """The prompt of "siren" points at rain's sounds: zero-shot gets siren wrong; four clips a class fix it."""
     wrong = {"dog": 0, "rain": 1, "siren": 1}
-    X, y = crafted(monkeypatch, wrong, noise=0.2, n_per_class=4, seed=0)
-    X_test, y_test = crafted(monkeypatch, wrong, noise=0.2, n_per_class=30, seed=1)
-    zs = CLAPZeroShotClassifier(labels=CLASSES, **KW).fit()
-    few = CLAPFewShotClassifier(space=space, **KW).fit(X, y)
+    model = table_model(wrong)
+    kw = {**KW, "model": model}
+    X, y = crafted(model, noise=0.2, n_per_class=4, seed=0)
+    X_test, y_test = crafted(model, noise=0.2, n_per_class=30, seed=1)
+    zs = CLAPZeroShotClassifier(labels=CLASSES, **kw).fit()
+    few = CLAPFewShotClassifier(space=space, **kw).fit(X, y)
     assert zs.score(X_test, y_test) < 0.7
     assert few.score(X_test, y_test) >= 0.9
     spaces = ("gaussian",) if space == "auto" else (space,)  # fewer clips than folds: the Gaussian head
     assert few.alpha_ < 30 and set(few.cv_scores_) == {(s, a) for s in spaces for a in few.alphas}
     # a strong prior keeps the zero-shot classifier's scores
-    stiff = CLAPFewShotClassifier(alpha=1e6, space="cosine" if space == "auto" else space, **KW).fit(X, y)
+    stiff = CLAPFewShotClassifier(alpha=1e6, space="cosine" if space == "auto" else space, **kw).fit(X, y)
     np.testing.assert_allclose(stiff.decision_function(X_test), zs.decision_function(X_test), atol=1e-3)
 
 
-def test_few_shot_chooses_the_head_by_leave_one_out_with_few_clips_and_by_folds_with_more(monkeypatch):
+def test_few_shot_chooses_the_head_by_leave_one_out_with_few_clips_and_by_folds_with_more():
     wrong = {"dog": 0, "rain": 1, "siren": 1}
-    X, y = crafted(monkeypatch, wrong, noise=0.4, n_per_class=4, seed=6)
-    few = CLAPFewShotClassifier(**KW).fit(X, y)
+    model = table_model(wrong)
+    kw = {**KW, "model": model}
+    X, y = crafted(model, noise=0.4, n_per_class=4, seed=6)
+    few = CLAPFewShotClassifier(**kw).fit(X, y)
     # four clips a class, five folds asked: the Gaussian head, each strength scored by leaving one clip out
-    audio, codes = few._embed_audio(X), np.searchsorted(few.classes_, y)
+    audio, codes = Encoder(model, sample_rate=16000).audio(X), np.searchsorted(few.classes_, y)
     anchor = few.zero_shot_.class_embeddings_
     for alpha in few.alphas:
         hits = 0
@@ -169,38 +177,42 @@ def test_few_shot_chooses_the_head_by_leave_one_out_with_few_clips_and_by_folds_
             W, b = fit_prior_head(audio[keep], codes[keep], anchor, few.logit_scale_, alpha, "gaussian")
             hits += int((audio[i] @ W.T + b).argmax() == codes[i])
         assert few.cv_scores_[("gaussian", alpha)] == pytest.approx(hits / len(codes))
-    X, y = crafted(monkeypatch, wrong, noise=0.4, n_per_class=5, seed=7)
-    more = CLAPFewShotClassifier(alphas=(0.1, 1.0), **KW).fit(X, y)
+    X, y = crafted(model, noise=0.4, n_per_class=5, seed=7)
+    more = CLAPFewShotClassifier(alphas=(0.1, 1.0), **kw).fit(X, y)
     assert set(more.cv_scores_) == {(s, a) for s in ("gaussian", "cosine", "standardized") for a in (0.1, 1.0)}
 
 
-def test_few_shot_keeps_a_good_prior_when_clips_are_few_and_noisy(monkeypatch):
+def test_few_shot_keeps_a_good_prior_when_clips_are_few_and_noisy():
     """Right prompts, noisy clips, one clip a class: the prior carries the decision, where a probe
     on the clips alone guesses."""
     right = {"dog": 0, "rain": 1, "siren": 2}
     accs = {"zs": [], "few": [], "probe": []}
     for seed in range(4):
-        X, y = crafted(monkeypatch, right, noise=0.9, n_per_class=1, seed=10 + seed)
-        X_test, y_test = crafted(monkeypatch, right, noise=0.9, n_per_class=40, seed=20 + seed)
-        accs["zs"].append(CLAPZeroShotClassifier(labels=CLASSES, **KW).fit().score(X_test, y_test))
-        accs["few"].append(CLAPFewShotClassifier(**KW).fit(X, y).score(X_test, y_test))
-        accs["probe"].append(CLAPLinearProbe(**KW).fit(X, y).score(X_test, y_test))
+        model = table_model(right)
+        kw = {**KW, "model": model}
+        X, y = crafted(model, noise=0.9, n_per_class=1, seed=10 + seed)
+        X_test, y_test = crafted(model, noise=0.9, n_per_class=40, seed=20 + seed)
+        accs["zs"].append(CLAPZeroShotClassifier(labels=CLASSES, **kw).fit().score(X_test, y_test))
+        accs["few"].append(CLAPFewShotClassifier(**kw).fit(X, y).score(X_test, y_test))
+        accs["probe"].append(CLAPLinearProbe(**kw).fit(X, y).score(X_test, y_test))
     zs, few, probe = (np.mean(accs[k]) for k in ("zs", "few", "probe"))
     assert few >= zs - 0.03 and few >= probe + 0.1
 
 
 @pytest.mark.parametrize("space", ["gaussian", "cosine"])
-def test_a_class_without_clips_keeps_its_zero_shot_weights(monkeypatch, space):
+def test_a_class_without_clips_keeps_its_zero_shot_weights(space):
     right = {"dog": 0, "rain": 1, "siren": 2}
-    X, y = crafted(monkeypatch, right, noise=0.2, n_per_class=3, seed=3)
+    model = table_model(right)
+    kw = {**KW, "model": model}
+    X, y = crafted(model, noise=0.2, n_per_class=3, seed=3)
     keep = y != "siren"
     alpha = 0.3 if space == "gaussian" else 1.0
-    few = CLAPFewShotClassifier(labels=CLASSES, alpha=alpha, space=space, **KW).fit([x for x, k in zip(X, keep) if k], y[keep])
+    few = CLAPFewShotClassifier(labels=CLASSES, alpha=alpha, space=space, **kw).fit([x for x, k in zip(X, keep) if k], y[keep])
     assert list(few.classes_) == CLASSES
-    X_test, y_test = crafted(monkeypatch, right, noise=0.2, n_per_class=10, seed=4)
+    X_test, y_test = crafted(model, noise=0.2, n_per_class=10, seed=4)
     assert (few.predict(X_test)[y_test == "siren"] == "siren").mean() > 0.8
     with pytest.raises(ValueError, match="not in labels"):
-        CLAPFewShotClassifier(labels=["dog", "rain"], **KW).fit(X, y)
+        CLAPFewShotClassifier(labels=["dog", "rain"], **kw).fit(X, y)
 
 
 @pytest.mark.parametrize("space", ["gaussian", "cosine", "standardized"])
@@ -292,14 +304,16 @@ def test_gaussian_head_uses_the_shared_spread():
     assert gaussian > 0.9 and nearest < 0.8
 
 
-def test_few_shot_estimators_clone_pickle_and_grid_search(monkeypatch):
+def test_few_shot_estimators_clone_pickle_and_grid_search():
     right = {"dog": 0, "rain": 1, "siren": 2}
-    X, y = crafted(monkeypatch, right, noise=0.3, n_per_class=4, seed=5)
-    few = CLAPFewShotClassifier(**KW).fit(X, y)
+    model = table_model(right)
+    kw = {**KW, "model": model}
+    X, y = crafted(model, noise=0.3, n_per_class=4, seed=5)
+    few = CLAPFewShotClassifier(**kw).fit(X, y)
     again = pickle.loads(pickle.dumps(few))
     np.testing.assert_array_equal(again.predict_proba(X), few.predict_proba(X))
     assert clone(few).get_params()["alphas"] == few.alphas
-    search = GridSearchCV(CLAPFewShotClassifier(space="cosine", **KW), {"alpha": [0.1, 1e6]}, cv=2).fit(X, y)
+    search = GridSearchCV(CLAPFewShotClassifier(space="cosine", **kw), {"alpha": [0.1, 1e6]}, cv=2).fit(X, y)
     assert search.best_params_["alpha"] in (0.1, 1e6) and search.best_score_ > 0.5
 
 
@@ -314,11 +328,13 @@ def test_draw_shots_is_nested_balanced_and_seeded():
         draw_shots(y, [16], 0)
 
 
-def test_shot_curve_fits_every_method_on_the_drawn_shots(monkeypatch):
+def test_shot_curve_fits_every_method_on_the_drawn_shots():
     wrong = {"dog": 0, "rain": 1, "siren": 1}
-    X, y = crafted(monkeypatch, wrong, noise=0.3, n_per_class=6, seed=6)
-    X_test, y_test = crafted(monkeypatch, wrong, noise=0.3, n_per_class=10, seed=7)
-    curve = shot_curve(X, y, X_test, y_test, KW, shots=(1, 4), draws=2, methods=("zero-shot", "linear probe", "few-shot"))
+    model = table_model(wrong)
+    kw = {**KW, "model": model}
+    X, y = crafted(model, noise=0.3, n_per_class=6, seed=6)
+    X_test, y_test = crafted(model, noise=0.3, n_per_class=10, seed=7)
+    curve = shot_curve(X, y, X_test, y_test, kw, shots=(1, 4), draws=2, methods=("zero-shot", "linear probe", "few-shot"))
     assert len(curve) == 1 + 2 * 2 * 2 and set(curve["method"]) == {"zero-shot", "linear probe", "few-shot"}
     summary = summarize_curve(curve).set_index(["method", "shots"])
     assert summary.loc[("few-shot", 4), "mean"] > summary.loc[("zero-shot", 0), "mean"] + 0.2

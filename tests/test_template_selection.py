@@ -11,40 +11,35 @@ from skclap import CLAPZeroShotClassifier
 from skclap.prompting import DEFAULT_TEMPLATES, TEMPLATE_POOL
 
 from .conftest import sine
+from .fake_model import TableModel
 
 GOOD = "a recording of {}."
 CLASSES = ["dog", "rain", "siren"]
 
 
-def crafted(monkeypatch, n_per_class: int = 6):
+def good_template_prompts(text: str) -> np.ndarray:
+    """A prompt of GOOD points at its class's axis, any other template's at another class's axis."""
+    k = next(i for i, c in enumerate(CLASSES) if c in text)
+    good = text in {GOOD.format(c) for c in CLASSES}
+    noise = np.random.default_rng(zlib.crc32(text.encode())).standard_normal(8)  # the same for the same text
+    return np.eye(8)[k if good else (k + 1) % 3] + 0.05 * noise
+
+
+def crafted(n_per_class: int = 6) -> tuple[list[np.ndarray], np.ndarray, TableModel]:
     """Audio of class k lies near axis k; the prompts of one template (GOOD) point at their class's
     axis, every other template's prompts point at another class's axis: only GOOD separates them."""
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), n_per_class)
     audio = np.eye(8)[y] + 0.2 * rng.standard_normal((len(y), 8))
-
-    def embed_audio(self, X, normalize=True):
-        return (audio / np.linalg.norm(audio, axis=1, keepdims=True)).astype(np.float32)
-
-    def embed_text(self, texts, normalize=True):
-        out = []
-        for text in texts:
-            k = next(i for i, c in enumerate(CLASSES) if c in text)
-            good = text in {GOOD.format(c) for c in CLASSES}
-            noise = np.random.default_rng(zlib.crc32(text.encode())).standard_normal(8)  # the same for the same text
-            out.append(np.eye(8)[k if good else (k + 1) % 3] + 0.05 * noise)
-        out = np.asarray(out)
-        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
-
-    monkeypatch.setattr(CLAPZeroShotClassifier, "_embed_audio", embed_audio)
-    monkeypatch.setattr(CLAPZeroShotClassifier, "_embed_text", embed_text)
+    model = TableModel(good_template_prompts, dim=8, window_samples=8000)
     X = [sine(300 + 100 * i, 0.5, 16000) for i in range(len(y))]
-    return X, np.array(CLASSES)[y]
+    model.add(X, audio / np.linalg.norm(audio, axis=1, keepdims=True))
+    return X, np.array(CLASSES)[y], model
 
 
-def test_auto_chooses_the_template_that_separates_the_classes(monkeypatch):
-    X, y = crafted(monkeypatch)
-    kw = dict(model="preset:tiny", sample_rate=16000, progress=False, device="cpu")
+def test_auto_chooses_the_template_that_separates_the_classes():
+    X, y, model = crafted()
+    kw = dict(model=model, sample_rate=16000, progress=False, device="cpu")
     default = CLAPZeroShotClassifier(**kw).fit(X, y)
     auto = CLAPZeroShotClassifier(templates="auto", **kw).fit(X, y)
     assert default.templates_ == list(DEFAULT_TEMPLATES) and default.score(X, y) < 0.2
@@ -54,9 +49,9 @@ def test_auto_chooses_the_template_that_separates_the_classes(monkeypatch):
     assert auto.template_cv_score_ == pytest.approx(1.0)
 
 
-def test_auto_without_labels_is_the_default(monkeypatch):
-    crafted(monkeypatch)
-    kw = dict(model="preset:tiny", sample_rate=16000, progress=False, device="cpu", labels=CLASSES)
+def test_auto_without_labels_is_the_default():
+    _, _, model = crafted()
+    kw = dict(model=model, sample_rate=16000, progress=False, device="cpu", labels=CLASSES)
     auto = CLAPZeroShotClassifier(templates="auto", **kw).fit()
     plain = CLAPZeroShotClassifier(**kw).fit()
     assert auto.templates_ == list(DEFAULT_TEMPLATES)

@@ -168,27 +168,41 @@ def test_resume_after_a_crash_ends_with_identical_weights(tmp_path):
     assert (tmp_path / "resumed" / "history.csv").read_text().count("\n") == 15
 
 
-def test_cpu_bf16_only_where_the_cpu_computes_bf16(tmp_path, monkeypatch):
-    """cpu_bf16 trains under bfloat16 autocast on a CPU with native bf16 (weights stay float32) and
-    falls back to float32 elsewhere: then the run is the plain float32 run, weight for weight."""
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_bf16(tmp_path, monkeypatch):
+    """precision="auto" trains under bfloat16 autocast on a CPU with native bf16 (weights stay
+    float32) and in float32 elsewhere: then the run is the plain float32 run, weight for weight."""
     import skclap.devices as devices_module
 
     plain = train_run(tmp_path / "fp32", 3)
     assert plain.precision == "fp32"
     monkeypatch.setattr(devices_module, "cpu_has_native_bf16", lambda: False)
-    fallback = train_run(tmp_path / "no-bf16", 3, cpu_bf16=True)
+    fallback = train_run(tmp_path / "no-bf16", 3, precision="auto")
     assert fallback.precision == "fp32"
     a, b = plain.model.state_dict(), fallback.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     monkeypatch.undo()
     if not cpu_has_native_bf16():  # emulated bf16 would take minutes
         pytest.skip("this CPU has no native bf16: only the fall-back is checked")
-    bf16 = train_run(tmp_path / "bf16", 3, cpu_bf16=True)
+    bf16 = train_run(tmp_path / "bf16", 3, precision="auto")
     assert bf16.precision == "bf16"
     c = bf16.model.state_dict()
     assert all(c[k].dtype == a[k].dtype for k in a)
     assert any(not torch.allclose(a[k], c[k]) for k in a if a[k].is_floating_point())  # bf16 arithmetic was used
     assert abs(bf16.history[0]["loss"] - plain.history[0]["loss"]) < 0.05  # the same objective, rounded
+
+
+def test_the_old_precision_switches_still_work_and_say_what_replaces_them():
+    """TrainConfig(cpu_bf16=True) is precision="auto", amp=False float32 on CUDA: configurations
+    written before ``precision`` mean what they meant, with a DeprecationWarning naming the new setting."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    with pytest.warns(DeprecationWarning, match="precision='auto'"):
+        old = TrainConfig(cpu_bf16=True)
+    assert old.resolved_precision(cpu) == TrainConfig(precision="auto").resolved_precision(cpu)
+    with pytest.warns(DeprecationWarning, match="precision='fp32'"):
+        assert TrainConfig(amp=False).resolved_precision(cuda) == "fp32"
+    assert TrainConfig().resolved_precision(cuda) == "fp16" and TrainConfig().resolved_precision(cpu) == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="half")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -202,7 +216,7 @@ def test_cuda_trains_in_fp16_with_the_fused_optimizer_and_resumes(tmp_path, monk
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    plain = train_run(tmp_path / "fp32", 14, device="cuda", amp=False)
+    plain = train_run(tmp_path / "fp32", 14, device="cuda", precision="fp32")
     straight = train_run(tmp_path / "straight", 14, device="cuda", checkpoint_every=4)
     assert (plain.precision, straight.precision) == ("fp32", "fp16")
     optimizer = straight._optimizer(straight._trainable())

@@ -1,8 +1,8 @@
 """What the estimators share: input validation, model resolution, device choice, embedding calls.
 
-Estimators hold only their parameters; the model is resolved lazily (on first use) into a private
-attribute, and models loaded from a name or a directory are kept in a small process-wide cache so
-that clones made by ``cross_val_score``/``GridSearchCV`` do not load them again.
+Estimators hold only their parameters; every embedding goes through an :class:`~skclap.Encoder`
+built from them, and models loaded from a name or a directory are kept in a small process-wide cache
+so that clones made by ``cross_val_score``/``GridSearchCV`` do not load them again.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..audio import check_sample_rate
-from ..cache import DiskCache, MemoryCache, get_cache
+from ..cache import DiskCache, MemoryCache
 from ..checkpoints import resolve_model
 from ..devices import PRECISIONS, resolve_device
-from ..inference import embed_audio, embed_text, normalize_rows
+from ..encoder import Encoder
 from ..inputs import as_items, as_texts, check_targets, is_label_lists
-from ..models.clap import ClapLike
+from ..models.protocol import ClapLike, ClapModelProtocol
 from ..vocabulary import check_label_words
 
 __all__ = ["CLAPEstimatorBase", "as_items", "as_texts", "check_targets", "is_label_lists", "resolve_device", "resolve_model"]
@@ -39,7 +39,7 @@ class CLAPEstimatorBase(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "model": [str, os.PathLike, torch.nn.Module],
+        "model": [str, os.PathLike, ClapModelProtocol],
         "sample_rate": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
@@ -63,36 +63,38 @@ class CLAPEstimatorBase(BaseEstimator):
         check_sample_rate(self.sample_rate)  # first: a rate in kHz (16, 44.1) is refused naming the rate in Hz
         super()._validate_params()
 
+    def _encoder(self) -> Encoder:
+        """The estimator's runtime settings over its model (resolved again on each call: a named
+        model comes from the process's model cache, a given one is used where it is)."""
+        return Encoder(
+            self._runtime_model(),
+            device=self.device,
+            precision=self.precision,
+            batch_size=self.batch_size,
+            cache=self.cache,
+            progress=self.progress,
+            sample_rate=self.sample_rate,
+        )
+
+    def _runtime_model(self) -> Any:
+        """The model embeddings are made with: the ``model`` parameter."""
+        return self.model
+
     def _clap(self) -> ClapLike:
-        model = getattr(self, "_model", None)
-        if model is None or model.device != resolve_device(self.device):
-            model = resolve_model(self.model, self.device)
-            self._model = model
-        return model
+        return self._encoder().model
 
     def _embed_audio(self, X: Any, normalize: bool = True) -> np.ndarray:
-        model = self._clap()
-        emb = embed_audio(
-            model,
-            as_items(X, text_hint=self._text_hint),
-            sample_rate=self.sample_rate,
-            batch_size=self.batch_size,
-            cache=get_cache(self.cache),
-            progress=self.progress,
-            precision=getattr(self, "precision", None),
-        )
-        return normalize_rows(emb) if normalize else emb
+        return self._encoder().audio(as_items(X, text_hint=self._text_hint), normalize=normalize)
 
     def _embed_text(self, texts: list[str], normalize: bool = True) -> np.ndarray:
-        emb = embed_text(self._clap(), texts, batch_size=max(self.batch_size, 64), progress=self.progress)
-        return normalize_rows(emb) if normalize else emb
+        return self._encoder().text(texts, normalize=normalize)
 
     def _check_label_words(self, wordings: Mapping[Any, Sequence[str]]) -> None:
         """Warn about labels the model cannot read (:func:`skclap.vocabulary.check_label_words`)."""
-        check_label_words(self._clap(), wordings, getattr(self, "_reported_as", type(self).__name__))
+        check_label_words(self._clap(), wordings, type(self).__name__)
 
     def _logit_scale(self) -> float:
-        return float(self._clap().logit_scale.detach().exp().cpu())
+        return self._encoder().logit_scale
 
     def __sklearn_clone__(self) -> CLAPEstimatorBase:
         # A model given as an object is a frozen feature extractor: clones (one per fold of a
@@ -103,15 +105,8 @@ class CLAPEstimatorBase(BaseEstimator):
         params = self.get_params(deep=False)
         shared = params.pop("model")
         fresh = {k: clone(v, safe=False) for k, v in params.items()}
-        model = shared if isinstance(shared, torch.nn.Module) else clone(shared, safe=False)
+        model = clone(shared, safe=False) if isinstance(shared, (str, os.PathLike)) else shared
         return type(self)(model=model, **fresh)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A model named by a string or path is reloaded after unpickling; an in-memory model is a
-        # parameter and travels with its weights.
-        state = super().__getstate__()
-        state.pop("_model", None)
-        return state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -4,6 +4,7 @@ clips added to the zero-shot scores."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
@@ -13,6 +14,8 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..inputs import class_codes
+from ..prompting import check_label_prompts, label_wordings
+from ..vocabulary import UnknownWordsWarning
 from ._base import CLAPEstimatorBase, as_items, check_targets
 from ._scoring import ClassVectorScores
 from .zero_shot import CLAPZeroShotClassifier
@@ -284,16 +287,19 @@ class CLAPFewShotClassifier(ClassVectorScores, ClassifierMixin, CLAPEstimatorBas
         items = as_items(X)
         y = check_targets(y, len(items), type(self).__name__)
         classes, codes = class_codes(y, self.labels, type(self).__name__)
-        shared = {name: getattr(self, name) for name in CLAPEstimatorBase._parameter_constraints}  # model, cache, device...
+        shared = {name: getattr(self, name) for name in CLAPEstimatorBase._parameter_constraints}  # cache, device...
+        shared["model"] = self._clap()  # one model for both, resolved once
         prior = CLAPZeroShotClassifier(
             labels=list(classes), templates=self.templates, label_prompts=self.label_prompts, multilabel=False, **shared
         )
-        prior._model = self._clap()  # one model for both
-        prior._reported_as = type(self).__name__  # its warnings are about this estimator's labels
-        if self.templates == "auto":  # templates chosen on the clips
-            prior.fit(items, np.asarray(classes)[codes])
-        else:
-            prior.fit()
+        check_label_prompts(self.label_prompts, classes.tolist())
+        self._check_label_words({c: label_wordings(c, self.label_prompts) for c in classes.tolist()})
+        with warnings.catch_warnings():  # said above, of this estimator's labels
+            warnings.simplefilter("ignore", UnknownWordsWarning)
+            if self.templates == "auto":  # templates chosen on the clips
+                prior.fit(items, np.asarray(classes)[codes])
+            else:
+                prior.fit()
         audio = self._embed_audio(items, normalize=True)
         scale = prior.logit_scale_
         anchor = prior.class_embeddings_

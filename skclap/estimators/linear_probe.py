@@ -15,7 +15,9 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import CLAPEstimatorBase, as_items, check_targets, is_label_lists, resolve_model
+from ..checkpoints import resolve_model, trainable
+from ..inputs import as_items, check_targets, is_label_lists
+from ._base import CLAPEstimatorBase
 
 __all__ = ["CLAPLinearProbe"]
 
@@ -152,7 +154,7 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         if self.multilabel_:
             raise ValueError("finetune=True supports single-label targets; fit multi-label heads on frozen features")
         classes, codes = np.unique(np.asarray(y), return_inverse=True)
-        base = resolve_model(self.model, self.device)
+        base = trainable(resolve_model(self.model, self.device), type(self).__name__)
         model = copy.deepcopy(base)  # the shared (cached) model stays as it was
         head = torch.nn.Linear(model.config.proj_dim, len(classes))
         params: dict[str, Any] = {
@@ -170,8 +172,8 @@ class CLAPLinearProbe(ClassifierMixin, CLAPEstimatorBase):
         self.finetuned_model_ = model.eval()
         self.finetune_history_ = trainer.history
 
-    def _clap(self):
-        return getattr(self, "finetuned_model_", None) or super()._clap()
+    def _runtime_model(self) -> Any:
+        return getattr(self, "finetuned_model_", None) or self.model
 
     def _features(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimator_")

@@ -9,6 +9,7 @@ from typing import Any
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 
+from ..checkpoints import trainable
 from ..inputs import class_codes
 from ..prompt_tuning import tune_context
 from ..prompting import check_label_prompts, label_wordings
@@ -126,7 +127,7 @@ class CLAPPromptTuner(ClassVectorScores, ClassifierMixin, CLAPEstimatorBase):
         self._check_label_words(dict(zip(classes.tolist(), wordings)))
         audio = self._embed_audio(items, normalize=True)
         result = tune_context(
-            self._clap(),
+            trainable(self._clap(), type(self).__name__),
             audio,
             codes,
             wordings,

@@ -112,6 +112,7 @@ def evaluate_task(
     cache: Any = True,
     batch_size: int = 32,
     device: str = "auto",
+    precision: str | None = None,
     progress: bool = True,
     data: LabelledAudio | None = None,
 ) -> list[dict[str, Any]]:
@@ -128,7 +129,14 @@ def evaluate_task(
     if unknown or not modes:
         raise ValueError(f"modes must be among {MODES}; got {list(modes)}")
     data = task.load(data_dir) if data is None else data
-    common = dict(model=resolve_model(model, device), batch_size=batch_size, device=device, cache=get_cache(cache), progress=progress)
+    common = dict(
+        model=resolve_model(model, device),
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        cache=get_cache(cache),
+        progress=progress,
+    )
     rows = []
     for mode in modes:
         base = {

@@ -5,6 +5,7 @@ from .cnn14 import Cnn14
 from .config import CLAPConfig, FrontendConfig, SpaceConfig, TextConfig
 from .htsat import HTSAT
 from .projection import Projection
+from .protocol import ClapModelProtocol, check_clap_model
 from .towers import audio_towers, register_audio_tower
 
 __all__ = [
@@ -13,12 +14,14 @@ __all__ = [
     "CLAPConfig",
     "CLAPModel",
     "CLAPOutput",
+    "ClapModelProtocol",
     "Cnn14",
     "FrontendConfig",
     "Projection",
     "SpaceConfig",
     "TextConfig",
     "audio_towers",
+    "check_clap_model",
     "preset_config",
     "register_audio_tower",
 ]

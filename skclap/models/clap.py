@@ -102,11 +102,6 @@ class TextEncoder(nn.Module):
         return self.projection(self.backbone(input_ids, attention_mask, inputs_embeds, **extra))
 
 
-#: Anything with CLAPModel's surface (config, encode_audio, encode_text, tokenize, logit_scale,
-#: audio_encoder, audio_settings, ...): CLAPModel itself and the backends of :mod:`skclap.backends`.
-ClapLike = Any
-
-
 def tokenize_with_suffix(tokenizer: Any, texts: list[str], suffix: str, limit: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Token ids of ``text + suffix`` for each text, right-padded, as the reference tokenizes each one
     (no truncation). A text longer than ``limit`` tokens is cut before the suffix, so that the token

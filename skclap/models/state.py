@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -18,13 +19,14 @@ def weights_stamp(module: torch.nn.Module) -> tuple:
 
 
 @contextmanager
-def eval_mode(*modules: torch.nn.Module | None) -> Iterator[None]:
+def eval_mode(*modules: Any) -> Iterator[None]:
     """Run a block with ``modules`` in eval mode, then give every submodule back its own mode
-    (a frozen backbone kept in eval inside a model in training stays so)."""
-    subs = [(m, m.training) for module in modules if module is not None for m in module.modules()]
-    for module in modules:
-        if module is not None:
-            module.eval()
+    (a frozen backbone kept in eval inside a model in training stays so). What is not a torch
+    module (None, a model of another runtime) has no mode and is left alone."""
+    torch_modules = [m for m in modules if isinstance(m, torch.nn.Module)]
+    subs = [(m, m.training) for module in torch_modules for m in module.modules()]
+    for module in torch_modules:
+        module.eval()
     try:
         yield
     finally:

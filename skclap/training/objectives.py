@@ -18,19 +18,22 @@ mode and are checkpointed with it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..inference import embed_text
+from ..encoder import Encoder
+from ..inference import normalize_rows
 from ..loss import contrastive_loss
 from ..metrics import retrieval_metrics
-from ..models.clap import ClapLike
 from ..models.state import eval_mode
 from .distributed import DistInfo, all_gather_with_grad
+
+if TYPE_CHECKING:
+    from ..models.protocol import TrainableModel
 
 __all__ = ["ContrastiveObjective", "Objective", "SupervisedObjective", "gathered_logit_scale", "loss_precision"]
 
@@ -40,7 +43,7 @@ def loss_precision(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def gathered_logit_scale(model: ClapLike, info: DistInfo) -> torch.Tensor:
+def gathered_logit_scale(model: TrainableModel, info: DistInfo) -> torch.Tensor:
     """The temperature for a loss over all ranks' embeddings. Each rank differentiates the global
     loss through its own slice of embeddings, so the loss is scaled by the world size for the
     rank-average of gradients to be the full gradient; the temperature sees the whole loss on every
@@ -61,15 +64,15 @@ class Objective(nn.Module):
         return []
 
     def loss(
-        self, model: ClapLike, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
+        self, model: TrainableModel, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
     ) -> tuple[torch.Tensor, float]:
         raise NotImplementedError
 
-    def trainable(self, model: ClapLike) -> list[nn.Parameter]:
+    def trainable(self, model: TrainableModel) -> list[nn.Parameter]:
         """The model's parameters and the objective's own."""
         return [*model.parameters(), *self.parameters()]
 
-    def evaluate(self, model: ClapLike, audio: np.ndarray, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
+    def evaluate(self, model: TrainableModel, audio: np.ndarray, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
         raise NotImplementedError
 
 
@@ -83,18 +86,17 @@ class ContrastiveObjective(Objective):
         return [list(targets)]
 
     def loss(
-        self, model: ClapLike, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
+        self, model: TrainableModel, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
     ) -> tuple[torch.Tensor, float]:
         a = all_gather_with_grad(loss_precision(audio), info)
         t = all_gather_with_grad(loss_precision(texts[0]), info)
         return contrastive_loss(a, t, gathered_logit_scale(model, info)), float(info.world_size)
 
-    def evaluate(self, model: ClapLike, audio: np.ndarray, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
+    def evaluate(self, model: TrainableModel, audio: np.ndarray, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
         flat = [t for caps in targets for t in caps]
         owner = [i for i, caps in enumerate(targets) for _ in caps]
-        t = embed_text(model, flat)
-        a = audio / np.linalg.norm(audio, axis=1, keepdims=True)
-        t /= np.linalg.norm(t, axis=1, keepdims=True)
+        t = Encoder(model, cache=False).text(flat)
+        a = normalize_rows(audio)
         return {f"val_{k}": v for k, v in retrieval_metrics(a, t, owner).items()}
 
 
@@ -110,16 +112,16 @@ class SupervisedObjective(Objective):
         self.head = head
 
     def loss(
-        self, model: ClapLike, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
+        self, model: TrainableModel, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
     ) -> tuple[torch.Tensor, float]:
         labels = torch.as_tensor([int(t) for t in targets], device=audio.device)
         logits = self.head(loss_precision(audio))
         return F.cross_entropy(logits.float(), labels), 1.0
 
-    def trainable(self, model: ClapLike) -> list[nn.Parameter]:
+    def trainable(self, model: TrainableModel) -> list[nn.Parameter]:
         return [*model.audio_encoder.parameters(), *self.head.parameters()]
 
-    def evaluate(self, model: ClapLike, audio: np.ndarray, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
+    def evaluate(self, model: TrainableModel, audio: np.ndarray, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
         with eval_mode(self.head), torch.no_grad():
             logits = self.head(torch.from_numpy(audio).to(model.device)).cpu().numpy()
         return {"val_accuracy": float((logits.argmax(1) == np.array([int(c[0]) for c in targets])).mean())}

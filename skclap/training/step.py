@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..models.clap import ClapLike
 from .distributed import DistInfo
 from .objectives import ContrastiveObjective, Objective, loss_precision
+
+if TYPE_CHECKING:
+    from ..models.protocol import TrainableModel
 
 __all__ = ["cached_backward", "contrastive_backward", "objective_backward"]
 
@@ -52,7 +54,7 @@ LossFn = Callable[[torch.Tensor, list[torch.Tensor]], tuple[torch.Tensor, float]
 
 
 def cached_backward(
-    model: ClapLike,
+    model: TrainableModel,
     waves: torch.Tensor,
     texts: Sequence[dict[str, torch.Tensor]],
     loss_of: LossFn,
@@ -111,7 +113,7 @@ def cached_backward(
 
 
 def objective_backward(
-    model: ClapLike,
+    model: TrainableModel,
     objective: Objective,
     waves: torch.Tensor,
     targets: Sequence[Any],
@@ -130,7 +132,7 @@ def objective_backward(
 
 
 def contrastive_backward(
-    model: ClapLike,
+    model: TrainableModel,
     waves: torch.Tensor,
     tokens: dict[str, torch.Tensor],
     micro_batch: int | None = None,

@@ -17,27 +17,31 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..checkpoints import load_model, save_model
-from ..devices import autocast_dtype, resolve_device, resolve_precision
+from ..devices import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
+from ..encoder import Encoder
 from ..fileio import write_atomic
-from ..inference import embed_audio
-from ..models.clap import ClapLike, CLAPModel
+from ..models.clap import CLAPModel
 from ..progress import progress_bar
 from ..registry import parse_spec
 from .data import CaptionDataset, EpochBatchSampler, caption_lists, collate
 from .distributed import average_gradients, init_distributed
 from .objectives import ContrastiveObjective, Objective
 from .step import objective_backward
+
+if TYPE_CHECKING:
+    from ..models.protocol import TrainableModel
 
 __all__ = ["TrainConfig", "Trainer", "start_model", "train"]
 
@@ -61,8 +65,11 @@ class TrainConfig:
     max_logit_scale: float = 100.0
     freeze_text: bool = False  # freeze the text transformer (the 2022 release did); projections train
     freeze_audio: bool = False  # freeze the audio tower (CNN14, HTS-AT); its projection trains
-    amp: bool = True  # float16 autocast, on CUDA only
-    cpu_bf16: bool = False  # bfloat16 autocast on a CPU that computes bf16 natively (avx512_bf16, AMX); float32 on others
+    # None: float16 autocast on CUDA, float32 elsewhere; "auto": also bfloat16 on a CPU that computes it
+    # natively (avx512_bf16, AMX); "fp32", "bf16", "fp16": that one (refused where the device lacks it)
+    precision: str | None = None
+    amp: bool | None = None  # deprecated: amp=False is precision="fp32" on CUDA
+    cpu_bf16: bool | None = None  # deprecated: cpu_bf16=True is precision="auto"
     num_workers: int = 0
     seed: int = 0
     checkpoint_every: int | None = None  # steps
@@ -79,6 +86,18 @@ class TrainConfig:
             raise ValueError("a contrastive batch needs at least 2 pairs")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError("micro_batch_size must be >= 1")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} or None; got {self.precision!r}")
+        for old, new in (("amp", "precision='fp32' to train without it"), ("cpu_bf16", "precision='auto'")):
+            if getattr(self, old) is not None:
+                warnings.warn(f"TrainConfig.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
+
+    def resolved_precision(self, device: torch.device) -> str:
+        """The arithmetic a run on ``device`` trains in: "fp32", "bf16" or "fp16"."""
+        if self.precision is not None:
+            return resolve_precision(self.precision, device)
+        fastest = resolve_precision("auto", device)  # fp16 on CUDA, bf16 on a CPU with native bf16, else fp32
+        return fastest if {"fp16": self.amp is not False, "bf16": bool(self.cpu_bf16)}.get(fastest, True) else "fp32"
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -100,7 +119,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: ClapLike,
+        model: TrainableModel,
         config: TrainConfig | None = None,
         out_dir: str | os.PathLike | None = None,
         objective: Objective | None = None,
@@ -162,7 +181,7 @@ class Trainer:
         resume: bool = False,
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
         groups: Sequence[Any] | None = None,
-    ) -> CLAPModel:
+    ) -> TrainableModel:
         """Train on ``train`` (a :class:`CaptionDataset` or ``(items, captions)``), validate on
         ``val`` (``(items, captions)``), and return the trained model. ``groups`` (one key per
         training item, e.g. its instrument) with ``TrainConfig.group_size`` puts items of one group
@@ -188,8 +207,7 @@ class Trainer:
         params = self._trainable()
         optimizer = self._optimizer(params)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine, warmup=c.warmup_steps, total=total))
-        fastest = resolve_precision("auto", device)  # fp16 on CUDA, bf16 on a CPU with native bf16, else fp32
-        self.precision = fastest if {"fp16": c.amp, "bf16": c.cpu_bf16}.get(fastest, True) else "fp32"
+        self.precision = c.resolved_precision(device)
         dtype = autocast_dtype(self.precision)
         scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         autocast = partial(torch.autocast, device.type, dtype=dtype) if dtype is not None else nullcontext
@@ -281,7 +299,7 @@ class Trainer:
     def evaluate(self, items: Sequence[Any], captions: Sequence[Sequence[Any]], item_rate: int | None = None) -> dict[str, float]:
         """The objective's validation measures on held-out items (deterministic windows) and their
         targets (caption lists; for a classification head, ``[[label], ...]``)."""
-        a = embed_audio(self.model, items, sample_rate=item_rate, batch_size=64, cache=None, progress=False)
+        a = Encoder(self.model, cache=False, sample_rate=item_rate).audio(items, normalize=False)
         return self.objective.evaluate(self.model, a, captions)
 
     # ------------------------------------------------------------------------ checkpoints
