@@ -34,7 +34,8 @@ def _accuracy(pred: Any, truth: Any) -> float:
 
 def run_demo(out_dir: str | Path = "skclap-demo", per_class: int = 20, seed: int = 0, log: Any = print) -> dict[str, Any]:
     """Run the demo on ``per_class`` user-played clips of each instrument; write ``out_dir/report.md``
-    with its plots and ``metrics.json``; return the metrics."""
+    with its plots and ``metrics.json``; return the metrics. The demo is a script read top to bottom
+    (zero-shot, cross-validation, few-shot, search), so its steps stay in one function."""
     if per_class < MIN_PER_CLASS:
         raise ValueError(f"per_class must be {MIN_PER_CLASS} or more (4 clips a class are drawn from half of them); got {per_class}")
     from sklearn.linear_model import LogisticRegression

@@ -126,6 +126,9 @@ def embed_audio(
 ) -> np.ndarray:
     """Embed audio items (paths, waveforms, ``(array, rate)`` pairs...) -> ``(n, proj_dim)`` float32.
 
+    The batching state (windows queued from consecutive items, each item's running sum) lives in
+    the closures below, which share it: one streaming loop, kept in one function to keep it so.
+
     Vectors are the mean of the item's window embeddings, before L2 normalisation; a model whose
     ``quiet_window_db`` is set leaves out the windows that much quieter than the item's loudest.
 
