@@ -8,14 +8,13 @@ torchrun rank) does not import scikit-learn, pandas and every model family first
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from .version import __version__ as __version__
 
 #: Each public name (``__all__``) and the module that defines it.
 _MODULES = {
-    "AudioError": ".audio",
+    "AudioError": ".exceptions",
     "import_laion": ".checkpoints",
     "import_msclap": ".checkpoints",
     "load_model": ".checkpoints",
@@ -29,6 +28,7 @@ _MODULES = {
     "CLAPPromptTuner": ".estimators",
     "CLAPZeroShotClassifier": ".estimators",
     "CheckpointError": ".exceptions",
+    "UnknownModelError": ".exceptions",
     "UnknownWordsWarning": ".exceptions",
     "check_model": ".health",
     "contrastive_loss": ".loss",
@@ -58,6 +58,7 @@ __all__ = [
     "CLAPModel",
     "CheckpointError",
     "Encoder",
+    "UnknownModelError",
     "UnknownWordsWarning",
     "build_index",
     "check_model",
@@ -74,12 +75,35 @@ __all__ = [
 ]
 
 
+#: The modules docs/api.md documents names of, which are attributes of the package too
+#: (``skclap.training.train(...)`` after ``import skclap``). Every other module is internal: it
+#: imports (``import skclap.cli``), but is no attribute until something has imported it.
+_SUBMODULES = (
+    "audio",
+    "backends",
+    "datasets",
+    "devices",
+    "evaluation",
+    "health",
+    "inference",
+    "models",
+    "progress",
+    "prompting",
+    "registry",
+    "retrieval",
+    "search_service",
+    "serve",
+    "training",
+    "vocabulary",
+)
+
+
 def __getattr__(name: str) -> Any:
     module = _MODULES.get(name)
     if module is not None:
         value = getattr(importlib.import_module(module, __name__), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f".{name}", __name__)  # a subpackage: ``skclap.training.train(...)``
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
     else:
         raise AttributeError(f"module 'skclap' has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function
@@ -87,11 +111,11 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULES})
+    # the public names only: the modules imported so far are in globals() too, internal ones included
+    return sorted({*(n for n in globals() if n.startswith("__")), *__all__, *_SUBMODULES})
 
 
 if TYPE_CHECKING:
-    from .audio import AudioError
     from .checkpoints import import_laion, import_msclap, load_model
     from .embed import embed_collection
     from .encoder import Encoder, clear_caches
@@ -103,7 +127,7 @@ if TYPE_CHECKING:
         CLAPPromptTuner,
         CLAPZeroShotClassifier,
     )
-    from .exceptions import CheckpointError, UnknownWordsWarning
+    from .exceptions import AudioError, CheckpointError, UnknownModelError, UnknownWordsWarning
     from .health import check_model
     from .loss import contrastive_loss
     from .models import PRESETS, CLAPConfig, CLAPModel

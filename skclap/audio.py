@@ -20,7 +20,6 @@ import soxr
 from .exceptions import AudioError
 
 __all__ = [
-    "AudioError",
     "PADDINGS",
     "as_waveform",
     "check_sample_rate",

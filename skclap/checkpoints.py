@@ -28,16 +28,16 @@ import torch
 from . import convert
 from .backends.laion import LaionCLAP, is_laion_checkpoint
 from .devices import resolve_device, same_device
-from .exceptions import CheckpointError
+from .exceptions import CheckpointError, UnknownModelError
 from .frontend import mel_filterbank
 from .hub import explain_hub_error, from_cache_or_hub, hub_offline
-from .models.clap import CLAPConfig, CLAPModel, preset_config
+from .models.clap import CLAPModel, preset_config
+from .models.config import CLAPConfig
 from .models.protocol import ClapLike, check_clap_model
 from .models.serialization import load_state, save_directory, weights_to_follow
 from .registry import PRETRAINED, Pretrained, bundled_path, parse_spec, unknown_name_message
 
 __all__ = [
-    "CheckpointError",
     "cache_dir",
     "clear_model_cache",
     "import_laion",
@@ -60,7 +60,7 @@ def resolve_checkpoint(name: str) -> Path:
     """The local path of a registered checkpoint's file, downloading it only when the hub is reachable."""
     if name not in PRETRAINED or PRETRAINED[name].filename is None:
         files = sorted(n for n, p in PRETRAINED.items() if p.filename)
-        raise CheckpointError(f"unknown checkpoint file name {name!r}; registered: {files}, or pass a file's path")
+        raise UnknownModelError(f"unknown checkpoint file name {name!r}; registered: {files}, or pass a file's path")
     ckpt = PRETRAINED[name]
     filename = str(ckpt.filename)
     local = cache_dir() / name / filename
@@ -315,12 +315,11 @@ def load_model(
     """Load a CLAP model by any name of :mod:`skclap.registry`: released weights (``"msclap-2023"``,
     ``"laion-630k-audioset-best"``, ``"laion/clap-htsat-fused"``), ``"preset:NAME"`` (random
     weights), ``"hf-hub:ID"``, or a path (a skclap or transformers directory, a released file).
-    ``device``: ``"auto"`` or None (CUDA, then MPS, then CPU) or a device, as everywhere in skclap."""
+    ``device``: ``"auto"`` or None (CUDA, then MPS, then CPU) or a device, as everywhere in skclap.
+    A name registered nowhere raises :class:`~skclap.UnknownModelError` (a ``ValueError``); a file
+    that is missing, unreadable or does not fit, or a download that fails, :class:`~skclap.CheckpointError`."""
     device = resolve_device(device)
-    try:
-        spec = parse_spec(name_or_path)
-    except KeyError as err:
-        raise CheckpointError(err.args[0]) from None
+    spec = parse_spec(name_or_path)
     if spec.kind == "preset":
         model = CLAPModel.from_preset(spec.value, tokenizer=tokenizer)
         return model.to(device)
@@ -344,7 +343,7 @@ def load_model(
             f"no checkpoint directory or file at {spec.value!r}; a model is a registered name (`skclap info` lists "
             f"them), a checkpoint directory or a released .pth/.pt file"
         )
-    raise CheckpointError(unknown_name_message(spec.value))
+    raise UnknownModelError(unknown_name_message(spec.value))
 
 
 def _looks_like_path(text: str) -> bool:

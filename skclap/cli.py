@@ -273,6 +273,8 @@ def _command(sub: Any, name: str, help: str, **kwargs: Any) -> argparse.Argument
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and its options. One declaration after another, long because the commands are
+    many: each command's options read best in one place, beside the others'."""
     from .demo import MODEL as DEMO_MODEL
     from .embed import MODEL_HELP, OUTPUT_LAYOUT
     from .encoder import add_runtime_arguments

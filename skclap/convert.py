@@ -24,7 +24,7 @@ import torch
 
 from .models.serialization import DERIVED
 
-__all__ = ["Converted", "detect_format", "laion_to_transformers", "msclap_2022", "msclap_2023", "DERIVED"]
+__all__ = ["Converted", "detect_format", "laion_to_transformers", "msclap_2022", "msclap_2023"]
 
 _FRONTEND = re.compile(r"(spectrogram_extractor|logmel_extractor)\.")
 _TAGGING_HEAD = re.compile(r"^(tscam_conv|head)\.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AudioError", "CheckpointError", "DatasetNotFoundError", "UnknownWordsWarning"]
+__all__ = ["AudioError", "CheckpointError", "DatasetNotFoundError", "UnknownModelError", "UnknownWordsWarning"]
 
 
 class AudioError(ValueError):
@@ -10,7 +10,14 @@ class AudioError(ValueError):
 
 
 class CheckpointError(OSError):
-    """A checkpoint that is missing, unreadable, or does not fit the model."""
+    """A checkpoint that is missing, unreadable, or does not fit the model (a name that is
+    registered nowhere is an :class:`UnknownModelError`)."""
+
+
+class UnknownModelError(ValueError):
+    """A model or architecture name that is registered nowhere (and no directory or file of that
+    name): the message names the closest registered names. A bad argument, not a failed read, so a
+    ``ValueError`` wherever the name is given (``load_model``, ``train``, an estimator's ``model=``)."""
 
 
 class DatasetNotFoundError(FileNotFoundError):

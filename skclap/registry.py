@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
+from .exceptions import UnknownModelError
 from .models.clap import PRESETS, preset_description
 
 __all__ = [
@@ -183,7 +184,7 @@ BUNDLED: dict[str, Bundled] = {
 def bundled_path(name: str) -> Path:
     """The directory of a bundled model inside the installed package."""
     if name not in BUNDLED:
-        raise KeyError(f"no bundled model {name!r}; bundled: {sorted(BUNDLED)}")
+        raise UnknownModelError(f"no bundled model {name!r}; bundled: {sorted(BUNDLED)}")
     return Path(str(resources.files(__package__).joinpath("bundled").joinpath(name)))
 
 
@@ -228,7 +229,8 @@ class Spec(NamedTuple):
 
 
 def parse_spec(spec: str | os.PathLike) -> Spec:
-    """Classify a model name without loading anything (see the module docstring)."""
+    """Classify a model name without loading anything (see the module docstring); an
+    :class:`~skclap.UnknownModelError` for an architecture that does not exist or a bare preset name."""
     text = os.fspath(spec)
     if text.startswith("preset:"):
         name = text[len("preset:") :]
@@ -236,7 +238,9 @@ def parse_spec(spec: str | os.PathLike) -> Spec:
             return Spec("preset", name)
         close = difflib.get_close_matches(name, list(PRESETS), n=1)
         guess = f"did you mean 'preset:{close[0]}'? " if close else ""
-        raise KeyError(f"unknown architecture {name!r} in {text!r}: {guess}choose from {', '.join(f'preset:{n}' for n in PRESETS)}")
+        raise UnknownModelError(
+            f"unknown architecture {name!r} in {text!r}: {guess}choose from {', '.join(f'preset:{n}' for n in PRESETS)}"
+        )
     if text.startswith("hf-hub:"):
         return Spec("hf-hub", text[len("hf-hub:") :])
     if text.startswith("local-dir:"):
@@ -246,7 +250,7 @@ def parse_spec(spec: str | os.PathLike) -> Spec:
     if text in PRETRAINED:
         return Spec("pretrained", text)
     if text in PRESETS and not os.path.exists(text):
-        raise KeyError(
+        raise UnknownModelError(
             f"{text!r} is an architecture, not released weights: pass 'preset:{text}' for random weights "
             f"(released weights: {', '.join(n for n in PRETRAINED if not n.startswith('laion/'))})"
         )

@@ -31,7 +31,7 @@ import numpy as np
 
 from .exceptions import UnknownWordsWarning
 
-__all__ = ["UnknownWordsWarning", "check_label_words", "unknown_words"]
+__all__ = ["check_label_words", "unknown_words"]
 
 #: A row is trained when its norm is past the untrained rows' norm by this many standard deviations
 #: (an untrained row's squared norm over the init variance is chi-squared with ``hidden`` degrees of

@@ -4,7 +4,7 @@ import soundfile as sf
 import torch
 
 from skclap import audio
-from skclap.audio import AudioError
+from skclap.exceptions import AudioError
 
 from .conftest import sine
 

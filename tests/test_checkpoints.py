@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from skclap import PRESETS, PRETRAINED, CheckpointError, CLAPModel, import_msclap, list_models, load_model
+from skclap import PRESETS, PRETRAINED, CheckpointError, CLAPModel, UnknownModelError, import_msclap, list_models, load_model
 from skclap.checkpoints import resolve_checkpoint
 
 from .helpers import msclap_state
@@ -68,13 +68,13 @@ def test_bad_config_json(tiny_model_dir, tmp_path):
 
 
 def test_unknown_names_and_paths(tmp_path):
-    with pytest.raises(CheckpointError, match="no model named 'nope'.*msclap-2022"):
+    with pytest.raises(UnknownModelError, match="no model named 'nope'.*msclap-2022"):
         load_model("nope")
     with pytest.raises(CheckpointError, match="not a skclap checkpoint"):
         load_model(tmp_path)
-    with pytest.raises(CheckpointError, match="'tiny' is an architecture, not released weights: pass 'preset:tiny'"):
+    with pytest.raises(UnknownModelError, match="'tiny' is an architecture, not released weights: pass 'preset:tiny'"):
         load_model("tiny")
-    with pytest.raises(CheckpointError, match="unknown architecture 'huge'"):
+    with pytest.raises(UnknownModelError, match="unknown architecture 'huge'"):
         load_model("preset:huge")
     for bad in ("[]", "null", "3"):  # valid JSON, not an object
         (tmp_path / "config.json").write_text(bad)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from skclap import CheckpointError, load_model
+from skclap import CheckpointError, UnknownModelError, load_model
 from skclap.cli import main as cli
 from skclap.registry import BUNDLED, PRETRAINED, list_models, model_names
 
@@ -34,7 +34,7 @@ def test_an_ordinary_error_is_one_line_and_a_non_zero_exit(tmp_path, capsys):
 
 
 def test_a_misspelt_model_is_answered_with_the_closest_names_and_every_model(tmp_path, capsys):
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(UnknownModelError) as info:
         load_model("skclap-instrument")
     message = str(info.value)
     assert "did you mean 'skclap-instruments'?" in message
@@ -42,7 +42,7 @@ def test_a_misspelt_model_is_answered_with_the_closest_names_and_every_model(tmp
     assert listed.startswith("skclap-instruments, ")
     assert all(name in listed for name in model_names())
     assert {*BUNDLED, *PRETRAINED} <= set(model_names())
-    with pytest.raises(CheckpointError, match="did you mean 'preset:tiny'"):
+    with pytest.raises(UnknownModelError, match="did you mean 'preset:tiny'"):
         load_model("preset:tiyn")
     assert cli(["embed", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "msclap2023"]) == 1
     assert "did you mean 'msclap-2023'" in capsys.readouterr().err

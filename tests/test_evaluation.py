@@ -15,7 +15,7 @@ from skclap import CLAPEmbedder
 from skclap.cache import get_cache
 from skclap.checkpoints import resolve_model
 from skclap.cli import main as cli
-from skclap.datasets.downstream import LOADERS, DatasetNotFoundError, load_downstream
+from skclap.datasets.downstream import LOADERS, load_downstream
 from skclap.evaluation import (
     TASKS,
     evaluate,
@@ -24,6 +24,7 @@ from skclap.evaluation import (
     mean_average_precision,
     results_markdown,
 )
+from skclap.exceptions import DatasetNotFoundError
 
 from . import downstream_fixtures as fx
 from .helpers import EncoderCalls

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from skclap import PRESETS, CLAPConfig, CLAPModel, contrastive_loss
+from skclap import PRESETS, CLAPConfig, CLAPModel, UnknownModelError, contrastive_loss
 from skclap.loss import contrastive_logits
 
 
@@ -75,7 +75,7 @@ def test_presets_seeded():
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
-    with pytest.raises(KeyError, match="unknown preset"):
+    with pytest.raises(UnknownModelError, match="unknown preset"):
         CLAPModel.from_preset("huge")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from skclap import CLAPLinearProbe, CLAPModel, load_model
+from skclap import CLAPLinearProbe, CLAPModel, UnknownModelError, load_model
 from skclap.backends import LaionCLAP
 from skclap.datasets import make_corpus
 from skclap.registry import PRETRAINED
@@ -140,7 +140,7 @@ def test_released_name_starts_from_the_released_weights(tmp_path, monkeypatch):
         corpus(16), None, model="preset:tiny", item_rate=16000, batch_size=8, max_steps=1, lr=0.0, weight_decay=0.0, progress=False
     )
     assert not torch.equal(random_init.model.audio_encoder.projection.linear1.weight, start["audio_encoder.projection.linear1.weight"])
-    with pytest.raises(ValueError, match="pass 'preset:tiny'"):
+    with pytest.raises(UnknownModelError, match="pass 'preset:tiny'"):
         train(corpus(16), None, model="tiny", batch_size=8, max_steps=1)
 
 

@@ -4,8 +4,9 @@
 and, drawn apart from both, the user-played test set (:func:`make_played_set`); synthetic sounds
 (the unit tests' fast fixture) — and loaders for downstream datasets' standard local layouts."""
 
+from ..exceptions import DatasetNotFoundError
 from .corpus import CaptionedCorpus, Clip
-from .downstream import LOADERS, DatasetNotFoundError, LabelledAudio, load_downstream
+from .downstream import LOADERS, LabelledAudio, load_downstream
 from .instruments import INSTRUMENTS, InstrumentCorpus, attribute_classes, instrument_prompts, make_instrument_corpus
 from .performances import PerformanceCorpus, make_performance_corpus
 from .played import PlayedSet, condition_table, make_played_set

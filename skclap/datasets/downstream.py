@@ -25,7 +25,7 @@ import numpy as np
 
 from ..exceptions import DatasetNotFoundError
 
-__all__ = ["LOADERS", "DatasetNotFoundError", "LabelledAudio", "load_downstream"]
+__all__ = ["LOADERS", "LabelledAudio", "load_downstream"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".au")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .corpus import CaptionedCorpus, Clip, draw_clips
 
-__all__ = ["FAMILIES", "Clip", "SyntheticCorpus", "attribute_words", "class_prompts", "make_corpus", "pitched_labels", "render"]
+__all__ = ["FAMILIES", "SyntheticCorpus", "attribute_words", "class_prompts", "make_corpus", "pitched_labels", "render"]
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..audio import check_sample_rate
 from ..cache import DiskCache, MemoryCache
-from ..checkpoints import resolve_model
-from ..devices import PRECISIONS, resolve_device
+from ..devices import PRECISIONS
 from ..encoder import Encoder
-from ..inputs import as_items, as_texts, check_targets, is_label_lists
+from ..inputs import as_items
 from ..models.protocol import ClapLike, ClapModelProtocol
 from ..vocabulary import check_label_words
 
-__all__ = ["CLAPEstimatorBase", "as_items", "as_texts", "check_targets", "is_label_lists", "resolve_device", "resolve_model"]
-
-# Input validation lives in skclap.inputs; the estimators import it from here as well.
+__all__ = ["CLAPEstimatorBase"]
 
 
 class CLAPEstimatorBase(BaseEstimator):

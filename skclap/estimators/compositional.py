@@ -11,9 +11,9 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from ..inference import normalize_rows
-from ..inputs import resolve_classes
+from ..inputs import as_items, check_targets, resolve_classes
 from ..prompting import check_label_prompts, check_templates, label_wordings, prompt_vectors, prompts_for
-from ._base import CLAPEstimatorBase, as_items, check_targets
+from ._base import CLAPEstimatorBase
 from ._scoring import ClassVectorScores
 
 __all__ = ["CLAPCompositionalClassifier", "check_label_parts"]

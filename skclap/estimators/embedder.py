@@ -10,7 +10,8 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import CLAPEstimatorBase, as_items, as_texts
+from ..inputs import as_items, as_texts
+from ._base import CLAPEstimatorBase
 
 __all__ = ["CLAPEmbedder"]
 

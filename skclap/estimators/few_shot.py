@@ -13,10 +13,10 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..inputs import class_codes
+from ..exceptions import UnknownWordsWarning
+from ..inputs import as_items, check_targets, class_codes
 from ..prompting import check_label_prompts, label_wordings
-from ..vocabulary import UnknownWordsWarning
-from ._base import CLAPEstimatorBase, as_items, check_targets
+from ._base import CLAPEstimatorBase
 from ._scoring import ClassVectorScores
 from .zero_shot import CLAPZeroShotClassifier
 

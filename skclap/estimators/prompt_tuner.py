@@ -10,10 +10,10 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 
 from ..checkpoints import trainable
-from ..inputs import class_codes
+from ..inputs import as_items, check_targets, class_codes
 from ..prompt_tuning import tune_context
 from ..prompting import check_label_prompts, label_wordings
-from ._base import CLAPEstimatorBase, as_items, check_targets
+from ._base import CLAPEstimatorBase
 from ._scoring import ClassVectorScores
 
 __all__ = ["CLAPPromptTuner"]

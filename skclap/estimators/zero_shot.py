@@ -11,10 +11,10 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..inputs import class_index, resolve_classes
+from ..inputs import as_items, check_targets, class_index, is_label_lists, resolve_classes
 from ..metrics import mean_average_precision
 from ..prompting import TEMPLATE_POOL, check_label_prompts, check_templates, label_wordings, prompt_vectors, prompts_for, select_templates
-from ._base import CLAPEstimatorBase, as_items, check_targets, is_label_lists
+from ._base import CLAPEstimatorBase
 from ._scoring import ClassVectorScores
 
 __all__ = ["CLAPZeroShotClassifier"]

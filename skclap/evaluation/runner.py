@@ -23,7 +23,7 @@ from ..estimators import CLAPLinearProbe, CLAPZeroShotClassifier
 from ..metrics import mean_average_precision
 from .tasks import TASKS, Task, get_task
 
-__all__ = ["DEFAULT_MODES", "MODES", "evaluate", "evaluate_task", "mean_average_precision", "results_markdown"]
+__all__ = ["DEFAULT_MODES", "MODES", "evaluate", "evaluate_task", "results_markdown"]
 
 MODES = ("zeroshot", "probe", "fewshot")
 

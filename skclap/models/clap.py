@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..exceptions import CheckpointError
+from ..exceptions import CheckpointError, UnknownModelError
 from ..frontend import LogMel
 from ..loss import similarity_logits
 from .config import CLAPConfig
@@ -25,7 +25,7 @@ from .text import TextBackbone
 from .tokenizer import load_tokenizer
 from .towers import build_audio_tower
 
-__all__ = ["CLAPConfig", "CLAPModel", "CLAPOutput", "PRESETS", "AudioEncoder", "TextEncoder", "preset_config"]
+__all__ = ["CLAPModel", "CLAPOutput", "PRESETS", "AudioEncoder", "TextEncoder", "preset_config"]
 
 
 @functools.cache
@@ -68,7 +68,7 @@ PRESETS: Mapping[str, CLAPConfig] = _Presets()
 def preset_config(name: str) -> CLAPConfig:
     """A fresh copy of a named architecture's config."""
     if name not in _preset_files():
-        raise KeyError(f"unknown preset {name!r}; choose from {sorted(_preset_files())}")
+        raise UnknownModelError(f"unknown preset {name!r}; choose from {sorted(_preset_files())}")
     return PRESETS[name]
 
 

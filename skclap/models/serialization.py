@@ -99,7 +99,7 @@ def weights_to_follow() -> Iterator[None]:
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
     """``load_state_dict`` that reports every missing, unexpected or mis-shaped key.
 
-    Buffers the model derives from its configuration (:data:`skclap.DERIVED`) are kept
+    Buffers the model derives from its configuration (:data:`DERIVED`) are kept
     from the model when the file does not hold them.
     """
     own = model.state_dict()

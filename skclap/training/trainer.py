@@ -185,7 +185,8 @@ class Trainer:
         """Train on ``train`` (a :class:`CaptionDataset` or ``(items, captions)``), validate on
         ``val`` (``(items, captions)``), and return the trained model. ``groups`` (one key per
         training item, e.g. its instrument) with ``TrainConfig.group_size`` puts items of one group
-        together in each batch (hard negatives)."""
+        together in each batch (hard negatives). One loop with its state (step, scaler, sampler
+        position, history) in one frame: split, resuming would have to hand that state around."""
         c = self.config
         info = init_distributed(c.device)
         self.is_main = info.is_main
@@ -390,10 +391,7 @@ def start_model(model: Any, seed: int = 0) -> Any:
     :mod:`skclap.registry` loads weights (a released name its released weights), a model is used as is."""
     if not isinstance(model, (str, os.PathLike)):
         return model
-    try:
-        spec = parse_spec(model)
-    except KeyError as err:
-        raise ValueError(err.args[0]) from None
+    spec = parse_spec(model)  # a bad name raises UnknownModelError, as load_model does
     if spec.kind == "preset":
         return CLAPModel.from_preset(spec.value, seed=seed)
     return load_model(model)
