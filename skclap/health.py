@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .encoder import Encoder
+from .inference import normalize_rows
 from .models.protocol import ClapLike
 
 __all__ = ["ModelHealth", "check_model", "PROMPTS"]
@@ -49,7 +50,7 @@ def _signals(rate: int, seconds: float = 1.0) -> list[np.ndarray]:
 
 
 def _mean_pairwise_cosine(x: np.ndarray) -> float:
-    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    x = normalize_rows(x)
     sims = x @ x.T
     n = len(x)
     return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
