@@ -88,3 +88,66 @@ def laion_clap_preprocessing() -> types.SimpleNamespace:
     namespace = {"np": np, "torch": torch, "F": F, "suppress": suppress}
     exec(compile(ast.Module(body=nodes, type_ignores=[]), str(path), "exec"), namespace)
     return types.SimpleNamespace(**{name: namespace[name] for name in wanted})
+
+
+@lru_cache(maxsize=1)
+def laion_clap_retrieval() -> types.SimpleNamespace:
+    """laion_clap's own retrieval measures, ``get_metrics`` (one caption a clip) and
+    ``evaluate_clotho_audiocaps`` (five), taken verbatim from ``laion_clap/training/train.py``. That
+    module imports its training loop's dependencies (wandb, ``clap_module``'s loss) at its top, so the
+    two functions' source is compiled on its own, with the names they use. ``evaluate_clotho_audiocaps``
+    takes a model, a data loader and the run's arguments: :func:`run_laion_clotho_audiocaps` hands it
+    stand-ins that return given embeddings."""
+    import logging
+
+    path = _package_root("laion_clap", "laion-clap==1.1.7") / "training" / "train.py"
+    tree = ast.parse(path.read_text())
+    wanted = {"get_metrics", "evaluate_clotho_audiocaps"}
+    nodes = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in wanted]
+    assert {n.name for n in nodes} == wanted, f"{path} no longer defines {wanted}"
+    namespace = {"np": np, "torch": torch, "F": F, "logging": logging}
+    exec(compile(ast.Module(body=nodes, type_ignores=[]), str(path), "exec"), namespace)
+    return types.SimpleNamespace(**{name: namespace[name] for name in wanted})
+
+
+def run_laion_clotho_audiocaps(audio: torch.Tensor, text: torch.Tensor, batch_size: int = 4) -> dict[str, float]:
+    """laion_clap's ``evaluate_clotho_audiocaps`` on given embeddings: ``audio`` (n, d) and ``text``
+    (5 n, d), clip i's captions at rows 5 i .. 5 i + 4 (the order its loader yields them). The model
+    stand-in returns the rows a batch names (the function normalises them itself) and a logit scale;
+    captions are "tokenised" to their row numbers by a stand-in ``clap_module.tokenize``, which the
+    function imports when ``args.tmodel == "transformer"``. Returns its measures without the dataset
+    prefix it adds."""
+    n = len(audio)
+    assert text.shape[0] == 5 * n
+
+    class Model:
+        def __call__(self, audios, texts, device):
+            if audios is None and texts is None:
+                return torch.tensor(1 / 0.07), torch.tensor(1 / 0.07)  # the scale only multiplies the scores
+            return audio[audios["clip"]] if texts is None else text[texts]
+
+    def batch(clips: list[int]) -> dict:
+        return {
+            "clip": torch.tensor(clips),
+            "full_text": [list(range(5 * i, 5 * i + 5)) for i in clips],
+            "__url__": [f"/d/clotho/test/{i}.tar" for i in clips],
+        }
+
+    loader = [batch(list(range(a, min(a + batch_size, n)))) for a in range(0, n, batch_size)]
+    data = {"val": types.SimpleNamespace(dataloader=loader)}
+    args = types.SimpleNamespace(tmodel="transformer")
+    stand_in = types.ModuleType("clap_module")
+    stand_in.tokenize = lambda caption_rows: torch.tensor(caption_rows)
+    saved = sys.modules.get("clap_module")
+    sys.modules["clap_module"] = stand_in
+    try:
+        from contextlib import nullcontext
+
+        out = laion_clap_retrieval().evaluate_clotho_audiocaps(Model(), data, 0, args, nullcontext, "cpu")
+    finally:
+        if saved is None:
+            sys.modules.pop("clap_module", None)
+        else:
+            sys.modules["clap_module"] = saved
+    (metrics,) = out.values()
+    return {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}
