@@ -152,6 +152,14 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import DEFAULT_MODES, evaluate, results_markdown
 
+    data_dir = args.data_dir or args.data
+    if data_dir is None:
+        raise SystemExit("evaluate needs the dataset's folder: skclap evaluate --task NAME DIR (or --data-dir DIR)")
+    if args.data_dir and args.data and Path(args.data_dir) != Path(args.data):
+        raise SystemExit(f"two dataset folders given: --data-dir {args.data_dir} and {args.data}")
+    retrieval = _retrieval_tasks(args.task)
+    if retrieval:
+        return _run_retrieval(retrieval, data_dir, args)
     tasks = "all" if "all" in args.task else args.task
     modes = DEFAULT_MODES if args.mode == "both" else (args.mode,)
     try:
@@ -164,7 +172,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit(f"--tuner-steps must be 1 or more; got {args.tuner_steps}")
     table = evaluate(
         tasks,
-        args.data_dir,
+        data_dir,
         model=args.model,
         modes=modes,
         out_dir=args.out,
@@ -179,6 +187,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     print(results_markdown(table, model_name=args.model))
     print(f"written: {args.out}/results.csv, {args.out}/results.md")
+    return 0
+
+
+def _retrieval_tasks(names: list[str]) -> list[str]:
+    from .evaluation import RETRIEVAL_TASKS
+
+    found = [n.lower() for n in names if n.lower() in RETRIEVAL_TASKS]
+    if found and len(found) != len(names):
+        raise SystemExit(f"retrieval tasks ({', '.join(RETRIEVAL_TASKS)}) run apart from the classification tasks; got {names}")
+    return found
+
+
+def _run_retrieval(tasks: list[str], data_dir: str, args: argparse.Namespace) -> int:
+    """AudioCaps / Clotho retrieval: one table per task, both directions, printed and written to --out."""
+    from .evaluation import evaluate_retrieval
+
+    texts = []
+    for task in tasks:
+        result = evaluate_retrieval(
+            task,
+            data_dir,
+            args.model,
+            protocol=args.protocol,
+            split=args.split,
+            cache=args.cache_dir or True,
+            batch_size=args.batch_size,
+            device=args.device,
+            precision=args.precision,
+            progress=not args.no_progress,
+        )
+        texts.append(result.markdown())
+        print(texts[-1])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retrieval.md").write_text("\n".join(texts))
+    print(f"written: {out / 'retrieval.md'}")
     return 0
 
 
@@ -300,9 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=run_demo_cmd)
-    ev = _command(sub, "evaluate", "downstream tasks of the paper: zero-shot and linear probe, one table")
-    ev.add_argument("--task", action="append", required=True, help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS")
-    ev.add_argument("--data-dir", required=True, help="the dataset's folder, or a root holding each dataset in its standard folder name")
+    ev = _command(
+        sub, "evaluate", "downstream tasks of the paper: zero-shot and linear probe, one table; audiocaps / clotho: retrieval both ways"
+    )
+    ev.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        help="task name (repeatable), or 'all'; see skclap.evaluation.TASKS; or audiocaps / clotho (retrieval)",
+    )
+    ev.add_argument("data", nargs="?", help="the dataset's folder, or a root holding each dataset in its standard folder name")
+    ev.add_argument("--data-dir", help="the same as DATA")
+    ev.add_argument(
+        "--protocol", choices=["standard", "laion", "dcase"], default="standard", help="retrieval: whose figures (default standard)"
+    )
+    ev.add_argument("--split", default="test", help="retrieval: the split to score (default test; Clotho's is evaluation)")
     ev.add_argument("--model", default="msclap-2022", help=MODEL_HELP)
     ev.add_argument("--mode", choices=["zeroshot", "probe", "both", "fewshot"], default="both", help="both: zeroshot and probe")
     ev.add_argument("--shots", default="1,2,4,8,16", help="fewshot: labelled clips per class drawn from each training fold")

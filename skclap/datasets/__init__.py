@@ -2,9 +2,11 @@
 ``instruments`` extra: ``skclap install-extra instruments``): single notes of two registers
 (:func:`make_instrument_corpus`), playing as people play for training (:func:`make_performance_corpus`)
 and, drawn apart from both, the user-played test set (:func:`make_played_set`); synthetic sounds
-(the unit tests' fast fixture) — and loaders for downstream datasets' standard local layouts."""
+(the unit tests' fast fixture) — loaders for downstream datasets' standard local layouts, and readers for the captioning sets
+that retrieval is reported on (AudioCaps, Clotho) in their released layouts."""
 
 from ..exceptions import DatasetNotFoundError
+from .captioned import AUDIOCAPS_NAMES, CaptionedAudio, LeftOutClip, load_audiocaps, load_clotho
 from .corpus import CaptionedCorpus, Clip
 from .downstream import LOADERS, LabelledAudio, load_downstream
 from .instruments import INSTRUMENTS, InstrumentCorpus, attribute_classes, instrument_prompts, make_instrument_corpus
@@ -13,6 +15,11 @@ from .played import PlayedSet, condition_table, make_played_set
 from .synthetic import FAMILIES, SyntheticCorpus, attribute_words, class_prompts, make_corpus, pitched_labels, render
 
 __all__ = [
+    "AUDIOCAPS_NAMES",
+    "CaptionedAudio",
+    "LeftOutClip",
+    "load_audiocaps",
+    "load_clotho",
     "FAMILIES",
     "INSTRUMENTS",
     "CaptionedCorpus",

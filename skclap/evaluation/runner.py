@@ -21,6 +21,7 @@ from ..checkpoints import resolve_model
 from ..datasets.downstream import LabelledAudio
 from ..estimators import CLAPLinearProbe, CLAPZeroShotClassifier
 from ..metrics import mean_average_precision
+from .retrieval import RETRIEVAL_TASKS, evaluate_retrieval
 from .tasks import TASKS, Task, get_task
 
 __all__ = ["DEFAULT_MODES", "MODES", "evaluate", "evaluate_task", "results_markdown"]
@@ -174,8 +175,17 @@ def evaluate(
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Run several tasks (``"all"`` for every registered one) and return one long table (a row
-    per task and mode); with ``out_dir``, also write ``results.csv`` and ``results.md``."""
+    per task and mode); with ``out_dir``, also write ``results.csv`` and ``results.md``.
+
+    The retrieval tasks (``"audiocaps"``, ``"clotho"``: :data:`~skclap.evaluation.RETRIEVAL_TASKS`)
+    run apart, through :func:`~skclap.evaluation.evaluate_retrieval` (``kwargs``: its ``protocol``,
+    ``split``, ``cache``, ...): a row per task and direction."""
     names = list(TASKS) if tasks == "all" else [tasks] if isinstance(tasks, (str, Task)) else list(tasks)
+    retrieval = [n for n in names if isinstance(n, str) and n.lower() in RETRIEVAL_TASKS]
+    if retrieval:
+        if len(retrieval) != len(names):
+            raise ValueError(f"retrieval tasks ({', '.join(RETRIEVAL_TASKS)}) run apart from the classification tasks; got {names}")
+        return _evaluate_retrieval_tasks(retrieval, data_dir, model, out_dir, **kwargs)
     rows = [row for name in names for row in evaluate_task(name, data_dir, model, modes, **kwargs)]
     table = pd.DataFrame(rows)
     if out_dir is not None:
@@ -184,6 +194,27 @@ def evaluate(
         table.to_csv(out / "results.csv", index=False)
         label = model if isinstance(model, (str, Path)) else type(model).__name__
         (out / "results.md").write_text(results_markdown(table, model_name=str(label)))
+    return table
+
+
+def _evaluate_retrieval_tasks(
+    names: list[str], data_dir: str | Path, model: Any, out_dir: str | Path | None, **kwargs: Any
+) -> pd.DataFrame:
+    """Retrieval tasks through :func:`evaluate`: a row per task and direction; with ``out_dir``,
+    ``results.csv`` and ``results.md`` (each task's table, as ``skclap evaluate`` prints it)."""
+    results = [evaluate_retrieval(name, data_dir, model, **kwargs) for name in names]
+    table = pd.concat(
+        [
+            r.table().reset_index().assign(task=r.task, protocol=r.protocol, clips=len(r.data), left_out=len(r.data.left_out))
+            for r in results
+        ],
+        ignore_index=True,
+    )
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "results.csv", index=False)
+        (out / "results.md").write_text("\n".join(r.markdown() for r in results))
     return table
 
 
