@@ -27,12 +27,11 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from skclap.loss import contrastive_logits, similarity_logits, symmetric_cross_entropy
-from skclap.models.clap import ClapLike
 from skclap.training import ContrastiveObjective, Objective
 from skclap.training.distributed import DistInfo, all_gather_uneven, all_gather_with_grad
 from skclap.training.objectives import gathered_logit_scale, loss_precision
@@ -40,6 +39,9 @@ from skclap.training.objectives import gathered_logit_scale, loss_precision
 __all__ = ["CompletionObjective", "UnsaidAttributes", "completed_logits"]
 
 _WORD = re.compile(r"[\w']+")
+
+if TYPE_CHECKING:
+    from skclap.models.protocol import TrainableModel
 
 
 def _words(text: str) -> set[str]:
@@ -164,7 +166,7 @@ class CompletionObjective(Objective):
         return [list(targets), completions] if completions else [list(targets)]
 
     def loss(
-        self, model: ClapLike, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
+        self, model: TrainableModel, audio: torch.Tensor, texts: list[torch.Tensor], targets: Sequence[Any], info: DistInfo
     ) -> tuple[torch.Tensor, float]:
         a = all_gather_with_grad(loss_precision(audio), info)
         t = all_gather_with_grad(loss_precision(texts[0]), info)
@@ -184,5 +186,5 @@ class CompletionObjective(Objective):
         loss = (1 - self.weight) * symmetric_cross_entropy(plain) + self.weight * symmetric_cross_entropy(completed)
         return loss, float(info.world_size)
 
-    def evaluate(self, model: ClapLike, audio: Any, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
+    def evaluate(self, model: TrainableModel, audio: Any, targets: Sequence[Sequence[Any]]) -> dict[str, float]:
         return self._plain.evaluate(model, audio, targets)
