@@ -60,3 +60,12 @@ python -m pip install --quiet torch==2.13.0 -e ".[dev]"
 # --no-deps: tinysoundfont renders the instruments (its declared pyaudio, for playback only, has no
 # wheel); msclap and laion-clap are the parity oracles of the tests (they pin torchaudio and training stacks).
 python -m pip install --quiet --no-deps tinysoundfont==0.3.7 msclap==1.3.4 laion-clap==1.1.7
+# --no-deps: the CLAP-score and FAD tools whose own functions are the oracles of skclap's protocols
+# (tests/reference.py reads them from their files; their training stacks are never imported).
+python -m pip install --quiet --no-deps fadtk==1.1.0 frechet-audio-distance==0.3.4 audiocraft==1.3.0
+# torchaudio's builds follow torch's version one for one and none matches this torch: its wheel is
+# only read, for the resampler fadtk calls (tests/reference.py, torchaudio_resample).
+oracles="${XDG_CACHE_HOME:-$HOME/.cache}/skclap-oracles"
+if ! ls "$oracles"/torchaudio-2.11.1-*.whl >/dev/null 2>&1; then
+    python -m pip download --quiet --no-deps --only-binary=:all: torchaudio==2.11.1 -d "$oracles"
+fi

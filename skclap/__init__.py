@@ -41,6 +41,7 @@ _MODULES = {
     "read_embeddings": ".retrieval",
     "search": ".retrieval",
     "clap_score": ".score",
+    "clap_fad": ".fad",
 }
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "UnknownWordsWarning",
     "build_index",
     "check_model",
+    "clap_fad",
     "clap_score",
     "clear_caches",
     "embed_collection",
@@ -84,13 +86,18 @@ _SUBMODULES = (
     "datasets",
     "devices",
     "evaluation",
+    "fad",
     "health",
     "inference",
+    "metrics",
     "models",
     "progress",
     "prompting",
     "registry",
+    "resamplers",
     "retrieval",
+    "score",
+    "score_protocols",
     "search_service",
     "serve",
     "training",
@@ -128,6 +135,7 @@ if TYPE_CHECKING:
         CLAPZeroShotClassifier,
     )
     from .exceptions import AudioError, CheckpointError, UnknownModelError, UnknownWordsWarning
+    from .fad import clap_fad
     from .health import check_model
     from .loss import contrastive_loss
     from .models import PRESETS, CLAPConfig, CLAPModel

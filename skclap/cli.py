@@ -275,12 +275,25 @@ def run_serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def run_protocols() -> int:
+    from .score_protocols import PROTOCOLS
+
+    for proto in PROTOCOLS.values():
+        print(proto.describe())
+    print(f"{'(none: skclap score default)':<26} CLAP score: any model; its deterministic windows pooled per clip; mean cosine")
+    return 0
+
+
 def run_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .embed import list_inputs
-    from .score import clap_score
+    from .score import DEFAULT_SCORE_MODEL, clap_score
 
+    if args.protocols:
+        return run_protocols()
+    if args.pairs is None:
+        raise SystemExit("skclap score: give a CSV/Parquet of pairs (or --protocols to list the protocols)")
     pairs = list_inputs(args.pairs)
     text_col = args.text_column or next((c for c in ("text", "caption", "prompt") if c in pairs.columns), None)
     if text_col is None or text_col not in pairs.columns:
@@ -288,7 +301,10 @@ def run_score(args: argparse.Namespace) -> int:
     result = clap_score(
         list(pairs["path"]),
         list(pairs[text_col].astype(str)),
-        model=args.model,
+        model=args.model if args.model is not None or args.protocol else DEFAULT_SCORE_MODEL,
+        protocol=args.protocol,
+        exact=args.exact,
+        seed=args.seed,
         batch_size=args.batch_size,
         precision=args.precision,
         device=args.device,
@@ -299,7 +315,41 @@ def run_score(args: argparse.Namespace) -> int:
         source = Path(args.pairs)
         given = pd.read_csv(source) if source.suffix.lower() == ".csv" else pd.read_parquet(source)
         given.assign(clap_score=result.scores).to_csv(args.out, index=False)
-    print(f"CLAP score {result.mean:.4f} (mean cosine of {len(result.scores)} pairs; model {result.model})")
+    spread = f", std {result.std:.4f}" if result.std is not None else ""
+    print(f"CLAP score {result.mean:.4f}{spread} ({len(result.scores)} pairs; protocol {result.protocol}; model {result.model})")
+    return 0
+
+
+def run_fad(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .fad import cached_statistics, clap_fad
+
+    run: dict[str, Any] = dict(
+        exact=args.exact,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    baseline = args.baseline
+    if args.baseline_stats:
+        existed = Path(args.baseline_stats).exists()
+        baseline = cached_statistics(args.baseline, args.baseline_stats, args.protocol, args.model, **run)
+        print(f"baseline statistics {'read from' if existed else 'written to'} {args.baseline_stats}")
+    result = clap_fad(baseline, args.evaluated, args.protocol, args.model, **run)
+    if args.out and result.items is not None:
+        rows = {"path": [str(i) for i in result.items], "frames": result.frames}
+        if result.per_item is not None and not np.isnan(result.per_item).all():
+            rows["fad"] = result.per_item
+        pd.DataFrame(rows).to_csv(args.out, index=False)
+    b, e = result.baseline, result.evaluated
+    print(
+        f"FAD {result.fad:.6f} (protocol {result.protocol}; model {b.model}; "
+        f"baseline {b.files} files, {b.n} frames; evaluated {e.files} files, {e.n} frames)"
+    )
     return 0
 
 
@@ -307,6 +357,15 @@ def run_install_extra(args: argparse.Namespace) -> int:
     from .extras import install_extra
 
     return install_extra(args.extra, dry_run=args.dry_run)
+
+
+def _add_draw_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="past the tool's window, draw the crop as the tool does (numpy RandomState(--seed)); default: a fixed choice",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the tool's numpy seed, with --exact (audiocraft's config: 2036)")
 
 
 def _command(sub: Any, name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
@@ -399,13 +458,34 @@ def build_parser() -> argparse.ArgumentParser:
     sv = _command(sub, "serve", "search an embedded collection in the browser, by text or by sound")
     add_serve_arguments(sv)
     sv.set_defaults(func=run_serve)
-    sc = _command(sub, "score", "CLAP score of audio-text pairs (cosine per pair and the mean)")
-    sc.add_argument("pairs", help="CSV/Parquet with an audio path column (path/audio/file) and a text column")
-    sc.add_argument("--model", default=DEFAULT_SCORE_MODEL, help=MODEL_HELP)
+    sc = _command(sub, "score", "CLAP score of audio-text pairs (cosine per pair and the mean), as a published tool computes it")
+    sc.add_argument("pairs", nargs="?", help="CSV/Parquet with an audio path column (path/audio/file) and a text column")
+    sc.add_argument("--protocols", action="store_true", help="list the protocols, a line each, and exit")
+    sc.add_argument("--protocol", help="a tool's CLAP score (see --protocols); default: skclap's own")
+    sc.add_argument(
+        "--model",
+        help=f"a model name (skclap info lists them), a checkpoint directory or file (default: {DEFAULT_SCORE_MODEL}; "
+        "with --protocol, the tool's checkpoint), fetched from the hub on first use",
+    )
     sc.add_argument("--text-column", help="default: text, caption or prompt")
     sc.add_argument("--out", help="write the pairs with a clap_score column to this CSV (their columns as given)")
+    _add_draw_arguments(sc)
     add_runtime_arguments(sc)
     sc.set_defaults(func=run_score)
+    fd = _command(sub, "fad", "Frechet audio distance on CLAP embeddings between two sets of audio, as a published tool computes it")
+    fd.add_argument("baseline", help="a folder of audio, a file list (CSV/Parquet/txt), or saved statistics (.npz)")
+    fd.add_argument("evaluated", help="a folder of audio or a file list")
+    fd.add_argument("--protocol", default="fadtk:clap-laion-audio", help="a tool's FAD (skclap score --protocols lists them)")
+    fd.add_argument(
+        "--model", help="another checkpoint of the protocol's rate and window, where the tool lets you choose (default: the tool's)"
+    )
+    fd.add_argument(
+        "--baseline-stats", help="an .npz: read the baseline's statistics from it, or write them to it (one baseline, many sets)"
+    )
+    fd.add_argument("--out", help="write each evaluated file's frames and own FAD to the baseline to this CSV")
+    _add_draw_arguments(fd)
+    add_runtime_arguments(fd)
+    fd.set_defaults(func=run_fad)
     from .extras import EXTRAS
 
     ie = _command(

@@ -96,21 +96,24 @@ class Encoder:
         sample_rate: int | None = None,
         on_error: Callable[[int, Exception], None] | None = None,
         window_sink: Callable[[int, np.ndarray], None] | None = None,
+        windowing: Callable[[int, Any], np.ndarray] | None = None,
     ) -> np.ndarray:
         """One vector per audio item (paths, arrays, ``(array, rate)`` pairs, ...): the mean of its
         windows' embeddings (:func:`skclap.inference.embed_audio`: ``on_error`` skips unreadable
-        items, leaving NaN rows; ``window_sink`` receives each item's window embeddings)."""
+        items, leaving NaN rows; ``window_sink`` receives each item's window embeddings;
+        ``windowing(i, item)`` makes an item's windows in place of the model's own, uncached)."""
         emb = embed_audio(
             self.model,
             items,
             sample_rate=sample_rate if sample_rate is not None else self.sample_rate,
             batch_size=self.batch_size,
-            cache=None if window_sink is not None else self.cache,
+            cache=None if window_sink is not None or windowing is not None else self.cache,
             progress=self.progress,
             workers=self.workers,
             precision=self.precision,
             on_error=on_error,
             window_sink=window_sink,
+            windowing=windowing,
         )
         return normalize_rows(emb) if normalize else emb
 

@@ -68,12 +68,14 @@ def _prepared(
     workers: int,
     block: int,
     capture: bool = False,
+    windowing: Callable[[int, Any], np.ndarray] | None = None,
 ) -> Iterator[tuple[int, Iterable[np.ndarray] | Exception]]:
     """Yield ``(index, chunks of windows)`` in order, decoding up to ``2 * workers`` items ahead.
 
     An item is one chunk; a long file (:func:`skclap.audio.long_file_seconds`) is a lazy stream of
     chunks of ``block`` windows, decoded as the model consumes them, so memory stays flat. With
     ``capture``, an item that fails to decode yields its exception instead of raising it.
+    ``windowing(i, item)``, when given, makes an item's windows in place of the model's own.
     """
     rate, length = model.config.sample_rate, model.config.window_samples
     padding = model.window_padding
@@ -81,6 +83,8 @@ def _prepared(
     def work(i: int) -> Iterable[np.ndarray] | Exception:
         name = _item_name(i, items[i])
         try:
+            if windowing is not None:
+                return (windowing(i, items[i]),)
             if audio.long_file_seconds(items[i]) is not None:
                 return audio.stream_windows(items[i], rate, length, block=block, name=name, padding=padding)
             return (audio.windows(audio.prepare(items[i], rate, sample_rate, name=name), length, padding),)
@@ -123,6 +127,7 @@ def embed_audio(
     precision: str | None = None,
     on_error: Callable[[int, Exception], None] | None = None,
     window_sink: Callable[[int, np.ndarray], None] | None = None,
+    windowing: Callable[[int, Any], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Embed audio items (paths, waveforms, ``(array, rate)`` pairs...) -> ``(n, proj_dim)`` float32.
 
@@ -139,9 +144,14 @@ def embed_audio(
       (its row is NaN) instead of raising.
     - ``window_sink(i, windows)``: when given, receives each item's window embeddings
       ``(n_windows, proj_dim)`` (cache hits have none: pass ``cache=None`` with it).
+    - ``windowing(i, item)``: when given, returns item ``i``'s windows ``(n_windows, window_samples)``
+      in place of the model's own loading and windowing (a published protocol's; no cache with it).
+      Items are windowed in order when ``workers`` is 1.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if windowing is not None and cache is not None:
+        raise ValueError("the embedding cache keys the model's own windowing: pass cache=None with windowing")
     mode = resolve_precision(precision, model.device)
     half = autocast_dtype(mode)
     n = len(items)
@@ -232,7 +242,7 @@ def embed_audio(
 
     encode = fused_audio_encoder(model)
     with eval_mode(model), progress_bar(total=len(todo), desc="embedding audio", unit="clip", disable=not progress, delay=2.0) as bar:
-        for i, chunks in _prepared(items, todo, model, sample_rate, workers, block=batch_size, capture=on_error is not None):
+        for i, chunks in _prepared(items, todo, model, sample_rate, workers, batch_size, on_error is not None, windowing):
             bar.update(1)
             if isinstance(chunks, Exception):
                 fail(i, chunks)

@@ -1,14 +1,24 @@
 """Evaluation metrics: cross-modal retrieval (recall at k, mAP@10, median and mean rank) under each
-published protocol, and mean average precision over classes."""
+published protocol, mean average precision over classes, and the Fréchet distance between two sets
+of embeddings."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["RETRIEVAL_PROTOCOLS", "RetrievalProtocol", "mean_average_precision", "retrieval_metrics"]
+__all__ = [
+    "RETRIEVAL_PROTOCOLS",
+    "GaussianStatistics",
+    "RetrievalProtocol",
+    "frechet_distance",
+    "gaussian_statistics",
+    "mean_average_precision",
+    "retrieval_metrics",
+]
 
 
 def mean_average_precision(Y: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
@@ -215,3 +225,73 @@ def _audio_to_text(pos: np.ndarray, within: np.ndarray, owner: np.ndarray, spec:
 def _median_rank(rank: np.ndarray) -> float:
     """1-based median rank, ``floor(median) + 1`` of the 0-based ranks, as the references write it."""
     return float(np.floor(np.median(rank)) + 1)
+
+
+class GaussianStatistics(NamedTuple):
+    """The mean and covariance (``ddof=1``) of a set of embeddings, and how many rows they came from."""
+
+    mu: np.ndarray  # (dim,)
+    cov: np.ndarray  # (dim, dim)
+    n: int
+
+
+def gaussian_statistics(embeddings: np.ndarray) -> GaussianStatistics:
+    """Mean and unbiased covariance of ``embeddings`` (rows), in float64 whatever the input's dtype."""
+    x = np.asarray(embeddings)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be a (n, dim) matrix; got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise ValueError(f"a covariance needs at least 2 embeddings; got {x.shape[0]}")
+    if not np.isfinite(x).all():
+        raise ValueError("embeddings contain NaN or infinite values")
+    x = x.astype(np.float64)
+    return GaussianStatistics(x.mean(axis=0), np.cov(x, rowvar=False), int(x.shape[0]))
+
+
+_Set = np.ndarray | GaussianStatistics | tuple
+
+
+def _statistics(x: _Set, name: str) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(x, GaussianStatistics) or (isinstance(x, tuple) and len(x) in (2, 3)):
+        mu, cov = np.atleast_1d(np.asarray(x[0], np.float64)), np.atleast_2d(np.asarray(x[1], np.float64))
+        if cov.shape != (mu.shape[0], mu.shape[0]):
+            raise ValueError(f"{name}: a mean of shape {mu.shape} needs a square covariance of that size; got {cov.shape}")
+        return mu, cov
+    stats = gaussian_statistics(np.asarray(x))
+    return stats.mu, stats.cov
+
+
+def frechet_distance(a: _Set, b: _Set, method: str = "eig") -> float:
+    """Fréchet distance between the Gaussians fitted to two sets of embeddings:
+    ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))``.
+
+    ``a`` and ``b`` are each an embedding matrix ``(n, dim)`` (its mean and ``ddof=1`` covariance are
+    taken) or statistics (:class:`GaussianStatistics`, or a ``(mu, cov)`` pair).
+
+    ``method``: how the trace of the square root is taken. ``"eig"`` (fadtk): the sum of the square
+    roots of the eigenvalues of ``S_a S_b``. ``"sqrtm"`` (frechet-audio-distance, the FID code it
+    follows): the trace of ``scipy.linalg.sqrtm`` of the product taken as complex, and where that is
+    not finite, of the product of the covariances with ``1e-6`` added to their diagonals. The
+    eigenvalues are real and non-negative in exact arithmetic; rounding leaves tiny negative or
+    complex ones on rank-deficient covariances (fewer embeddings than dimensions), whose roots are
+    imaginary and add nothing to the real trace, in both methods.
+    """
+    from scipy import linalg
+
+    mu_a, cov_a = _statistics(a, "a")
+    mu_b, cov_b = _statistics(b, "b")
+    if mu_a.shape != mu_b.shape:
+        raise ValueError(f"the two sets have different dimensions: {mu_a.shape[0]} and {mu_b.shape[0]}")
+    diff = mu_a - mu_b
+    if method == "eig":
+        eig = linalg.eigvals(cov_a @ cov_b)
+        tr_sqrt = float(np.sqrt(eig.astype(np.complex128)).real.sum())
+    elif method == "sqrtm":
+        root = linalg.sqrtm((cov_a @ cov_b).astype(np.complex128))
+        if not np.isfinite(root).all():
+            eye = np.eye(cov_a.shape[0]) * 1e-6
+            root = linalg.sqrtm(((cov_a + eye) @ (cov_b + eye)).astype(np.complex128))
+        tr_sqrt = float(np.trace(root).real)
+    else:
+        raise ValueError(f"method must be 'eig' or 'sqrtm'; got {method!r}")
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * tr_sqrt)

@@ -63,3 +63,65 @@ class TableModel(torch.nn.Module):
     def encode_text(self, text: Any, normalize: bool = False) -> torch.Tensor:
         out = torch.from_numpy(np.stack([np.asarray(self.text(t), dtype=np.float32) for t in text]))
         return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+
+class ProjectionModel(torch.nn.Module):
+    """A CLAP whose audio embedding is a fixed random projection of a window's log block energies,
+    and whose text embedding is a vector drawn from the text's hash: every sample of a window moves
+    its embedding, so a test of a protocol's loading, windowing and aggregation can fail, at no cost
+    of a network. ``laion_adapter()`` gives the same functions in the shape laion_clap's
+    ``CLAP_Module.model`` has (``get_audio_embedding`` of feature dicts, ``get_text_embedding``)."""
+
+    window_padding = "repeatpad"
+    quiet_window_db = None
+
+    def __init__(self, sample_rate: int = 48000, seconds: float = 10.0, blocks: int = 500, dim: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        window = int(round(sample_rate * seconds))
+        assert window % blocks == 0
+        self.config = SimpleNamespace(sample_rate=sample_rate, window_samples=window, proj_dim=dim)
+        self.blocks, self.dim = blocks, dim
+        gen = torch.Generator().manual_seed(seed)
+        self.projection = torch.nn.Parameter(
+            torch.randn(blocks, dim, generator=gen, dtype=torch.float64) / blocks**0.5, requires_grad=False
+        )
+        self.audio_encoder = torch.nn.ModuleList()
+        self.logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def audio_settings(self) -> dict[str, Any]:
+        return {"family": "projection", "blocks": self.blocks}
+
+    def encode_audio(self, wave: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        x = wave.detach().double().reshape(wave.shape[0], self.blocks, -1)
+        energy = torch.log(x.square().mean(dim=-1) + 1e-6) + 40 * x.mean(dim=-1)  # the sign of samples counts too
+        out = (energy @ self.projection).float()
+        return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+    def encode_text(self, text: Any, normalize: bool = False) -> torch.Tensor:
+        rows = [
+            np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")).normal(size=self.dim) for t in text
+        ]
+        out = torch.from_numpy(np.stack(rows)).float()
+        return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+    def laion_adapter(self, fusion: bool = False) -> SimpleNamespace:
+        """A stand-in ``self`` for laion_clap's ``CLAP_Module`` methods: ``self.model`` embeds what
+        laion_clap's ``get_audio_features`` made (its ``"waveform"``) and texts as given (the
+        tokenizer passes them through), L2-normalised as laion_clap's ``get_*_embedding`` do."""
+        outer = self
+
+        class Inner:
+            def eval(self) -> None:
+                pass
+
+            def get_audio_embedding(self, dicts: list[dict]) -> torch.Tensor:
+                return outer.encode_audio(torch.stack([d["waveform"] for d in dicts]), normalize=True)
+
+            def get_text_embedding(self, texts: list[str]) -> torch.Tensor:
+                return outer.encode_text(texts, normalize=True)
+
+        return SimpleNamespace(model=Inner(), enable_fusion=fusion, model_cfg={"audio_cfg": {}}, tokenizer=lambda texts: list(texts))

@@ -151,3 +151,161 @@ def run_laion_clotho_audiocaps(audio: torch.Tensor, text: torch.Tensor, batch_si
             sys.modules["clap_module"] = saved
     (metrics,) = out.values()
     return {k.split("/", 1)[1]: float(v) for k, v in metrics.items()}
+
+
+def _compiled(path: Path, wanted: set[str], namespace: dict, cls: str | None = None) -> types.SimpleNamespace:
+    """Functions named ``wanted`` from the file at ``path`` (top-level, or methods of class ``cls``),
+    their source compiled on its own with ``namespace`` as their globals: the tools below import, at
+    their tops, packages that have no build for this torch (torchaudio) or that only their other
+    functions need."""
+    tree = ast.parse(path.read_text())
+    body = tree.body
+    if cls is not None:
+        (klass,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls]
+        body = klass.body
+    nodes = [n for n in body if isinstance(n, ast.FunctionDef) and n.name in wanted]
+    assert {n.name for n in nodes} == wanted, f"{path} no longer defines {wanted} ({cls or 'top level'})"
+    for node in nodes:
+        node.decorator_list = []
+    exec(compile(ast.Module(body=nodes, type_ignores=[]), str(path), "exec"), namespace)
+    return types.SimpleNamespace(**{name: namespace[name] for name in wanted})
+
+
+@lru_cache(maxsize=1)
+def fadtk() -> types.SimpleNamespace:
+    """fadtk 1.1.0's own steps: ``ModelLoader.load_wav`` and ``get_embedding``, the CLAP models'
+    ``_get_embedding`` and int16 helpers (``model_loader.py``), ``calculate_embd_statistics_online``
+    and ``_process_file`` (``utils.py``), ``calc_frechet_distance`` and ``calc_embd_statistics``
+    (``fad.py``). ``hypy_utils.pmap``
+    (a process pool) is stood in for by ``map``; ``log`` by the logging module."""
+    import logging
+
+    import soundfile
+    from numpy.lib.scimath import sqrt as scisqrt
+    from scipy import linalg
+
+    root = _package_root("fadtk", "fadtk==1.1.0")
+    utils = _compiled(
+        root / "utils.py", {"_process_file", "calculate_embd_statistics_online"}, {"np": np, "pmap": lambda f, xs, desc=None: map(f, xs)}
+    )
+    fad = _compiled(
+        root / "fad.py",
+        {"calc_frechet_distance", "calc_embd_statistics"},
+        {"np": np, "linalg": linalg, "scisqrt": scisqrt, "log": logging.getLogger("fadtk")},
+    )
+    path = root / "model_loader.py"
+    ns = {"np": np, "torch": torch, "soundfile": soundfile}
+    loader = _compiled(path, {"load_wav", "get_embedding"}, dict(ns), "ModelLoader")
+    laion = _compiled(path, {"_get_embedding", "int16_to_float32", "float32_to_int16"}, dict(ns), "CLAPLaionModel")
+    msclap = _compiled(path, {"_get_embedding"}, dict(ns), "CLAPModel")
+    return types.SimpleNamespace(
+        load_wav=loader.load_wav,
+        get_embedding=loader.get_embedding,
+        laion_get_embedding=laion._get_embedding,
+        int16_to_float32=laion.int16_to_float32,
+        float32_to_int16=laion.float32_to_int16,
+        msclap_get_embedding=msclap._get_embedding,
+        calculate_embd_statistics_online=utils.calculate_embd_statistics_online,
+        calc_frechet_distance=fad.calc_frechet_distance,
+        calc_embd_statistics=fad.calc_embd_statistics,
+    )
+
+
+@lru_cache(maxsize=1)
+def frechet_audio_distance() -> types.SimpleNamespace:
+    """frechet-audio-distance 0.3.4's own ``load_audio_task`` (``utils.py``, imported as it is: it
+    needs only resampy, numpy and soundfile), ``calculate_embd_statistics`` and
+    ``calculate_frechet_distance`` (``fad.py``) and ``CLAPScore``'s ``__cosine_similarity`` and
+    ``calculate_clap_score`` (``clap_score.py``). The package's ``__init__`` imports encodec and the
+    VGGish/PANN models for its other backends, so its files are read one by one."""
+    from scipy import linalg
+
+    root = _package_root("frechet_audio_distance", "frechet-audio-distance==0.3.4")
+    spec = importlib.util.spec_from_file_location("_fad_oracle_utils", root / "utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    fad = _compiled(
+        root / "fad.py", {"calculate_embd_statistics", "calculate_frechet_distance"}, {"np": np, "linalg": linalg}, "FrechetAudioDistance"
+    )
+    score = _compiled(root / "clap_score.py", {"__cosine_similarity", "calculate_clap_score"}, {"np": np}, "CLAPScore")
+    return types.SimpleNamespace(
+        load_audio_task=utils.load_audio_task,
+        calculate_embd_statistics=fad.calculate_embd_statistics,
+        calculate_frechet_distance=fad.calculate_frechet_distance,
+        cosine_similarity=score.__cosine_similarity,
+        calculate_clap_score=score.calculate_clap_score,
+    )
+
+
+@lru_cache(maxsize=1)
+def audiocraft() -> types.SimpleNamespace:
+    """audiocraft 1.3.0's own ``convert_audio`` and ``convert_audio_channels``
+    (``data/audio_utils.py``) and ``CLAPTextConsistencyMetric.update`` and ``compute``
+    (``metrics/clap_consistency.py``). The package imports its training stack (torchaudio, av,
+    torchmetrics...) at its top, so the functions are compiled on their own."""
+    import julius
+
+    root = _package_root("audiocraft", "audiocraft==1.3.0")
+    audio_utils = _compiled(
+        root / "data" / "audio_utils.py", {"convert_audio", "convert_audio_channels"}, {"torch": torch, "julius": julius}
+    )
+    import typing as tp
+
+    metric = _compiled(
+        root / "metrics" / "clap_consistency.py",
+        {"update", "compute"},
+        {"torch": torch, "tp": tp, "convert_audio": audio_utils.convert_audio},
+        "CLAPTextConsistencyMetric",
+    )
+    return types.SimpleNamespace(convert_audio=audio_utils.convert_audio, update=metric.update, compute=metric.compute)
+
+
+@lru_cache(maxsize=1)
+def laion_clap_module_methods() -> types.SimpleNamespace:
+    """``CLAP_Module.get_audio_embedding_from_data`` and ``get_text_embedding`` (laion_clap 1.1.7
+    ``hook.py``), to run on a stand-in ``self``; their ``get_audio_features`` is laion_clap's own, its
+    mel step (``get_mel``, torchaudio) left to the stand-in model, which reads the waveform."""
+    root = _package_root("laion_clap", "laion-clap==1.1.7")
+    pre = laion_clap_preprocessing()
+    path = root / "training" / "data.py"
+    features = _compiled(
+        path,
+        {"get_audio_features"},
+        {"np": np, "torch": torch, "F": F, "suppress": suppress, "get_mel": lambda audio, cfg: torch.zeros(1001, 64)},
+    )
+    return _compiled(
+        root / "hook.py",
+        {"get_audio_embedding_from_data", "get_text_embedding"},
+        {
+            "torch": torch,
+            "get_audio_features": features.get_audio_features,
+            "int16_to_float32": pre.int16_to_float32,
+            "float32_to_int16": pre.float32_to_int16,
+        },
+        "CLAP_Module",
+    )
+
+
+@lru_cache(maxsize=1)
+def torchaudio_resample() -> types.SimpleNamespace:
+    """torchaudio 2.11.1's ``_get_sinc_resample_kernel`` and ``_apply_sinc_resample_kernel``
+    (``functional/functional.py``), what ``transforms.Resample`` (fadtk's resampler) runs. No
+    torchaudio build matches this torch, so the functions are read from its wheel, which
+    scripts/setup.sh downloads."""
+    import math
+    import os
+    import warnings
+    import zipfile
+    from typing import Optional
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "skclap-oracles"
+    wheels = sorted(cache.glob("torchaudio-2.11.1-*.whl"))
+    if not wheels:
+        raise RuntimeError(f"the resampler oracle needs torchaudio's wheel in {cache}: run scripts/setup.sh")
+    with zipfile.ZipFile(wheels[0]) as z:
+        source = z.read("torchaudio/functional/functional.py").decode()
+    path = cache / "torchaudio-2.11.1-functional.py"
+    path.write_text(source)
+    wanted = {"_get_sinc_resample_kernel", "_apply_sinc_resample_kernel"}
+    ns = {"torch": torch, "math": math, "warnings": warnings, "Optional": Optional, "Tensor": torch.Tensor, "_CPU": torch.device("cpu")}
+    return _compiled(path, wanted, ns)

@@ -3,6 +3,8 @@ classes (full-size HTS-AT tiny, small RoBERTa), unfused and fused; deterministic
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -178,3 +180,40 @@ def test_files_embed_as_laion_clap_embeds_them(pair, tmp_path, roberta_dir):
     mine_t = CLAPEmbedder(model=ours, modality="text", progress=False, device="cpu").fit_transform(texts)
     assert len(tok(texts[1])["input_ids"]) > 77
     assert np.abs(mine_t - theirs_t).max() <= 1e-4
+
+
+def test_score_protocols_embed_as_laion_clap_does(pair, tmp_path):
+    """A protocol runs the released file's model as its tool runs laion_clap's ``CLAP_Module``:
+    ``get_audio_embedding_from_data(x, use_tensor=True)``, which skips laion_clap's own 16-bit
+    rounding (fadtk rounds before it, frechet-audio-distance never). The rounding that loading the
+    .pt file switches on stays out of the protocols' path. (Unfused: the fused features need
+    torchaudio in laion_clap.)"""
+    import soundfile as sf
+
+    from skclap.score_protocols import get_protocol, protocol_frames
+
+    fused, ref, _, ours = pair
+    if fused:
+        pytest.skip("laion_clap computes the fused model's mel with torchaudio, which is not installed")
+    assert ours.quantize_int16  # as laion_clap's .pt files are used by CLAP_Module's file loader
+    hook = reference.laion_clap_module_methods()
+    me = types.SimpleNamespace(model=ref, enable_fusion=False, model_cfg={"audio_cfg": {}})
+    sf.write(tmp_path / "a.wav", np.stack([clip(4.0, 7), 0.3 * clip(4.0, 8)], axis=1), RATE, subtype="FLOAT")
+    loud = clip(2.5, 9)
+    sf.write(tmp_path / "b.wav", 1.7 * loud / np.abs(loud).max(), RATE, subtype="FLOAT")  # past full scale: int16 rounding clips it
+    paths = [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]
+    plain = None
+    for name in ("frechet-audio-distance", "fadtk:clap-laion-audio"):
+        proto = get_protocol(name)
+        frames, _ = protocol_frames(proto, paths, ours, device="cpu")
+        plain = frames if plain is None else plain
+        with torch.inference_mode():
+            for path, mine in zip(paths, frames):
+                wins = torch.from_numpy(proto.windows(proto.load(path)))
+                theirs = torch.cat([hook.get_audio_embedding_from_data(me, w[None], use_tensor=True) for w in wins]).numpy()
+                assert mine.shape == theirs.shape
+                assert np.abs(mine - theirs).max() <= 1e-4, (name, path)
+    window = torch.from_numpy(get_protocol("frechet-audio-distance").windows(get_protocol("frechet-audio-distance").load(paths[1])))
+    with torch.inference_mode():
+        rounded = ours.encode_audio(window, normalize=True).numpy()  # the .pt file's own rounding, on
+    assert np.abs(rounded - plain[1]).max() > 1e-3  # which the protocol keeps out: it would move the embedding

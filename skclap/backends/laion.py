@@ -10,6 +10,7 @@ windows and mean pooling instead of a random crop) and caching are used unchange
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -199,6 +200,15 @@ class LaionCLAP(nn.Module):
     def text_backbone(self) -> nn.Module:
         """The RoBERTa before its projection (what ``freeze_text`` freezes)."""
         return self.clap.text_model
+
+    def with_int16(self, on: bool) -> LaionCLAP:
+        """This model, the same weights, with laion_clap's 16-bit rounding of the audio on or off: a
+        protocol that rounds elsewhere, or not at all, embeds with the rounding off."""
+        if bool(on) == self.quantize_int16:
+            return self
+        twin = copy.copy(self)  # shares the modules: no weights are copied
+        twin.quantize_int16 = bool(on)
+        return twin
 
     def audio_settings(self) -> dict[str, Any]:
         """What besides the audio tower's weights changes an audio embedding (for cache keys)."""
