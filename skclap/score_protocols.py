@@ -6,8 +6,8 @@ Tools differ in every step — checkpoint, reader, resampler, level, 16-bit roun
 one tool's steps, in its order, each citing the line it follows (docs/scores.md has the table).
 
 Determinism: where a tool draws at random (a clip longer than its window: a random crop, or random
-fusion chunks), the default here is a fixed choice (the middle crop; the clip's evenly spaced
-windows); ``exact=True`` draws as the tool does, from ``numpy.random.RandomState(seed)``, item by
+fusion chunks), the default here is a fixed choice (the middle crop; the middle start of each third
+for the fusion chunks); ``exact=True`` draws as the tool does, from ``numpy.random.RandomState(seed)``, item by
 item in order, which is what the tool's own process does after ``np.random.seed(seed)``. Nothing here
 reads numpy's global random state.
 """
@@ -162,8 +162,8 @@ class ScoreProtocol:
     it, as laion_clap's ``repeatpad``; a longer one is cut as ``long_clips`` says); ``"windows"``,
     every window of ``window_seconds`` every ``hop_seconds``, zero-padded at the end (fadtk), each
     one frame of the statistics. ``long_clips``: ``"crop"`` (the tool draws a random crop),
-    ``"fusion"`` (random fusion chunks), ``None`` (the tool never sees one). ``aggregate``: how the
-    per-pair cosines become the score (``"mean"``, ``"mean_std"``, ``"clamped_x100"``).
+    ``"fusion"`` (a fused model takes random fusion chunks; an unfused one, a crop), ``None`` (the
+    tool never sees one). ``aggregate``: how the per-pair cosines become the score (``"mean"``, ``"mean_std"``, ``"clamped_x100"``).
     ``statistics``: how FAD frames become a mean and covariance (``"fadtk"``: float16 frames, each
     file's mean in float16, merged over files; ``"plain"``: one float32 row per file), ``None`` where
     the tool computes no FAD. ``sqrt``: the tool's matrix square root (``"eig"``, ``"sqrtm"``).
@@ -216,17 +216,28 @@ class ScoreProtocol:
             return out
         if n <= length:
             return audio.windows(wave.astype(np.float32), length, "repeatpad")
-        if self.long_clips == "fusion":
-            if rng is not None:
-                raise NotImplementedError(
-                    f"{self.name}: exact=True on a clip longer than {self.window_seconds:g} s needs laion_clap's fusion "
-                    "mel (torchaudio) and its random chunks; the default embeds the clip's evenly spaced windows instead"
-                )
-            return audio.windows(wave.astype(np.float32), length, "repeatpad")
+        # an unfused model (a fused one takes long clips whole: fusion_features)
         # laion_clap training/data.py L466-468 (rand_trunc): idx = np.random.randint(0, overflow + 1)
         overflow = n - length
         start = int(rng.randint(0, overflow + 1)) if rng is not None else overflow // 2
         return wave[None, start : start + length].astype(np.float32)
+
+    def fusion_features(self, extractor: Any, wave: np.ndarray, rng: np.random.RandomState | None = None) -> tuple[np.ndarray, bool]:
+        """A fused model's input for a clip longer than the window (:func:`skclap.backends.laion.fusion_input`),
+        its three chunks drawn as laion_clap draws them (``exact``: ``np.random.choice`` in each third
+        of the start frames, then the ``randint`` of its waveform crop, unused but drawn); by default
+        the middle start of each third."""
+        from .backends.laion import fusion_input
+
+        def choose(ranges: list[np.ndarray]) -> list[int]:
+            if rng is None:
+                return [int(r[len(r) // 2]) for r in ranges]
+            return [int(rng.choice(r)) for r in ranges]
+
+        features = fusion_input(extractor, wave, choose)
+        if rng is not None:  # training/data.py L466-468: the crop drawn after the fusion chunks
+            rng.randint(0, wave.shape[0] - self.window + 1)
+        return features
 
     def describe(self) -> str:
         what = " and ".join(w for w, on in (("CLAP score", self.scores), ("FAD", self.fad)) if on)
@@ -378,17 +389,45 @@ def protocol_frames(
     elif not exact:
         rng = None
 
+    # laion_clap hook.py L182: data_truncating="fusion" if the model is fused, else "rand_trunc"
+    fusion = (
+        clap if protocol.long_clips == "fusion" and isinstance(clap, LaionCLAP) and clap.clap.config.audio_config.enable_fusion else None
+    )
+    longer: dict[int, tuple[np.ndarray, bool]] = {}
+
+    class Longer(Exception):
+        """A clip that is one fusion input, not windows: set aside from the window loop."""
+
     def windowing(i: int, item: Any) -> np.ndarray:
         name = f"item {i} ({audio.describe(item)})"
-        return protocol.windows(protocol.load(item, sample_rate, name), rng)
+        wave = protocol.load(item, sample_rate, name)
+        if fusion is not None and wave.shape[0] > protocol.window:
+            longer[i] = protocol.fusion_features(fusion.feature_extractor, wave, rng)
+            raise Longer
+        return protocol.windows(wave, rng)
+
+    def set_aside(i: int, err: Exception) -> None:
+        if not isinstance(err, Longer):
+            raise err
 
     frames: dict[int, np.ndarray] = {}
 
     def keep(i: int, emb: np.ndarray) -> None:
         frames[i] = normalize_rows(emb) if protocol.normalize_frames else emb
 
+    # exact: one worker, so that items are loaded, and draw, in order
     enc = Encoder(
         clap, device="auto", precision=precision, batch_size=batch_size, cache=False, progress=progress, workers=1 if exact else 2
     )
-    enc.audio(items, window_sink=keep, windowing=windowing)
+    enc.audio(items, window_sink=keep, windowing=windowing, on_error=set_aside if fusion is not None else None)
+    if longer and fusion is not None:
+        import torch
+
+        idx = sorted(longer)
+        with torch.inference_mode():
+            for start in range(0, len(idx), batch_size):
+                part = idx[start : start + batch_size]
+                mels = torch.from_numpy(np.stack([longer[i][0] for i in part]))
+                emb = fusion.encode_fusion(mels, torch.tensor([longer[i][1] for i in part]), normalize=True).float().cpu().numpy()
+                frames.update({i: emb[k : k + 1] for k, i in enumerate(part)})
     return [frames[i].astype(np.float32) for i in range(len(items))], clap

@@ -260,19 +260,23 @@ def audiocraft() -> types.SimpleNamespace:
     return types.SimpleNamespace(convert_audio=audio_utils.convert_audio, update=metric.update, compute=metric.compute)
 
 
-@lru_cache(maxsize=1)
-def laion_clap_module_methods() -> types.SimpleNamespace:
+@lru_cache(maxsize=2)
+def laion_clap_module_methods(fusion_mel: bool = False) -> types.SimpleNamespace:
     """``CLAP_Module.get_audio_embedding_from_data`` and ``get_text_embedding`` (laion_clap 1.1.7
-    ``hook.py``), to run on a stand-in ``self``; their ``get_audio_features`` is laion_clap's own, its
-    mel step (``get_mel``, torchaudio) left to the stand-in model, which reads the waveform."""
+    ``hook.py``), to run on a stand-in ``self``; their ``get_audio_features`` is laion_clap's own.
+    Its mel step (``get_mel``) is :func:`laion_fusion_features`'s with ``fusion_mel``, else left to a
+    stand-in model that reads the waveform."""
     root = _package_root("laion_clap", "laion-clap==1.1.7")
     pre = laion_clap_preprocessing()
     path = root / "training" / "data.py"
-    features = _compiled(
-        path,
-        {"get_audio_features"},
-        {"np": np, "torch": torch, "F": F, "suppress": suppress, "get_mel": lambda audio, cfg: torch.zeros(1001, 64)},
-    )
+    if fusion_mel:
+        features = laion_fusion_features()
+    else:
+        features = _compiled(
+            path,
+            {"get_audio_features"},
+            {"np": np, "torch": torch, "F": F, "suppress": suppress, "get_mel": lambda audio, cfg: torch.zeros(1001, 64)},
+        )
     return _compiled(
         root / "hook.py",
         {"get_audio_embedding_from_data", "get_text_embedding"},
@@ -286,28 +290,103 @@ def laion_clap_module_methods() -> types.SimpleNamespace:
     )
 
 
+def _torchaudio_functional(wanted: set[str]) -> types.SimpleNamespace:
+    """Functions of torchaudio 2.11.1's ``functional/functional.py``, read from its wheel."""
+    import math
+    import warnings
+    import zipfile
+    from typing import Optional, Union
+
+    cache = downloads()
+    wheels = sorted(cache.glob("torchaudio-2.11.1-*.whl"))
+    if not wheels:
+        raise RuntimeError(f"the torchaudio oracles need its wheel in {cache}: run scripts/setup.sh")
+    path = cache / "torchaudio-2.11.1-functional.py"
+    if not path.exists():
+        with zipfile.ZipFile(wheels[0]) as z:
+            path.write_bytes(z.read("torchaudio/functional/functional.py"))
+    ns = {
+        "torch": torch,
+        "math": math,
+        "warnings": warnings,
+        "Optional": Optional,
+        "Union": Union,
+        "Tensor": torch.Tensor,
+        "_CPU": torch.device("cpu"),
+    }
+    return _compiled(path, wanted, ns)
+
+
+@lru_cache(maxsize=1)
+def laion_fusion_features() -> types.SimpleNamespace:
+    """laion_clap 1.1.7's ``get_audio_features`` and ``get_mel`` (``training/data.py``) as they run in
+    stable-audio-metrics' environment. ``get_mel`` builds ``torchaudio.transforms.MelSpectrogram`` and
+    ``AmplitudeToDB``: they stand here as those transforms' forward passes over torchaudio 2.11.1's own
+    functions (``spectrogram``, ``melscale_fbanks``, ``amplitude_to_DB``, read from its wheel).
+    ``torchvision.transforms.Resize`` stands as what it does to a tensor in torchvision 0.16 (the
+    version stable-audio-metrics pins), bilinear interpolation without antialiasing."""
+    fn = _torchaudio_functional(
+        {
+            "spectrogram",
+            "_get_spec_norms",
+            "melscale_fbanks",
+            "_hz_to_mel",
+            "_mel_to_hz",
+            "_create_triangular_filterbank",
+            "amplitude_to_DB",
+        }
+    )
+
+    class MelSpectrogram:  # torchaudio/transforms/_transforms.py: Spectrogram, then MelScale
+        def __init__(self, sample_rate, n_fft, win_length, hop_length, center, pad_mode, power, norm, onesided, n_mels, f_min, f_max):
+            self.kw = dict(
+                n_fft=n_fft,
+                hop_length=hop_length,
+                win_length=win_length,
+                power=power,
+                normalized=False,
+                center=center,
+                pad_mode=pad_mode,
+                onesided=onesided,
+            )
+            self.window = torch.hann_window(win_length)
+            self.fb = fn.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm, "htk")
+
+        def to(self, device):
+            return self
+
+        def __call__(self, waveform):
+            spec = fn.spectrogram(waveform, 0, self.window, **self.kw)
+            return torch.matmul(spec.transpose(-1, -2), self.fb).transpose(-1, -2)
+
+    class AmplitudeToDB:
+        def __init__(self, top_db=None):
+            self.top_db = top_db
+
+        def __call__(self, x):
+            return fn.amplitude_to_DB(x, 10.0, 1e-10, 0.0, self.top_db)
+
+    class Resize:
+        def __init__(self, size):
+            self.size = size
+
+        def __call__(self, x):
+            return F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False)[0]
+
+    torchaudio = types.SimpleNamespace(transforms=types.SimpleNamespace(MelSpectrogram=MelSpectrogram, AmplitudeToDB=AmplitudeToDB))
+    torchvision = types.SimpleNamespace(transforms=types.SimpleNamespace(Resize=Resize))
+    path = _package_root("laion_clap", "laion-clap==1.1.7") / "training" / "data.py"
+    ns = {"np": np, "torch": torch, "F": F, "suppress": suppress, "torchaudio": torchaudio, "torchvision": torchvision}
+    return _compiled(path, {"get_audio_features", "get_mel"}, ns)
+
+
 @lru_cache(maxsize=1)
 def torchaudio_resample() -> types.SimpleNamespace:
     """torchaudio 2.11.1's ``_get_sinc_resample_kernel`` and ``_apply_sinc_resample_kernel``
     (``functional/functional.py``), what ``transforms.Resample`` (fadtk's resampler) runs. No
     torchaudio build matches this torch, so the functions are read from its wheel, which
     scripts/setup.sh downloads."""
-    import math
-    import warnings
-    import zipfile
-    from typing import Optional
-
-    cache = downloads()
-    wheels = sorted(cache.glob("torchaudio-2.11.1-*.whl"))
-    if not wheels:
-        raise RuntimeError(f"the resampler oracle needs torchaudio's wheel in {cache}: run scripts/setup.sh")
-    with zipfile.ZipFile(wheels[0]) as z:
-        source = z.read("torchaudio/functional/functional.py").decode()
-    path = cache / "torchaudio-2.11.1-functional.py"
-    path.write_text(source)
-    wanted = {"_get_sinc_resample_kernel", "_apply_sinc_resample_kernel"}
-    ns = {"torch": torch, "math": math, "warnings": warnings, "Optional": Optional, "Tensor": torch.Tensor, "_CPU": torch.device("cpu")}
-    return _compiled(path, wanted, ns)
+    return _torchaudio_functional({"_get_sinc_resample_kernel", "_apply_sinc_resample_kernel"})
 
 
 def downloads() -> Path:

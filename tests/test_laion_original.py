@@ -217,3 +217,25 @@ def test_score_protocols_embed_as_laion_clap_does(pair, tmp_path):
     with torch.inference_mode():
         rounded = ours.encode_audio(window, normalize=True).numpy()  # the .pt file's own rounding, on
     assert np.abs(rounded - plain[1]).max() > 1e-3  # which the protocol keeps out: it would move the embedding
+
+
+def test_fused_long_clips_embed_as_laion_clap_embeds_them(pair):
+    """A clip over 10 s through the fused model's fusion branch (``longer``: the shrunk whole mel
+    and three chunks, laion_clap's attentional feature fusion): the converted model gives laion_clap's
+    own embedding of the same features. (The features are skclap's fusion_input; the score-protocol
+    tests check them against laion_clap's get_audio_features.)"""
+    from skclap.backends.laion import fusion_input
+
+    fused, ref, _, ours = pair
+    if not fused:
+        pytest.skip("an unfused model crops long clips")
+    for seconds, pick in ((25.0, lambda ranges: [r[len(r) // 2] for r in ranges]), (13.0, lambda ranges: [r[0] for r in ranges])):
+        feats, longer = fusion_input(ours.feature_extractor, clip(seconds, 11), pick)
+        assert longer
+        mel = torch.from_numpy(feats)[None]
+        with torch.inference_mode():
+            theirs = ref.audio_projection(ref.encode_audio({"longer": torch.tensor([True]), "mel_fusion": mel}, device="cpu")["embedding"])
+            mine = ours.encode_fusion(mel, torch.tensor([True]))
+            global_only = ours.encode_fusion(mel, torch.tensor([False]))
+        assert (mine - theirs).abs().max() <= 1e-4
+        assert (mine - global_only).abs().max() > 100 * 1e-4  # the chunks count

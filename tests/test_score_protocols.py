@@ -276,6 +276,53 @@ def test_stable_audio_metrics_score(recordings, model):
     assert got.protocol == "stable-audio-metrics" and np.ptp(got.scores) > 0.05
 
 
+def test_stable_audio_metrics_long_clips(recordings, tmp_path):
+    """Past 10 s the fused model takes the whole clip's mel shrunk and three random chunks of it
+    (laion_clap training/data.py L419-460, its mel from torchaudio, L363-399): with ``exact``, the
+    chunks stable-audio-metrics' process draws after np.random.seed; by default the middle of each
+    third, whatever the state. A small fused LAION model in the transformers layout embeds."""
+    import librosa
+    import pyloudnorm as pyln
+
+    from skclap import load_model
+    from skclap.score_protocols import protocol_frames
+
+    from .local_hub import save_transformers_repo
+
+    ours = load_model(save_transformers_repo(tmp_path / "fused", fused=True, bin_only=False), device="cpu")
+    fe = ours.feature_extractor
+    cfg = {"sample_rate": 48000, "window_size": fe.fft_window_size, "hop_size": fe.hop_length, "mel_bins": fe.feature_size}
+    cfg.update(fmin=fe.frequency_min, fmax=fe.frequency_max)  # CLAP_Module passes its model_cfg's audio_cfg
+
+    class Model:  # laion_clap's CLAP.get_audio_embedding (clap_module/model.py L720-742) on the same network
+        def eval(self) -> None:
+            pass
+
+        def get_audio_embedding(self, dicts: list[dict]) -> torch.Tensor:
+            mel = torch.stack([d["mel_fusion"] for d in dicts])
+            return ours.encode_fusion(mel, torch.cat([d["longer"] for d in dicts]), normalize=True)
+
+    hook = reference.laion_clap_module_methods(fusion_mel=True)
+    me = SimpleNamespace(model=Model(), enable_fusion=True, model_cfg={"audio_cfg": cfg})
+    pre = reference.laion_clap_preprocessing()
+    files = [recordings[2], recordings[3], recordings[0]]  # 12 s, 30 s, 2 s
+    with _GlobalSeed(11), torch.inference_mode():
+        theirs = []
+        for path in files:  # src/clap_score.py L110-114
+            audio, _ = librosa.load(path, sr=48000, mono=True)
+            audio = pyln.normalize.peak(audio, -1.0).reshape(1, -1)
+            audio = torch.from_numpy(pre.int16_to_float32(pre.float32_to_int16(audio))).float()
+            theirs.append(hook.get_audio_embedding_from_data(me, audio, use_tensor=True)[0].numpy())
+    proto = get_protocol("stable-audio-metrics")
+    exact = protocol_frames(proto, files, ours, exact=True, seed=11)[0]
+    np.testing.assert_allclose(np.concatenate(exact), np.stack(theirs), atol=1e-4)
+    default = protocol_frames(proto, files, ours)[0]
+    assert np.abs(default[1] - exact[1]).max() > 1e-3  # the 30 s clip: other chunks than the draw's
+    np.testing.assert_allclose(default[2], exact[2], atol=1e-6)  # 2 s: nothing drawn
+    with _GlobalSeed(123):
+        np.testing.assert_array_equal(protocol_frames(proto, files, ours)[0][1], default[1])
+
+
 def test_audiocraft_score(recordings, model):
     """CLAPTextConsistencyMetric.update (one clip a batch: they differ in rate and length) and
     compute; its process seeds numpy once with the config's seed (2036)."""
@@ -492,8 +539,6 @@ def test_protocols_refuse_what_they_cannot_do(model, recordings):
         clap_fad(recordings[:2], recordings[2:], protocol="audiocraft", model=model)
     with pytest.raises(ValueError, match=r"10 s windows at 48000 Hz; the model's are 7 s at 44100 Hz"):
         clap_score(recordings[:1], TEXTS[:1], model=ProjectionModel(44100, 7.0, 350), protocol="audiocraft")
-    with pytest.raises(NotImplementedError, match="fusion"):
-        clap_score(recordings[3:4], TEXTS[:1], model=model, protocol="stable-audio-metrics", exact=True)
 
 
 def test_baseline_statistics_are_saved_once_and_refused_elsewhere(model, recordings, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from ..hub import explain_hub_error, from_cache_or_hub, hub_offline
 from ..loss import similarity_logits
 from ..registry import PRETRAINED
 
-__all__ = ["LAION_CHECKPOINTS", "LaionCLAP", "LaionConfig", "is_laion_checkpoint", "window_log_mel"]
+__all__ = ["LAION_CHECKPOINTS", "LaionCLAP", "LaionConfig", "fusion_input", "is_laion_checkpoint", "window_log_mel"]
 
 #: Hugging Face hub ids of LAION CLAP checkpoints in the transformers format.
 LAION_CHECKPOINTS = tuple(name for name, p in PRETRAINED.items() if p.format == "hf-clap")
@@ -77,12 +78,18 @@ def window_log_mel(extractor: Any, window: np.ndarray, fused: bool) -> np.ndarra
     not. Calling the extractor itself also costs a draw from numpy's global random state on fused
     models (it marks an item as longer at random), which this does not.
     """
+    if window.ndim != 1 or window.shape[0] != extractor.nb_max_samples:
+        raise ValueError(f"a window of {extractor.nb_max_samples} samples is expected; got shape {window.shape}")
+    log_mel = _log_mel(extractor, window, extractor.mel_filters if fused else extractor.mel_filters_slaney)
+    return np.stack([log_mel] * 4) if fused else log_mel[None]
+
+
+def _log_mel(extractor: Any, wave: np.ndarray, filters: np.ndarray) -> np.ndarray:
+    """The extractor's log-mel of a waveform of any length, ``(frames, mels)`` float32."""
     from transformers.audio_utils import power_to_db, window_function
 
     n, hop = int(extractor.fft_window_size), int(extractor.hop_length)
-    if window.ndim != 1 or window.shape[0] != extractor.nb_max_samples:
-        raise ValueError(f"a window of {extractor.nb_max_samples} samples is expected; got shape {window.shape}")
-    wave = np.pad(window.astype(np.float64), n // 2, mode="reflect")
+    wave = np.pad(wave.astype(np.float64), n // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(wave, n)[::hop]
     hann = window_function(n, "hann").astype(np.float64)
     power = np.empty((len(frames), n // 2 + 1))
@@ -92,10 +99,32 @@ def window_log_mel(extractor: Any, window: np.ndarray, fused: bool) -> np.ndarra
         windowed = np.multiply(rows, hann, out=block[: len(rows)])
         magnitude = np.abs(np.fft.rfft(windowed, axis=-1).astype(np.complex64), dtype=np.float64, out=power[start : start + len(rows)])
         np.square(magnitude, out=magnitude)
-    filters = extractor.mel_filters if fused else extractor.mel_filters_slaney
     mel = np.maximum(1e-10, np.dot(filters.T, power.T))
-    log_mel = np.asarray(power_to_db(mel, 1.0, 1e-10, None), dtype=np.float32).T
-    return np.stack([log_mel] * 4) if fused else log_mel[None]
+    return np.asarray(power_to_db(mel, 1.0, 1e-10, None), dtype=np.float32).T
+
+
+def fusion_input(extractor: Any, wave: np.ndarray, choose: Callable[[list[np.ndarray]], Sequence[int]]) -> tuple[np.ndarray, bool]:
+    """A fused model's input for a clip longer than its window, as laion_clap's ``get_audio_features``
+    makes it (``training/data.py``, ``data_truncating="fusion"``): the clip's whole mel, shrunk to a
+    window's frames (bilinear, no antialiasing: torchvision's ``Resize`` on a tensor before 0.17), and
+    three windows of it, one from each third of its start frames, at the starts ``choose(ranges)``
+    gives (laion_clap draws each with ``np.random.choice``). Returns ``(4, frames, mels)`` and
+    whether the clip counts as longer (False in laion_clap's corner case of a clip less than a hop
+    over the window: its whole mel four times)."""
+    mel = _log_mel(extractor, np.asarray(wave), extractor.mel_filters)
+    chunk = int(extractor.nb_max_samples) // int(extractor.hop_length) + 1
+    total = mel.shape[0]
+    if chunk == total:
+        return np.stack([mel] * 4), False
+    ranges = np.array_split(list(range(0, total - chunk + 1)), 3)
+    for k in (1, 2):
+        if len(ranges[k]) == 0:  # a clip too short for three parts: its first start
+            ranges[k] = np.array([0])
+    front, middle, back = (int(i) for i in choose(ranges))
+    shrink = F.interpolate(torch.from_numpy(mel)[None, None], size=[chunk, mel.shape[1]], mode="bilinear", align_corners=False)[
+        0, 0
+    ].numpy()
+    return np.stack([shrink, mel[front : front + chunk], mel[middle : middle + chunk], mel[back : back + chunk]]), True
 
 
 #: The preprocessing file beside a saved model: what laion_clap does that transformers does not.
@@ -256,6 +285,16 @@ class LaionCLAP(nn.Module):
         if wave.ndim != 2:
             raise ValueError(f"encode_audio takes (batch, samples); got shape {tuple(wave.shape)}")
         out = self.clap.audio_model(**self.features(wave))
+        emb = self.clap.audio_projection(out.pooler_output)
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def encode_fusion(self, mel_fusion: torch.Tensor, longer: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """A fused model's projected embeddings of :func:`fusion_input` features ``(batch, 4, frames,
+        mels)``, ``longer`` ``(batch,)`` saying which are clips longer than the window."""
+        if not self.clap.config.audio_config.enable_fusion:
+            raise ValueError(f"{self.source or 'this model'} has no feature fusion: its clips are cut into windows")
+        feats = mel_fusion.to(self.device, self.logit_scale.dtype)
+        out = self.clap.audio_model(input_features=feats, is_longer=longer.reshape(-1, 1).to(self.device))
         emb = self.clap.audio_projection(out.pooler_output)
         return F.normalize(emb, dim=-1) if normalize else emb
 
