@@ -339,6 +339,8 @@ def run_fad(args: argparse.Namespace) -> int:
         existed = Path(args.baseline_stats).exists()
         baseline = cached_statistics(args.baseline, args.baseline_stats, args.protocol, args.model, **run)
         print(f"baseline statistics {'read from' if existed else 'written to'} {args.baseline_stats}")
+    if args.out and str(args.evaluated).endswith(".npz"):
+        raise SystemExit("skclap fad: --out writes each evaluated file's figures; the evaluated set is saved statistics, without files")
     result = clap_fad(baseline, args.evaluated, args.protocol, args.model, **run)
     if args.out and result.items is not None:
         rows = {"path": [str(i) for i in result.items], "frames": result.frames}
@@ -480,7 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="another checkpoint of the protocol's rate and window, where the tool lets you choose (default: the tool's)"
     )
     fd.add_argument(
-        "--baseline-stats", help="an .npz: read the baseline's statistics from it, or write them to it (one baseline, many sets)"
+        "--baseline-stats",
+        help="an .npz: read the baseline's statistics from it, or write them to it (one baseline, many sets; "
+        "with --exact, the evaluated set's draws then start at the seed)",
     )
     fd.add_argument("--out", help="write each evaluated file's frames and own FAD to the baseline to this CSV")
     _add_draw_arguments(fd)

@@ -9,7 +9,7 @@ engine, a data-parallel pool) plugs in here and every consumer gets it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,7 +96,7 @@ class Encoder:
         sample_rate: int | None = None,
         on_error: Callable[[int, Exception], None] | None = None,
         window_sink: Callable[[int, np.ndarray], None] | None = None,
-        windowing: Callable[[int, Any], np.ndarray] | None = None,
+        windowing: Callable[[int, Any], np.ndarray | Iterable[np.ndarray]] | None = None,
     ) -> np.ndarray:
         """One vector per audio item (paths, arrays, ``(array, rate)`` pairs, ...): the mean of its
         windows' embeddings (:func:`skclap.inference.embed_audio`: ``on_error`` skips unreadable

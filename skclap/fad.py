@@ -27,7 +27,9 @@ __all__ = ["FadResult", "FadStatistics", "cached_statistics", "clap_fad", "fad_s
 @dataclass(frozen=True)
 class FadStatistics:
     """A set's frame statistics under one protocol: ``mu`` (dim,), ``cov`` (dim, dim), ``n`` frames
-    from ``files`` items; ``fingerprint`` identifies the items (their paths, sizes and times)."""
+    from ``files`` items; ``fingerprint`` identifies the items (their paths, sizes and times);
+    ``drawn`` how long clips were cut (``"fixed"``, or ``"exact, seed N"``) and ``precision`` the
+    precision the model ran in: statistics that differ in either are not the same set's."""
 
     mu: np.ndarray
     cov: np.ndarray
@@ -36,10 +38,12 @@ class FadStatistics:
     protocol: str
     model: str
     fingerprint: str
+    drawn: str = "fixed"
+    precision: str = "fp32"
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to an ``.npz`` (arrays and a JSON header; no pickles)."""
-        meta = {k: getattr(self, k) for k in ("n", "files", "protocol", "model", "fingerprint")}
+        meta = {k: getattr(self, k) for k in ("n", "files", "protocol", "model", "fingerprint", "drawn", "precision")}
         out = Path(path)
         with out.open("wb") as fh:  # np.savez would add ".npz" to a name without it
             np.savez(fh, mu=self.mu, cov=self.cov, meta=np.array(json.dumps(meta)))
@@ -68,7 +72,7 @@ class FadResult(NamedTuple):
     per_item: np.ndarray | None = None  # (n_items,) each item's own FAD to the baseline (fadtk's --indiv); NaN under 2 frames
 
 
-def frames_statistics(frames: Sequence[np.ndarray], how: str) -> tuple[np.ndarray, np.ndarray, int]:
+def frames_statistics(frames: Sequence[np.ndarray], how: str, what: str = "a set") -> tuple[np.ndarray, np.ndarray, int]:
     """Mean and ``ddof=1`` covariance of all frames of all items, as the tool computes them.
 
     ``"fadtk"`` (fadtk ``utils.calculate_embd_statistics_online``): frames stored as float16, each
@@ -76,10 +80,12 @@ def frames_statistics(frames: Sequence[np.ndarray], how: str) -> tuple[np.ndarra
     no spread of its own; fadtk's ``np.cov`` of one row is NaN there, which makes its whole FAD NaN.
     ``"plain"`` (frechet-audio-distance): one float32 row per item, ``np.mean`` and ``np.cov``.
     """
+    if len(frames) == 0:
+        raise ValueError(f"FAD needs at least 2 embeddings in {what}; it has none")
     if how == "plain":
         x = np.concatenate([np.asarray(f, np.float32) for f in frames])
         if x.shape[0] < 2:
-            raise ValueError(f"FAD needs at least 2 embeddings in a set; got {x.shape[0]}")
+            raise ValueError(f"FAD needs at least 2 embeddings in {what}; got {x.shape[0]}")
         return x.mean(axis=0).astype(np.float64), np.cov(x, rowvar=False), int(x.shape[0])
     if how != "fadtk":
         raise ValueError(f"unknown statistics {how!r}")
@@ -95,7 +101,7 @@ def frames_statistics(frames: Sequence[np.ndarray], how: str) -> tuple[np.ndarra
         scatter += s + delta[:, None] * delta[None, :] * n * k / (n + k)
         n += k
     if n < 2:
-        raise ValueError(f"FAD needs at least 2 frames in a set; got {n}")
+        raise ValueError(f"FAD needs at least 2 frames in {what}; got {n} (a file of up to one hop is one frame)")
     return mu, scatter / (n - 1), n
 
 
@@ -111,19 +117,27 @@ def _fingerprint(items: Sequence[Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _audio_items(source: Any) -> list[Any]:
-    """A folder (its audio files, recursively, sorted), a file list (CSV/Parquet/txt as
+def _audio_items(source: Any, what: str = "the set") -> list[Any]:
+    """A folder (the audio files directly in it, sorted: like the tools, which list one folder, and
+    leave out fadtk's ``convert/`` and ``embeddings/`` beside them), a file list (CSV/Parquet/txt as
     :func:`skclap.embed.list_inputs` reads them), or a sequence of items."""
     if isinstance(source, (str, os.PathLike)):
-        from .embed import list_inputs
+        from .embed import AUDIO_EXTENSIONS, list_inputs
 
-        if not Path(source).exists():
-            raise FileNotFoundError(f"{os.fspath(source)!r} does not exist")
-        paths = list(list_inputs(source)["path"])
+        folder = Path(source)
+        if not folder.exists():
+            raise FileNotFoundError(f"{what}: {os.fspath(source)!r} does not exist")
+        if folder.is_dir():
+            paths = [str(p.absolute()) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS]
+        else:
+            paths = list(list_inputs(source)["path"])
         if not paths:
-            raise ValueError(f"{os.fspath(source)!r} holds no audio files")
+            raise ValueError(f"{what}: {os.fspath(source)!r} holds no audio files")
         return paths
-    return list(source)
+    items = list(source)
+    if not items:
+        raise ValueError(f"{what} is empty")
+    return items
 
 
 def fad_statistics(
@@ -157,7 +171,7 @@ def fad_statistics(
 
 
 def _statistics(
-    source: Any, protocol: Any, model: Any, run: dict[str, Any]
+    source: Any, protocol: Any, model: Any, run: dict[str, Any], what: str = "the set"
 ) -> tuple[FadStatistics, list[Any] | None, list[np.ndarray] | None]:
     """A set's statistics, and its items and their frames where it was given as audio."""
     from .score import _model_name
@@ -173,10 +187,25 @@ def _statistics(
                 f"the statistics of {stats.protocol} on {stats.model} cannot be compared under {proto.name} on {name or spec!r}"
             )
         return stats, None, None
-    items = _audio_items(source)
+    items = _audio_items(source, what)
     frames, clap = protocol_frames(proto, items, model, **run)
-    mu, cov, n = frames_statistics(frames, proto.statistics or "plain")
-    return FadStatistics(mu, cov, n, len(items), proto.name, name or _model_name(spec, clap), _fingerprint(items)), items, frames
+    mu, cov, n = frames_statistics(frames, proto.statistics or "plain", what)
+    stats = FadStatistics(
+        mu,
+        cov,
+        n,
+        len(items),
+        proto.name,
+        name or _model_name(spec, clap),
+        _fingerprint(items),
+        _drawn(run),
+        run.get("precision") or "fp32",
+    )
+    return stats, items, frames
+
+
+def _drawn(run: dict[str, Any]) -> str:
+    return f"exact, seed {run.get('seed', 0)}" if run.get("exact") else "fixed"
 
 
 def cached_statistics(
@@ -191,6 +220,11 @@ def cached_statistics(
         stats.save(saved)
         return stats
     stats = _statistics(FadStatistics.load(saved), protocol, model, {})[0]
+    wanted = (_drawn(run), run.get("precision") or "fp32")
+    if (stats.drawn, stats.precision) != wanted:
+        raise ValueError(
+            f"{os.fspath(saved)!r} was computed with long clips {stats.drawn} in {stats.precision}, not {wanted[0]} in {wanted[1]}"
+        )
     if not (isinstance(source, (str, os.PathLike)) and str(source).endswith(".npz")) and stats.fingerprint != _fingerprint(
         _audio_items(source)
     ):
@@ -220,7 +254,9 @@ def clap_fad(
     (fadtk's ``--indiv``: its frames' mean and covariance against the baseline's).
 
     ``exact`` and ``seed``: see :func:`skclap.score_protocols.protocol_frames`; one stream of draws
-    runs through the baseline, then the evaluated set, as in the tool's process.
+    runs through the baseline, then the evaluated set, as in the tool's process. With saved
+    baseline statistics, the evaluated set's draws start at the seed (the tool's figure with its
+    baseline embeddings cached).
     """
     from .metrics import frechet_distance
     from .score_protocols import get_protocol
@@ -237,10 +273,13 @@ def clap_fad(
         progress=progress,
         rng=rng,
     )
-    a = _statistics(baseline, proto, model, run)[0]
-    b, items, frames = _statistics(evaluated, proto, model, run)
-    if a.model != b.model:
-        raise ValueError(f"the baseline's statistics come from {a.model} and the evaluated set's from {b.model}")
+    a = _statistics(baseline, proto, model, run, "the baseline")[0]
+    b, items, frames = _statistics(evaluated, proto, model, run, "the evaluated set")
+    for field, what in (("model", "model"), ("drawn", "long clips"), ("precision", "precision")):
+        if getattr(a, field) != getattr(b, field):
+            raise ValueError(
+                f"the baseline's statistics and the evaluated set's differ in {what}: {getattr(a, field)} and {getattr(b, field)}"
+            )
     fad = frechet_distance(a.gaussian(), b.gaussian(), method=proto.sqrt)
     if frames is None:
         return FadResult(fad, a, b, proto.name)

@@ -68,7 +68,7 @@ def _prepared(
     workers: int,
     block: int,
     capture: bool = False,
-    windowing: Callable[[int, Any], np.ndarray] | None = None,
+    windowing: Callable[[int, Any], np.ndarray | Iterable[np.ndarray]] | None = None,
 ) -> Iterator[tuple[int, Iterable[np.ndarray] | Exception]]:
     """Yield ``(index, chunks of windows)`` in order, decoding up to ``2 * workers`` items ahead.
 
@@ -84,7 +84,8 @@ def _prepared(
         name = _item_name(i, items[i])
         try:
             if windowing is not None:
-                return (windowing(i, items[i]),)
+                made = windowing(i, items[i])
+                return (made,) if isinstance(made, np.ndarray) else made
             if audio.long_file_seconds(items[i]) is not None:
                 return audio.stream_windows(items[i], rate, length, block=block, name=name, padding=padding)
             return (audio.windows(audio.prepare(items[i], rate, sample_rate, name=name), length, padding),)
@@ -127,7 +128,7 @@ def embed_audio(
     precision: str | None = None,
     on_error: Callable[[int, Exception], None] | None = None,
     window_sink: Callable[[int, np.ndarray], None] | None = None,
-    windowing: Callable[[int, Any], np.ndarray] | None = None,
+    windowing: Callable[[int, Any], np.ndarray | Iterable[np.ndarray]] | None = None,
 ) -> np.ndarray:
     """Embed audio items (paths, waveforms, ``(array, rate)`` pairs...) -> ``(n, proj_dim)`` float32.
 
@@ -145,7 +146,7 @@ def embed_audio(
     - ``window_sink(i, windows)``: when given, receives each item's window embeddings
       ``(n_windows, proj_dim)`` (cache hits have none: pass ``cache=None`` with it).
     - ``windowing(i, item)``: when given, returns item ``i``'s windows ``(n_windows, window_samples)``
-      in place of the model's own loading and windowing (a published protocol's; no cache with it).
+      (or an iterable of such blocks) in place of the model's own loading and windowing (a published protocol's; no cache with it).
       Items are windowed in order when ``workers`` is 1.
     """
     if batch_size < 1:

@@ -53,9 +53,10 @@ def clap_score(
     - ``protocol``: None, skclap's own (``model`` defaults to :data:`DEFAULT_SCORE_MODEL`); or a name
       of :data:`skclap.score_protocols.PROTOCOLS` that computes a CLAP score: that tool's steps and
       aggregate, on its checkpoint unless ``model`` names another of the same rate and window.
-    - ``exact``: on clips longer than the tool's window, draw the crop as the tool does, from
-      ``numpy.random.RandomState(seed)`` (the tool's own process after ``np.random.seed(seed)``);
-      the default is the middle crop. Deterministic either way.
+    - ``exact``: on clips longer than the tool's window, draw the crop (or a fused model's chunks) as
+      the tool does, from ``numpy.random.RandomState(seed)`` (the tool's own process after
+      ``np.random.seed(seed)``); the default is a fixed choice. Deterministic either way.
+    - ``precision``: None is float32 under a protocol (every tool's), on a GPU too.
     """
     from .inputs import as_items, as_texts
 
@@ -63,6 +64,8 @@ def clap_score(
     if len(items) != len(prompts):
         raise ValueError(f"{len(items)} audio items but {len(prompts)} texts: CLAP scores need one text per clip")
     if protocol is None:
+        if exact:
+            raise ValueError("exact draws as a tool draws: it needs a protocol (skclap's own recipe draws nothing)")
         return _skclap_score(
             items, prompts, DEFAULT_SCORE_MODEL if model is None else model, sample_rate, batch_size, precision, device, progress
         )
@@ -85,7 +88,7 @@ def clap_score(
     # A clip longer than a fusion model's window (the default, fixed choice) has several frames.
     a = np.stack([f.mean(axis=0) for f in frames]).astype(np.float64)
     t = (
-        Encoder(clap, device="auto", precision=precision, batch_size=batch_size, cache=False)
+        Encoder(clap, device="auto", precision=precision or "fp32", batch_size=batch_size, cache=False)
         .text(prompts, normalize=False)
         .astype(np.float64)
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,12 +208,7 @@ class ScoreProtocol:
         draw as the tool draws (``exact``); None: the documented fixed choice."""
         n, length = wave.shape[0], self.window
         if self.frames == "windows":
-            hop = int(round(self.hop_seconds * self.sample_rate))
-            out = np.zeros((-(-n // hop), length), dtype=np.float32)
-            for row, start in enumerate(range(0, n, hop)):
-                piece = wave[start : start + length]
-                out[row, : piece.shape[0]] = piece
-            return out
+            return np.concatenate(list(self.hop_windows(wave)))
         if n <= length:
             return audio.windows(wave.astype(np.float32), length, "repeatpad")
         # an unfused model (a fused one takes long clips whole: fusion_features)
@@ -221,6 +216,21 @@ class ScoreProtocol:
         overflow = n - length
         start = int(rng.randint(0, overflow + 1)) if rng is not None else overflow // 2
         return wave[None, start : start + length].astype(np.float32)
+
+    def hop_windows(self, wave: np.ndarray, rows: int = 256) -> Iterator[np.ndarray]:
+        """fadtk's windows (``model_loader.py`` ``_get_embedding``): one of ``window_seconds`` starting
+        every ``hop_seconds``, zero-padded at the end; in blocks of ``rows``, so that a long file's
+        windows are never all in memory at once."""
+        n, length = wave.shape[0], self.window
+        hop = int(round(self.hop_seconds * self.sample_rate))
+        starts = range(0, n, hop)
+        for first in range(0, len(starts), rows):
+            block = starts[first : first + rows]
+            out = np.zeros((len(block), length), dtype=np.float32)
+            for row, start in enumerate(block):
+                piece = wave[start : start + length]
+                out[row, : piece.shape[0]] = piece
+            yield out
 
     def fusion_features(self, extractor: Any, wave: np.ndarray, rng: np.random.RandomState | None = None) -> tuple[np.ndarray, bool]:
         """A fused model's input for a clip longer than the window (:func:`skclap.backends.laion.fusion_input`),
@@ -383,7 +393,7 @@ def protocol_frames(
             f"the model's are {cfg.window_samples / cfg.sample_rate:g} s at {cfg.sample_rate} Hz"
         )
     if isinstance(clap, LaionCLAP):
-        clap = clap.with_int16(False)  # each protocol rounds (or not) where its tool does
+        clap = clap.as_laion_clap_module()  # each protocol rounds (or not) where its tool does
     if exact and rng is None:
         rng = np.random.RandomState(seed)
     elif not exact:
@@ -398,12 +408,14 @@ def protocol_frames(
     class Longer(Exception):
         """A clip that is one fusion input, not windows: set aside from the window loop."""
 
-    def windowing(i: int, item: Any) -> np.ndarray:
+    def windowing(i: int, item: Any) -> np.ndarray | Iterator[np.ndarray]:
         name = f"item {i} ({audio.describe(item)})"
         wave = protocol.load(item, sample_rate, name)
         if fusion is not None and wave.shape[0] > protocol.window:
             longer[i] = protocol.fusion_features(fusion.feature_extractor, wave, rng)
             raise Longer
+        if protocol.frames == "windows":
+            return protocol.hop_windows(wave, batch_size)
         return protocol.windows(wave, rng)
 
     def set_aside(i: int, err: Exception) -> None:

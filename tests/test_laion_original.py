@@ -186,7 +186,7 @@ def test_score_protocols_embed_as_laion_clap_does(pair, tmp_path):
     """A protocol runs the released file's model as its tool runs laion_clap's ``CLAP_Module``:
     ``get_audio_embedding_from_data(x, use_tensor=True)``, which skips laion_clap's own 16-bit
     rounding (fadtk rounds before it, frechet-audio-distance never). The rounding that loading the
-    .pt file switches on stays out of the protocols' path. (Unfused: the fused features need
+    .pt file switches on (as laion_clap's file loader rounds) stays out of the protocols' path. (Unfused: the fused features need
     torchaudio in laion_clap.)"""
     import soundfile as sf
 

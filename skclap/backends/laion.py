@@ -11,6 +11,7 @@ windows and mean pooling instead of a random crop) and caching are used unchange
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -230,13 +231,15 @@ class LaionCLAP(nn.Module):
         """The RoBERTa before its projection (what ``freeze_text`` freezes)."""
         return self.clap.text_model
 
-    def with_int16(self, on: bool) -> LaionCLAP:
-        """This model, the same weights, with laion_clap's 16-bit rounding of the audio on or off: a
-        protocol that rounds elsewhere, or not at all, embeds with the rounding off."""
-        if bool(on) == self.quantize_int16:
+    def as_laion_clap_module(self) -> LaionCLAP:
+        """This model, the same weights, preprocessing as laion_clap's ``CLAP_Module`` does on data
+        handed to it as tensors (what every CLAP-score and FAD tool calls): no 16-bit rounding of the
+        audio (each tool rounds before, or not at all), texts cut at 77 tokens (its tokenizer)."""
+        if not self.quantize_int16 and self.config.text_max_length == 77:
             return self
         twin = copy.copy(self)  # shares the modules: no weights are copied
-        twin.quantize_int16 = bool(on)
+        twin.quantize_int16 = False
+        twin.config = dataclasses.replace(self.config, text_max_length=77)
         return twin
 
     def audio_settings(self) -> dict[str, Any]:
