@@ -56,8 +56,8 @@ def read_channels(item: Any, sample_rate: int | None, dtype: str = "float32", na
             raise AudioError(f"{name}: a waveform must be a 1-D or 2-D float array; got {arr.dtype} of shape {arr.shape}")
         data = arr[:, None] if arr.ndim == 1 else (arr.T if arr.shape[0] < arr.shape[1] else arr)
         data, rate = data.astype(dtype), int(sample_rate)
-    if data.shape[0] == 0:
-        raise AudioError(f"{name}: the audio is empty")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise AudioError(f"{name}: the audio is empty (shape {data.shape})")
     if not np.isfinite(data).all():
         raise AudioError(f"{name}: the audio contains NaN or infinite samples")
     return data, int(rate)
@@ -385,6 +385,7 @@ def protocol_frames(
     from .inputs import as_items
 
     items = as_items(items, "audio")
+    precision = precision or "fp32"  # every tool runs laion_clap in float32, on a GPU too
     clap = resolve_model(protocol.model if model is None else model, device)
     cfg = clap.config
     if (cfg.sample_rate, cfg.window_samples) != (protocol.sample_rate, protocol.window):
@@ -401,7 +402,7 @@ def protocol_frames(
 
     # laion_clap hook.py L182: data_truncating="fusion" if the model is fused, else "rand_trunc"
     fusion = (
-        clap if protocol.long_clips == "fusion" and isinstance(clap, LaionCLAP) and clap.clap.config.audio_config.enable_fusion else None
+        clap if protocol.long_clips is not None and isinstance(clap, LaionCLAP) and clap.clap.config.audio_config.enable_fusion else None
     )
     longer: dict[int, tuple[np.ndarray, bool]] = {}
 

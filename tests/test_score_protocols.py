@@ -30,7 +30,7 @@ import torch
 
 from skclap import clap_score
 from skclap.exceptions import AudioError
-from skclap.fad import FadStatistics, clap_fad, fad_statistics, frames_statistics
+from skclap.fad import FadStatistics, cached_statistics, clap_fad, fad_statistics, frames_statistics
 from skclap.metrics import frechet_distance
 from skclap.score_protocols import PROTOCOLS, get_protocol
 
@@ -537,6 +537,14 @@ def test_protocols_refuse_what_they_cannot_do(model, recordings):
         clap_score(recordings[:1], TEXTS[:1], model=model, protocol="fadtk:clap-laion-audio")
     with pytest.raises(ValueError, match="audiocraft computes no FAD"):
         clap_fad(recordings[:2], recordings[2:], protocol="audiocraft", model=model)
+    with pytest.raises(ValueError, match="exact draws as a tool draws: it needs a protocol"):
+        clap_score(recordings[:1], TEXTS[:1], model=model, exact=True)
+    with pytest.raises(AudioError, match=r"item 0 .*empty \(shape \(48000, 0\)\)"):
+        clap_score([(np.zeros((48000, 0), np.float32), 48000)], TEXTS[:1], model=model, protocol="audiocraft")
+    with pytest.raises(ValueError, match="the baseline is empty"):
+        clap_fad([], recordings[:2], protocol="frechet-audio-distance", model=model)
+    with pytest.raises(ValueError, match="at least 2 embeddings in the evaluated set; got 1"):
+        clap_fad(recordings[:2], recordings[:1], protocol="frechet-audio-distance", model=model)
     with pytest.raises(ValueError, match=r"10 s windows at 48000 Hz; the model's are 7 s at 44100 Hz"):
         clap_score(recordings[:1], TEXTS[:1], model=ProjectionModel(44100, 7.0, 350), protocol="audiocraft")
 
@@ -551,6 +559,16 @@ def test_baseline_statistics_are_saved_once_and_refused_elsewhere(model, recordi
     assert clap_fad(str(path), recordings[2:], protocol="fadtk:clap-laion-audio", model=model).fad == pytest.approx(direct, rel=1e-12)
     with pytest.raises(ValueError, match="statistics of fadtk:clap-laion-audio"):
         clap_fad(str(path), recordings[2:], protocol="frechet-audio-distance", model=model)
+    with pytest.raises(ValueError, match="computed with long clips fixed in fp32, not exact, seed 3 in fp32"):
+        cached_statistics(recordings[:2], path, "fadtk:clap-laion-audio", model=model, exact=True, seed=3)
+    assert cached_statistics(recordings[:2], path, "fadtk:clap-laion-audio", model=model).fingerprint == stats.fingerprint
+    # a folder is the audio files directly in it: fadtk's own cache of converted copies beside them is not
+    folder = tmp_path / "set"
+    (folder / "convert" / "48000").mkdir(parents=True)
+    for f in recordings[:2]:
+        (folder / Path(f).name).write_bytes(Path(f).read_bytes())
+        (folder / "convert" / "48000" / Path(f).with_suffix(".wav").name).write_bytes(Path(f).read_bytes())
+    assert fad_statistics(str(folder), "fadtk:clap-laion-audio", model=model).files == 2
     (tmp_path / "junk.npz").write_bytes(b"not an npz")
     with pytest.raises(ValueError, match="not FAD statistics saved by skclap"):
         FadStatistics.load(tmp_path / "junk.npz")
