@@ -85,8 +85,7 @@ def clap_score(
         device=device,
         progress=progress,
     )
-    # A clip longer than a fusion model's window (the default, fixed choice) has several frames.
-    a = np.stack([f.mean(axis=0) for f in frames]).astype(np.float64)
+    a = np.concatenate(frames).astype(np.float64)  # a scoring protocol embeds a clip as one frame
     t = (
         Encoder(clap, device="auto", precision=precision or "fp32", batch_size=batch_size, cache=False)
         .text(prompts, normalize=False)

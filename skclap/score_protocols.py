@@ -254,6 +254,22 @@ class ScoreProtocol:
         return f"{self.name:<26} {what}: {self.summary}"
 
 
+def _fadtk_protocol(name: str, model_class: str, summary: str, model: str, **kw: Any) -> ScoreProtocol:
+    """One of fadtk's CLAP models: every window a frame, its statistics merged file by file."""
+    kw = {"sample_rate": 48000, "prepare": _fadtk_laion, **kw}
+    return ScoreProtocol(
+        name=f"fadtk:{name}",
+        tool=f"microsoft/fadtk 1.1.0 (model_loader.py {model_class}, fad.py, utils.py)",
+        summary=summary,
+        model=model,
+        frames="windows",
+        long_clips=None,
+        aggregate=None,
+        statistics="fadtk",
+        **kw,
+    )
+
+
 #: By name: ``skclap score --protocols`` lists them; docs/scores.md shows the same table.
 PROTOCOLS: dict[str, ScoreProtocol] = {
     p.name: p
@@ -298,44 +314,27 @@ PROTOCOLS: dict[str, ScoreProtocol] = {
             long_clips=None,
             aggregate="clamped_x100",
         ),
-        ScoreProtocol(
-            name="fadtk:clap-laion-audio",
-            tool="microsoft/fadtk 1.1.0 (model_loader.py CLAPLaionModel('audio'), fad.py, utils.py)",
-            summary="laion 630k-audioset (HTSAT-tiny); torchaudio kaiser to 48 kHz, 16-bit, int16; 10 s windows every 1 s; "
-            "FD of float16 frames (eig)",
-            model="laion-630k-audioset-best",
-            sample_rate=48000,
-            prepare=_fadtk_laion,
-            frames="windows",
-            long_clips=None,
-            aggregate=None,
-            statistics="fadtk",
+        _fadtk_protocol(
+            "clap-laion-audio",
+            "CLAPLaionModel('audio')",
+            "laion 630k-audioset (HTSAT-tiny); torchaudio kaiser to 48 kHz, 16-bit, int16; 10 s windows every 1 s; FD of float16 frames (eig)",
+            "laion-630k-audioset-best",
         ),
-        ScoreProtocol(
-            name="fadtk:clap-laion-music",
-            tool="microsoft/fadtk 1.1.0 (model_loader.py CLAPLaionModel('music'), fad.py, utils.py)",
-            summary="laion music_audioset (HTSAT-base); as fadtk:clap-laion-audio",
-            model="laion-music-audioset",
-            sample_rate=48000,
-            prepare=_fadtk_laion,
-            frames="windows",
-            long_clips=None,
-            aggregate=None,
-            statistics="fadtk",
+        _fadtk_protocol(
+            "clap-laion-music",
+            "CLAPLaionModel('music')",
+            "laion music_audioset (HTSAT-base); as fadtk:clap-laion-audio",
+            "laion-music-audioset",
         ),
-        ScoreProtocol(
-            name="fadtk:clap-2023",
-            tool="microsoft/fadtk 1.1.0 (model_loader.py CLAPModel('2023'), fad.py, utils.py)",
-            summary="msclap 2023; torchaudio kaiser to 44.1 kHz, 16-bit; 7 s windows every 1 s, unnormalised; FD of float16 frames (eig)",
-            model="msclap-2023",
+        _fadtk_protocol(
+            "clap-2023",
+            "CLAPModel('2023')",
+            "msclap 2023; torchaudio kaiser to 44.1 kHz, 16-bit; 7 s windows every 1 s, unnormalised; FD of float16 frames (eig)",
+            "msclap-2023",
             sample_rate=44100,
             prepare=_fadtk_2023,
-            frames="windows",
             window_seconds=7.0,
-            long_clips=None,
             normalize_frames=False,
-            aggregate=None,
-            statistics="fadtk",
         ),
     )
 }
