@@ -243,8 +243,9 @@ def audiocraft() -> types.SimpleNamespace:
     (``data/audio_utils.py``) and ``CLAPTextConsistencyMetric.update`` and ``compute``
     (``metrics/clap_consistency.py``), read from its source release, which scripts/setup.sh
     downloads (it pins torch 2.1 and imports its training stack at its top: it is not installed)."""
-    import julius
     import tarfile
+
+    import julius
 
     source = downloads() / "audiocraft-1.3.0.tar.gz"
     if not source.exists():
