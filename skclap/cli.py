@@ -355,6 +355,17 @@ def run_fad(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from .onnx_export import MANIFEST, export_onnx
+
+    out = export_onnx(args.model, args.out, opset=args.opset)
+    files = sorted(p.name for p in out.iterdir())
+    print(
+        f"{args.model} exported to {out}: {', '.join(files)} (checked against the model with onnxruntime; {MANIFEST} says what runs outside the graphs)"
+    )
+    return 0
+
+
 def run_install_extra(args: argparse.Namespace) -> int:
     from .extras import install_extra
 
@@ -490,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_draw_arguments(fd)
     add_runtime_arguments(fd)
     fd.set_defaults(func=run_fad)
+    ex = _command(sub, "export", "export a model's audio and text towers as ONNX graphs, to run without PyTorch")
+    ex.add_argument("model", help="a model name (skclap info lists them), a checkpoint directory or file")
+    ex.add_argument("out", help="the folder to write audio.onnx, text.onnx, the tokenizer and skclap-onnx.json to")
+    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--opset", type=int, default=18, help="the ONNX opset (18: its STFT operator takes the front-end)")
+    ex.set_defaults(func=run_export)
     from .extras import EXTRAS
 
     ie = _command(

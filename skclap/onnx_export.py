@@ -1,0 +1,184 @@
+"""ONNX export: a model's two towers as ONNX graphs, to run without PyTorch (onnxruntime, other
+languages, browsers).
+
+``export_onnx(model, out)`` writes
+
+- ``out/audio.onnx``: input ``waveform``, float32 ``(batch, window_samples)`` at the model's rate, one
+  window a row; output ``embedding``, ``(batch, proj_dim)``, projected, before L2 normalisation. The
+  log-mel front-end is inside the graph (ONNX's ``STFT`` operator); the batch is dynamic.
+- ``out/text.onnx``: inputs ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` where the
+  tokenizer gives them: a GPT-2 tower reads them), int64 ``(batch, tokens)``; output ``embedding`` as
+  above. Batch and length are dynamic.
+- the tokenizer's files, and ``out/skclap-onnx.json``: what is done outside the graphs (reading,
+  resampling, windowing and padding, pooling a clip's windows, tokenising, normalising), with the
+  numbers it needs.
+
+Each graph is checked against the model with onnxruntime before it is kept (``check=True``). The
+exporter is PyTorch's own (``torch.onnx.export(dynamo=True)``); onnxruntime is needed for the check
+only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["MANIFEST", "export_onnx"]
+
+#: The description file beside the graphs.
+MANIFEST = "skclap-onnx.json"
+#: Largest |difference| to the torch model's embedding that the check accepts.
+TOLERANCE = 1e-4
+
+
+class _AudioGraph(nn.Module):
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_audio(waveform)
+
+
+class _TextGraph(nn.Module):
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            tokens["token_type_ids"] = token_type_ids
+        return self.model.encode_text(tokens)
+
+
+def _export(module: nn.Module, args: tuple, inputs: Sequence[str], dynamic: dict, path: Path, opset: int) -> None:
+    """One graph, its output named ``embedding`` (a value of that name inside it, such as a word
+    embedding's, renamed first: ONNX names are unique in a graph)."""
+    with torch.no_grad():
+        program = torch.onnx.export(
+            module.eval(), args, dynamo=True, input_names=list(inputs), dynamic_shapes=dynamic, opset_version=opset, verbose=False
+        )
+    assert program is not None
+    graph = program.model.graph
+    for node in graph.all_nodes() if hasattr(graph, "all_nodes") else graph:
+        for value in node.outputs:
+            if value.name == "embedding" and value not in graph.outputs:
+                value.name = "embedding_inner"
+    graph.outputs[0].name = "embedding"
+    # the weights inside the file, where ONNX's 2 GB limit on one file allows (one file a tower)
+    size = sum(p.numel() * p.element_size() for p in module.parameters()) + sum(b.numel() * b.element_size() for b in module.buffers())
+    program.save(str(path), external_data=size >= 1_800_000_000)
+
+
+def _manifest(model: Any) -> dict[str, Any]:
+    cfg, text = model.config, model.config.text
+    return {
+        "format": "skclap-onnx",
+        "version": 1,
+        "source": getattr(model, "source", None),
+        "sample_rate": cfg.sample_rate,
+        "window_samples": cfg.window_samples,
+        "proj_dim": cfg.proj_dim,
+        "logit_scale": float(model.logit_scale.detach().exp()),
+        "audio": {
+            "input": "waveform: float32 (batch, window_samples), mono, at sample_rate, one window a row",
+            "output": "embedding: float32 (batch, proj_dim), before L2 normalisation",
+            "outside_the_graph": [
+                "read the file and average its channels",
+                "resample to sample_rate (soxr, high quality)",
+                "cut into windows of window_samples (skclap.audio.window_spans); a clip shorter than a window "
+                f"is filled by {model.window_padding!r} (skclap.audio.PADDINGS)",
+                "the clip's embedding is the mean of its windows' embeddings, leaving out windows more than "
+                "quiet_window_db under its loudest (mean square, in dB) where quiet_window_db is set",
+                "L2-normalise",
+            ],
+            "window_padding": model.window_padding,
+            "quiet_window_db": model.quiet_window_db,
+        },
+        "text": {
+            "inputs": "the tokenizer's tensors, by name, int64 (batch, tokens), right-padded",
+            "input_names": [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in model.tokenize(["a"])],
+            "output": "embedding: float32 (batch, proj_dim), before L2 normalisation",
+            "tokenizer": "the tokenizer files in this folder (tokenizer.json: the Hugging Face tokenizers library)",
+            "suffix": text.suffix,
+            "max_tokens": model.text_limit(),
+            "outside_the_graph": [
+                "tokenise text + suffix with the tokenizer, special tokens added; a text longer than max_tokens is "
+                "cut before the suffix (skclap.models.clap.tokenize_with_suffix)",
+                "L2-normalise",
+            ],
+        },
+    }
+
+
+def _check(session: Any, feeds: dict[str, np.ndarray], expected: np.ndarray, what: str) -> float:
+    got = session.run(None, feeds)[0]
+    diff = float(np.abs(got - expected).max())
+    if got.shape != expected.shape or not diff <= TOLERANCE:
+        raise RuntimeError(f"the exported {what} graph differs from the model by {diff:.3g} (shape {got.shape} vs {expected.shape})")
+    return diff
+
+
+def export_onnx(model: Any, out: str | os.PathLike, *, opset: int = 18, check: bool = True) -> Path:
+    """Export ``model`` (a name, a path or a model object of skclap's own architectures: the bundled
+    model, msclap 2022 and 2023, the presets) to ``out``; returns ``out``. See the module's docstring
+    for what is written. A LAION model (transformers' ``ClapModel``) is refused, naming what covers it."""
+    from .checkpoints import resolve_model
+    from .models import CLAPModel
+
+    clap = resolve_model(model, "cpu" if isinstance(model, (str, os.PathLike)) else "auto")
+    if not isinstance(clap, CLAPModel):
+        raise NotImplementedError(
+            f"ONNX export covers skclap's own architectures (CLAPModel: the bundled model, msclap 2022 and 2023, the presets); "
+            f"{type(clap).__name__} is not one yet"
+        )
+    if clap.device.type != "cpu":
+        raise ValueError(f"export a model on the CPU; this one is on {clap.device} (model.to('cpu'))")
+    dest = Path(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    was_training = clap.training
+    clap.eval()
+    try:
+        gen = torch.Generator().manual_seed(0)
+        wave = (torch.rand(2, clap.config.window_samples, generator=gen) - 0.5) * 0.2
+        tokens = clap.tokenize(["a dog barking", "rain"])
+        batch, length = torch.export.Dim("batch"), torch.export.Dim("tokens")
+        _export(_AudioGraph(clap), (wave,), ["waveform"], {"waveform": {0: batch}}, dest / "audio.onnx", opset)
+        # every tensor the tokenizer gives goes in (a BERT-style tokenizer's token_type_ids too)
+        names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tokens]
+        dims = {0: batch, 1: length}
+        _export(_TextGraph(clap), tuple(tokens[k] for k in names), names, {k: dims for k in names}, dest / "text.onnx", opset)
+        clap.tokenizer.save_pretrained(dest)
+        (dest / MANIFEST).write_text(json.dumps(_manifest(clap), indent=2) + "\n")
+        if check:
+            _check_export(clap, dest)
+    finally:
+        clap.train(was_training)
+    return dest
+
+
+def _check_export(clap: Any, dest: Path) -> None:
+    """The graphs against the model, on a batch size and a text length other than the export's."""
+    import onnxruntime as ort
+
+    gen = torch.Generator().manual_seed(1)
+    wave = (torch.rand(3, clap.config.window_samples, generator=gen) - 0.5) * 0.5
+    tokens = clap.tokenize(["a", "the low sound of a cello played softly, then a trumpet, then silence", "rain on a roof"])
+    with torch.no_grad():
+        audio_ref = clap.encode_audio(wave).numpy()
+        text_ref = clap.encode_text(tokens).numpy()
+    opts = ort.SessionOptions()
+    audio = ort.InferenceSession(str(dest / "audio.onnx"), opts, providers=["CPUExecutionProvider"])
+    text = ort.InferenceSession(str(dest / "text.onnx"), opts, providers=["CPUExecutionProvider"])
+    _check(audio, {"waveform": wave.numpy()}, audio_ref, "audio")
+    if sorted(i.name for i in text.get_inputs()) != sorted(tokens):
+        raise RuntimeError(f"the text graph takes {[i.name for i in text.get_inputs()]}; the tokenizer gives {list(tokens)}")
+    _check(text, {k: v.numpy() for k, v in tokens.items()}, text_ref, "text")
