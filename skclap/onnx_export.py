@@ -44,7 +44,8 @@ class _AudioGraph(nn.Module):
         self.model = model
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_audio(waveform)
+        graph = getattr(self.model, "encode_audio_graph", None)  # a model whose front-end is not torch
+        return graph(waveform) if graph is not None else self.model.encode_audio(waveform)
 
 
 class _TextGraph(nn.Module):
@@ -79,7 +80,9 @@ def _export(module: nn.Module, args: tuple, inputs: Sequence[str], dynamic: dict
 
 
 def _manifest(model: Any) -> dict[str, Any]:
-    cfg, text = model.config, model.config.text
+    cfg = model.config
+    suffix = model.config.text.suffix if hasattr(model.config, "text") else ""
+    limit = model.text_limit() if hasattr(model, "text_limit") else model.config.text_max_length
     return {
         "format": "skclap-onnx",
         "version": 1,
@@ -108,8 +111,8 @@ def _manifest(model: Any) -> dict[str, Any]:
             "input_names": [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in model.tokenize(["a"])],
             "output": "embedding: float32 (batch, proj_dim), before L2 normalisation",
             "tokenizer": "the tokenizer files in this folder (tokenizer.json: the Hugging Face tokenizers library)",
-            "suffix": text.suffix,
-            "max_tokens": model.text_limit(),
+            "suffix": suffix,
+            "max_tokens": limit,
             "outside_the_graph": [
                 "tokenise text + suffix with the tokenizer, special tokens added; a text longer than max_tokens is "
                 "cut before the suffix (skclap.models.clap.tokenize_with_suffix)",
@@ -128,23 +131,24 @@ def _check(session: Any, feeds: dict[str, np.ndarray], expected: np.ndarray, wha
 
 
 def export_onnx(model: Any, out: str | os.PathLike, *, opset: int = 18, check: bool = True) -> Path:
-    """Export ``model`` (a name, a path or a model object of skclap's own architectures: the bundled
-    model, msclap 2022 and 2023, the presets) to ``out``; returns ``out``. See the module's docstring
-    for what is written. A LAION model (transformers' ``ClapModel``) is refused, naming what covers it."""
+    """Export ``model`` (a name, a path or a model object: the bundled model, msclap 2022 and 2023, the
+    presets, the LAION models, fused or not) to ``out``; returns ``out``. See the module's docstring
+    for what is written. A fused LAION model's graph takes windows of up to 10 s, as its global
+    branch does; a longer clip's fusion input is not in it."""
+    from .backends import LaionCLAP
     from .checkpoints import resolve_model
     from .models import CLAPModel
 
     clap = resolve_model(model, "cpu" if isinstance(model, (str, os.PathLike)) else "auto")
-    if not isinstance(clap, CLAPModel):
+    if not isinstance(clap, (CLAPModel, LaionCLAP)):
         raise NotImplementedError(
-            f"ONNX export covers skclap's own architectures (CLAPModel: the bundled model, msclap 2022 and 2023, the presets); "
-            f"{type(clap).__name__} is not one yet"
+            f"ONNX export covers skclap's architectures and LAION's (CLAPModel, LaionCLAP); {type(clap).__name__} is neither"
         )
     if clap.device.type != "cpu":
         raise ValueError(f"export a model on the CPU; this one is on {clap.device} (model.to('cpu'))")
     dest = Path(out)
     dest.mkdir(parents=True, exist_ok=True)
-    was_training = clap.training
+    modes = {m: m.training for m in clap.modules()}  # each module's own, restored as it was
     clap.eval()
     try:
         gen = torch.Generator().manual_seed(0)
@@ -161,7 +165,8 @@ def export_onnx(model: Any, out: str | os.PathLike, *, opset: int = 18, check: b
         if check:
             _check_export(clap, dest)
     finally:
-        clap.train(was_training)
+        for module, training in modes.items():
+            module.training = training
     return dest
 
 

@@ -239,3 +239,21 @@ def test_fused_long_clips_embed_as_laion_clap_embeds_them(pair):
             global_only = ours.encode_fusion(mel, torch.tensor([False]))
         assert (mine - theirs).abs().max() <= 1e-4
         assert (mine - global_only).abs().max() > 100 * 1e-4  # the chunks count
+
+
+def test_released_file_exports_to_onnx(pair, tmp_path):
+    """A laion_clap .pt file (full-size HTS-AT tiny): its 16-bit rounding is in the audio graph, and
+    the graph gives the model's embeddings through onnxruntime."""
+    ort = pytest.importorskip("onnxruntime")
+    from skclap.onnx_export import export_onnx
+
+    fused, _, _, ours = pair
+    if fused:
+        pytest.skip("the fused global branch is exported in test_onnx_export.py")
+    assert ours.quantize_int16
+    out = export_onnx(ours, tmp_path / "onnx")
+    session = ort.InferenceSession(str(out / "audio.onnx"), providers=["CPUExecutionProvider"])
+    wins = np.stack([clip(10.0, 20), 1.5 * clip(10.0, 21) / np.abs(clip(10.0, 21)).max()])  # the second past full scale
+    with torch.inference_mode():
+        expected = ours.encode_audio(torch.from_numpy(wins)).numpy()
+    assert np.abs(session.run(None, {"waveform": wins})[0] - expected).max() <= 1e-4

@@ -1,6 +1,6 @@
-"""ONNX export of skclap's own architectures: the graphs through onnxruntime against the torch model,
-on user-played recordings and on the shortest and longest texts; the manifest followed outside the
-graphs gives the estimators' embeddings."""
+"""ONNX export: the graphs through onnxruntime against the torch model, on user-played recordings and
+on the shortest and longest texts, for skclap's architectures and LAION's; the manifest followed
+outside the graphs gives the estimators' embeddings."""
 
 from __future__ import annotations
 
@@ -101,12 +101,35 @@ def test_htsat_and_gpt2_towers_export(tmp_path):
     assert json.loads((out / MANIFEST).read_text())["text"]["suffix"] == model.config.text.suffix
 
 
-def test_other_backends_are_refused_by_name(tmp_path):
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
+def test_laion_models_export(fused, played, tmp_path):
+    """A LAION model in the transformers layout: its front-end (numpy in skclap, as transformers'
+    extractor computes it) is in the graph as torch.stft, within float32 rounding of it; a fused
+    model's graph is its global branch, which every window up to 10 s takes."""
     from .local_hub import save_transformers_repo
 
-    repo = save_transformers_repo(tmp_path / "laion", fused=False, bin_only=False)
-    with pytest.raises(NotImplementedError, match="LaionCLAP is not one yet"):
-        export_onnx(str(repo), tmp_path / "out")
+    model = load_model(save_transformers_repo(tmp_path / "laion", fused=fused, bin_only=False), device="cpu")
+    modes = {name: m.training for name, m in model.named_modules()}
+    out = export_onnx(model, tmp_path / "out")
+    assert {name: m.training for name, m in model.named_modules()} == modes  # each module as it was (dropout stays off)
+    audio, text = _sessions(out)
+    rate, length = model.config.sample_rate, model.config.window_samples
+    wins = np.concatenate([windows(prepare(item, rate), length, model.window_padding) for item in played.items()[:8]])
+    with torch.inference_mode():
+        expected = model.encode_audio(torch.from_numpy(wins)).numpy()
+    assert np.abs(audio.run(None, {"waveform": wins})[0] - expected).max() <= TOLERANCE
+    texts = ["a", "a dog barking in the rain while a siren wails " * 12]
+    tokens = model.tokenize(texts)
+    with torch.inference_mode():
+        expected_t = model.encode_text(texts).numpy()
+    assert np.abs(text.run(None, {k: v.numpy() for k, v in tokens.items()})[0] - expected_t).max() <= TOLERANCE
+
+
+def test_other_models_are_refused_by_name(tmp_path):
+    from .fake_model import ProjectionModel
+
+    with pytest.raises(NotImplementedError, match="ProjectionModel is neither"):
+        export_onnx(ProjectionModel(), tmp_path / "out")
 
 
 def test_command_exports(tmp_path, capsys):
