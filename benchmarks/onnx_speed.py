@@ -1,0 +1,102 @@
+"""Audio embedding through the exported ONNX graph against the torch model, side by side in one run.
+
+    python benchmarks/onnx_speed.py [--models skclap-instruments,preset:msclap-2022] [--windows 24]
+
+For each model: windows a second through ``encode_audio`` in torch float32, in torch bfloat16 where
+the CPU computes it natively (skipped elsewhere: emulated, it is hundreds of times slower), and
+through ``audio.onnx`` in onnxruntime (float32), on the same windows (user-played TimGM6mb clips, cut
+into the model's windows), with the same threads. ``preset:`` models have random weights: speed does
+not depend on them. Each figure is the median of ``--repeats`` passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _table import print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: the first pass allocates
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="skclap-instruments,preset:msclap-2022")
+    ap.add_argument("--windows", type=int, default=24)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    from skclap import load_model
+    from skclap.audio import prepare, windows
+    from skclap.datasets import make_played_set
+    from skclap.devices import precision_available
+    from skclap.onnx_export import export_onnx
+
+    threads = torch.get_num_threads()
+    played = make_played_set(34, seed=11)
+    rows = []
+    for name in args.models.split(","):
+        model = load_model(name, device="cpu")
+        if name.startswith("preset:"):  # a stand-in tokenizer: the text tower is exported too
+            from transformers import BertTokenizerFast
+
+            work = Path(tempfile.mkdtemp())
+            (work / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
+            model.tokenizer = BertTokenizerFast(str(work / "vocab.txt"))
+        rate, length = model.config.sample_rate, model.config.window_samples
+        wins = np.concatenate([windows(prepare(item, rate), length, model.window_padding) for item in played.items()])[: args.windows]
+        out = export_onnx(model, Path(tempfile.mkdtemp()) / "onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(out / "audio.onnx"), opts, providers=["CPUExecutionProvider"])
+        b = args.batch_size
+
+        def torch_pass(dtype: torch.dtype | None = None) -> None:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                for i in range(0, len(wins), b):
+                    model.encode_audio(torch.from_numpy(wins[i : i + b]))
+
+        def onnx_pass() -> None:
+            for i in range(0, len(wins), b):
+                session.run(None, {"waveform": wins[i : i + b]})
+
+        fp32 = median_seconds(torch_pass, args.repeats)
+        rows.append(
+            (f"{name}: torch fp32", f"{len(wins) / fp32:.2f} windows/s", f"{length / rate:g} s windows, batch {b}, {threads} threads")
+        )
+        if precision_available("bf16", torch.device("cpu")):
+            bf16 = median_seconds(lambda: torch_pass(torch.bfloat16), args.repeats)
+            rows.append((f"{name}: torch bf16", f"{len(wins) / bf16:.2f} windows/s", f"{fp32 / bf16:.2f} x fp32 (native bf16)"))
+        else:
+            rows.append((f"{name}: torch bf16", "skipped", "no native bf16 on this CPU"))
+        onnx = median_seconds(onnx_pass, args.repeats)
+        with torch.inference_mode():
+            ref = model.encode_audio(torch.from_numpy(wins)).numpy()
+        diff = float(np.abs(session.run(None, {"waveform": wins})[0] - ref).max())
+        rows.append(
+            (
+                f"{name}: onnxruntime fp32",
+                f"{len(wins) / onnx:.2f} windows/s",
+                f"{fp32 / onnx:.2f} x torch fp32; max |difference| {diff:.1e}",
+            )
+        )
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
