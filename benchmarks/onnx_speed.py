@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,19 @@ def median_seconds(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return float(np.median(times))
+
+
+def run_torch(model, wins: np.ndarray, b: int, dtype=None) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        for i in range(0, len(wins), b):
+            model.encode_audio(torch.from_numpy(wins[i : i + b]))
+
+
+def run_onnx(session, wins: np.ndarray, b: int) -> None:  # type: ignore[no-untyped-def]
+    for i in range(0, len(wins), b):
+        session.run(None, {"waveform": wins[i : i + b]})
 
 
 def main() -> None:
@@ -66,21 +80,14 @@ def main() -> None:
         session = ort.InferenceSession(str(out / "audio.onnx"), opts, providers=["CPUExecutionProvider"])
         b = args.batch_size
 
-        def torch_pass(dtype: torch.dtype | None = None) -> None:
-            with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                for i in range(0, len(wins), b):
-                    model.encode_audio(torch.from_numpy(wins[i : i + b]))
-
-        def onnx_pass() -> None:
-            for i in range(0, len(wins), b):
-                session.run(None, {"waveform": wins[i : i + b]})
-
+        torch_pass = partial(run_torch, model, wins, b)
+        onnx_pass = partial(run_onnx, session, wins, b)
         fp32 = median_seconds(torch_pass, args.repeats)
         rows.append(
             (f"{name}: torch fp32", f"{len(wins) / fp32:.2f} windows/s", f"{length / rate:g} s windows, batch {b}, {threads} threads")
         )
         if precision_available("bf16", torch.device("cpu")):
-            bf16 = median_seconds(lambda: torch_pass(torch.bfloat16), args.repeats)
+            bf16 = median_seconds(partial(run_torch, model, wins, b, torch.bfloat16), args.repeats)
             rows.append((f"{name}: torch bf16", f"{len(wins) / bf16:.2f} windows/s", f"{fp32 / bf16:.2f} x fp32 (native bf16)"))
         else:
             rows.append((f"{name}: torch bf16", "skipped", "no native bf16 on this CPU"))
