@@ -358,7 +358,10 @@ def run_fad(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from .onnx_export import MANIFEST, export_onnx
 
-    out = export_onnx(args.model, args.out, opset=args.opset)
+    try:
+        out = export_onnx(args.model, args.out, opset=args.opset)
+    except (NotImplementedError, RuntimeError) as err:  # a model it cannot export, a graph that fails its check
+        raise SystemExit(f"skclap export: {err}") from None
     files = sorted(p.name for p in out.iterdir())
     print(
         f"{args.model} exported to {out}: {', '.join(files)} (checked against the model with onnxruntime; {MANIFEST} says what runs outside the graphs)"

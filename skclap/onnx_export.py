@@ -7,8 +7,8 @@ languages, browsers).
   window a row; output ``embedding``, ``(batch, proj_dim)``, projected, before L2 normalisation. The
   log-mel front-end is inside the graph (ONNX's ``STFT`` operator); the batch is dynamic.
 - ``out/text.onnx``: inputs ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` where the
-  tokenizer gives them: a GPT-2 tower reads them), int64 ``(batch, tokens)``; output ``embedding`` as
-  above. Batch and length are dynamic.
+  model's tokenisation gives them to its tower: a GPT-2 tower with a BERT-style tokenizer reads
+  them), int64 ``(batch, tokens)``; output ``embedding`` as above. Batch and length are dynamic.
 - the tokenizer's files, and ``out/skclap-onnx.json``: what is done outside the graphs (reading,
   resampling, windowing and padding, pooling a clip's windows, tokenising, normalising), with the
   numbers it needs.
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,10 +44,18 @@ class _AudioGraph(nn.Module):
     def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
+        # a model whose front-end is not torch gives its graph form, and that form's constants,
+        # which the graph keeps as its own
+        self.graph = getattr(model, "encode_audio_graph", None)
+        self.names: list[str] = []
+        for name, value in (model.graph_constants() if self.graph is not None else {}).items():
+            self.register_buffer(name, value, persistent=False)
+            self.names.append(name)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        graph = getattr(self.model, "encode_audio_graph", None)  # a model whose front-end is not torch
-        return graph(waveform) if graph is not None else self.model.encode_audio(waveform)
+        if self.graph is None:
+            return self.model.encode_audio(waveform)
+        return self.graph(waveform, **{n: getattr(self, n) for n in self.names})
 
 
 class _TextGraph(nn.Module):
@@ -67,7 +77,8 @@ def _export(module: nn.Module, args: tuple, inputs: Sequence[str], dynamic: dict
         program = torch.onnx.export(
             module.eval(), args, dynamo=True, input_names=list(inputs), dynamic_shapes=dynamic, opset_version=opset, verbose=False
         )
-    assert program is not None
+    if program is None:
+        raise RuntimeError(f"torch.onnx.export returned no program for {path.name}")
     graph = program.model.graph
     for node in graph.all_nodes() if hasattr(graph, "all_nodes") else graph:
         for value in node.outputs:
@@ -86,7 +97,7 @@ def _manifest(model: Any) -> dict[str, Any]:
     return {
         "format": "skclap-onnx",
         "version": 1,
-        "source": getattr(model, "source", None),
+        "source": os.path.basename(str(getattr(model, "source", None) or "")) or None,
         "sample_rate": cfg.sample_rate,
         "window_samples": cfg.window_samples,
         "proj_dim": cfg.proj_dim,
@@ -103,6 +114,7 @@ def _manifest(model: Any) -> dict[str, Any]:
                 "quiet_window_db under its loudest (mean square, in dB) where quiet_window_db is set",
                 "L2-normalise",
             ],
+            "resampled_length": "ceil(samples * sample_rate / rate), a missing last sample zero (skclap.audio.resampled_length)",
             "window_padding": model.window_padding,
             "quiet_window_db": model.quiet_window_db,
         },
@@ -112,6 +124,7 @@ def _manifest(model: Any) -> dict[str, Any]:
             "output": "embedding: float32 (batch, proj_dim), before L2 normalisation",
             "tokenizer": "the tokenizer files in this folder (tokenizer.json: the Hugging Face tokenizers library)",
             "suffix": suffix,
+            "pad_token_id": model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0,
             "max_tokens": limit,
             "outside_the_graph": [
                 "tokenise text + suffix with the tokenizer, special tokens added; a text longer than max_tokens is "
@@ -146,8 +159,19 @@ def export_onnx(model: Any, out: str | os.PathLike, *, opset: int = 18, check: b
         )
     if clap.device.type != "cpu":
         raise ValueError(f"export a model on the CPU; this one is on {clap.device} (model.to('cpu'))")
-    dest = Path(out)
-    dest.mkdir(parents=True, exist_ok=True)
+    if clap.logit_scale.dtype != torch.float32:
+        raise ValueError(f"export a float32 model; this one is {clap.logit_scale.dtype} (model.float())")
+    for package in ("onnxscript", "onnxruntime") if check else ("onnxscript",):
+        try:
+            __import__(package)
+        except ImportError:
+            raise ImportError(f"ONNX export needs {package}: pip install 'skclap[onnx]'") from None
+    final = Path(out)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise FileExistsError(f"{os.fspath(final)!r} exists and is not an empty folder: export into a new one")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # written beside it, and put in place once checked: a failed export leaves nothing behind
+    dest = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     modes = {m: m.training for m in clap.modules()}  # each module's own, restored as it was
     clap.eval()
     try:
@@ -164,10 +188,14 @@ def export_onnx(model: Any, out: str | os.PathLike, *, opset: int = 18, check: b
         (dest / MANIFEST).write_text(json.dumps(_manifest(clap), indent=2) + "\n")
         if check:
             _check_export(clap, dest)
+        if final.exists():
+            final.rmdir()
+        dest.rename(final)
     finally:
+        shutil.rmtree(dest, ignore_errors=True)
         for module, training in modes.items():
             module.training = training
-    return dest
+    return final
 
 
 def _check_export(clap: Any, dest: Path) -> None:
@@ -175,7 +203,10 @@ def _check_export(clap: Any, dest: Path) -> None:
     import onnxruntime as ort
 
     gen = torch.Generator().manual_seed(1)
-    wave = (torch.rand(3, clap.config.window_samples, generator=gen) - 0.5) * 0.5
+    n, rate = clap.config.window_samples, clap.config.sample_rate
+    t = torch.arange(n) / rate
+    tone = torch.sin(2 * torch.pi * 1000 * t)  # a full-scale tone: where float32 spectra would drift
+    wave = torch.stack([(torch.rand(n, generator=gen) - 0.5) * 0.5, tone, 1.5 * tone, torch.zeros(n), 1e-4 * tone]).float()
     tokens = clap.tokenize(["a", "the low sound of a cello played softly, then a trumpet, then silence", "rain on a roof"])
     with torch.no_grad():
         audio_ref = clap.encode_audio(wave).numpy()

@@ -139,3 +139,20 @@ def test_command_exports(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "audio.onnx" in said and "text.onnx" in said and MANIFEST in said
     assert {"audio.onnx", "text.onnx", MANIFEST, "tokenizer.json"} <= {p.name for p in (tmp_path / "tiny").iterdir()}
+
+
+def test_a_failed_export_leaves_nothing(tmp_path, monkeypatch):
+    import skclap.onnx_export as onnx_export
+
+    def fail(clap, dest):
+        raise RuntimeError("the exported audio graph differs from the model by 0.5")
+
+    monkeypatch.setattr(onnx_export, "_check_export", fail)
+    with pytest.raises(RuntimeError, match="differs from the model"):
+        export_onnx("preset:tiny", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []  # no folder, no half-written graphs beside it
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        export_onnx("preset:tiny", tmp_path / "full")
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]

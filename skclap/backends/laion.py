@@ -132,6 +132,13 @@ def fusion_input(extractor: Any, wave: np.ndarray, choose: Callable[[list[np.nda
 PREPROCESSING_FILE = "skclap_preprocessing.json"
 
 
+def _twin(module: nn.Module, **children: nn.Module) -> nn.Module:
+    """A shallow copy of ``module`` (its parameters shared) whose named children are replaced."""
+    twin = copy.copy(module)
+    twin._modules = {**module._modules, **children}
+    return twin
+
+
 class LaionCLAP(nn.Module):
     """A ``transformers.ClapModel`` with its feature extractor and tokenizer.
 
@@ -284,41 +291,49 @@ class LaionCLAP(nn.Module):
             out["is_longer"] = torch.zeros(len(arrays), 1, dtype=torch.bool, device=self.device)
         return out
 
-    def log_mel_graph(self, wave: torch.Tensor) -> torch.Tensor:
-        """:meth:`features`' input features computed in torch alone (``torch.stft``), for a graph
-        export: the extractor's numbers within float32 rounding (about 1e-5 dB), where
-        :func:`window_log_mel` gives them to the bit in numpy. The 16-bit rounding of ``.pt`` models
-        included."""
+    def graph_constants(self) -> dict[str, torch.Tensor]:
+        """The front-end's window and mel filters as float64 tensors, for :meth:`encode_audio_graph`
+        (a graph holds them as its own constants)."""
         from transformers.audio_utils import window_function
 
+        fe = self.feature_extractor
+        filters = fe.mel_filters if self.clap.config.audio_config.enable_fusion else fe.mel_filters_slaney
+        return {
+            "hann": torch.from_numpy(np.asarray(window_function(int(fe.fft_window_size), "hann"), dtype=np.float64)),
+            "filters": torch.from_numpy(np.asarray(filters, dtype=np.float64)),
+        }
+
+    def log_mel_graph(self, wave: torch.Tensor, hann: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+        """:meth:`features`' input features computed in torch alone (``torch.stft``), for a graph
+        export: in float64, as :func:`window_log_mel` computes them in numpy (in float32 a loud tone
+        would move by hundredths of a dB). The 16-bit rounding of ``.pt`` models included."""
         fe = self.feature_extractor
         if self.quantize_int16:  # laion_clap's float32_to_int16 truncates toward zero
             wave = torch.trunc(torch.clamp(wave, -1.0, 1.0) * 32767.0) / 32767.0
         n, hop = int(fe.fft_window_size), int(fe.hop_length)
-        hann = torch.from_numpy(np.asarray(window_function(n, "hann"), dtype=np.float32))
-        spec = torch.stft(wave, n_fft=n, hop_length=hop, win_length=n, window=hann, center=True, pad_mode="reflect", return_complex=True)
+        spec = torch.stft(
+            wave.double(), n_fft=n, hop_length=hop, win_length=n, window=hann, center=True, pad_mode="reflect", return_complex=True
+        )
         power = spec.real.square() + spec.imag.square()
-        fused = bool(self.clap.config.audio_config.enable_fusion)
-        filters = torch.from_numpy(np.asarray(fe.mel_filters if fused else fe.mel_filters_slaney, dtype=np.float32))
-        log_mel = (10.0 * torch.log10(torch.clamp(power.transpose(1, 2) @ filters, min=1e-10)))[:, None]
-        return log_mel.expand(-1, 4, -1, -1) if fused else log_mel
+        log_mel = (10.0 * torch.log10(torch.clamp(power.transpose(1, 2) @ filters, min=1e-10))).float()[:, None]
+        return log_mel.expand(-1, 4, -1, -1) if self.clap.config.audio_config.enable_fusion else log_mel
 
-    def encode_audio_graph(self, wave: torch.Tensor) -> torch.Tensor:
-        """:meth:`encode_audio` (projected, not normalised) with :meth:`log_mel_graph`'s front-end:
-        what an ONNX export traces."""
+    def encode_audio_graph(self, wave: torch.Tensor, hann: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode_audio` (projected, not normalised) with :meth:`log_mel_graph`'s front-end
+        (its constants from :meth:`graph_constants`): what an ONNX export traces."""
+        mel = self.log_mel_graph(wave, hann, filters)
         if not self.clap.config.audio_config.enable_fusion:
-            return self.clap.audio_projection(self.clap.audio_model(input_features=self.log_mel_graph(wave)).pooler_output)
+            return self.clap.audio_projection(self.clap.audio_model(input_features=mel).pooler_output)
         # No window is longer than 10 s: every one takes the global branch. transformers picks the
-        # longer items with torch.where, a data-dependent branch a graph cannot hold; the patch
-        # embedding is handed none, which is what that branch computes here.
-        patch = self.clap.audio_model.audio_encoder.patch_embed
-        forward = patch.forward
-        patch.forward = lambda hidden_states, is_longer_idx=None: forward(hidden_states, [])
-        try:
-            longer = torch.zeros(wave.shape[0], 1, dtype=torch.bool)
-            out = self.clap.audio_model(input_features=self.log_mel_graph(wave), is_longer=longer)
-        finally:
-            del patch.forward
+        # longer items with torch.where, a data-dependent branch a graph cannot hold; a twin of the
+        # audio model (the same weights, nothing of the model changed) hands its patch embedding none.
+        audio = self.clap.audio_model
+        patch = audio.audio_encoder.patch_embed
+        global_only = copy.copy(patch)
+        global_only.forward = lambda hidden_states, is_longer_idx=None: type(patch).forward(patch, hidden_states, [])
+        twin = _twin(audio, audio_encoder=_twin(audio.audio_encoder, patch_embed=global_only))
+        longer = torch.zeros(wave.shape[0], 1, dtype=torch.bool, device=wave.device)
+        out = twin(input_features=mel, is_longer=longer)
         return self.clap.audio_projection(out.pooler_output)
 
     def encode_audio(self, wave: torch.Tensor, normalize: bool = False) -> torch.Tensor:
