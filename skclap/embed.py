@@ -41,10 +41,10 @@ import soundfile as sf
 import torch
 
 from .audio import describe, window_spans
+from .batching import normalize_rows
 from .devices import resolve_device
 from .encoder import Encoder, add_runtime_arguments
 from .fileio import write_atomic
-from .inference import normalize_rows
 from .version import __version__
 
 __all__ = ["AUDIO_EXTENSIONS", "MODEL_HELP", "OUTPUT_LAYOUT", "EmbedSummary", "embed_collection", "list_inputs", "main"]

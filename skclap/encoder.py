@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .batching import normalize_rows
 from .cache import DiskCache, MemoryCache, get_cache, memory_cache
 from .checkpoints import clear_model_cache, resolve_model
 from .devices import PRECISIONS, resolve_precision
-from .inference import audio_fingerprint, embed_audio, embed_text, normalize_rows, precision_label
+from .inference import audio_fingerprint, embed_audio, embed_text, precision_label
 
 __all__ = ["RUNTIME_DEFAULTS", "Encoder", "add_runtime_arguments", "clear_caches", "precision_of_label"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .batching import normalize_rows
 from .encoder import Encoder
-from .inference import normalize_rows
 from .models.protocol import ClapLike
 
 __all__ = ["ModelHealth", "check_model", "PROMPTS"]

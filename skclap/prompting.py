@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .inference import normalize_rows
+from .batching import normalize_rows
 from .metrics import mean_average_precision
 
 __all__ = [

@@ -378,9 +378,9 @@ def protocol_frames(
     ``rng``: the state to draw from instead, one stream over several calls as the tool's process has.
     """
     from .backends import LaionCLAP
+    from .batching import normalize_rows
     from .checkpoints import resolve_model
     from .encoder import Encoder
-    from .inference import normalize_rows
     from .inputs import as_items
 
     items = as_items(items, "audio")

@@ -9,7 +9,8 @@ import soundfile as sf
 import torch
 
 from skclap import AudioError, CLAPModel, audio
-from skclap.inference import embed_audio, normalize_rows
+from skclap.batching import normalize_rows
+from skclap.inference import embed_audio
 from skclap.models.fused import ShiftGemmConv3x3, fold_batchnorm, fused_audio_encoder
 
 

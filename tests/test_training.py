@@ -212,7 +212,8 @@ def test_cuda_trains_in_fp16_with_the_fused_optimizer_and_resumes(tmp_path, monk
     float32 run's, rounded. A crashed run resumes from its checkpoint, the scaler's state with it,
     to the weights of the run that was not interrupted (up to the GPU's summation order); the
     result embeds on the CPU as on the GPU."""
-    from skclap.inference import embed_audio, normalize_rows
+    from skclap.batching import normalize_rows
+    from skclap.inference import embed_audio
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)

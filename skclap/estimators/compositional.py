@@ -10,7 +10,7 @@ from scipy.special import log_softmax
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ..inference import normalize_rows
+from ..batching import normalize_rows
 from ..inputs import as_items, check_targets, resolve_classes
 from ..prompting import check_label_prompts, check_templates, label_wordings, prompt_vectors, prompts_for
 from ._base import CLAPEstimatorBase

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..batching import normalize_rows
 from ..encoder import Encoder
-from ..inference import normalize_rows
 from ..loss import contrastive_loss
 from ..metrics import retrieval_metrics
 from ..models.state import eval_mode
