@@ -91,6 +91,7 @@ _SUBMODULES = (
     "inference",
     "metrics",
     "models",
+    "onnx_engine",
     "onnx_export",
     "progress",
     "prompting",

@@ -18,13 +18,14 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .fileio import write_atomic
-from .models.state import weights_stamp
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DiskCache", "MemoryCache", "get_cache", "item_key", "memory_cache", "model_fingerprint"]
 
@@ -71,6 +72,10 @@ def model_fingerprint(module: torch.nn.Module, extra: str = "") -> str:
 
     Memoised per module and invalidated when its :func:`weights_stamp` changes.
     """
+    import torch  # here, not at the top: the ONNX engine caches vectors without torch
+
+    from .models.state import weights_stamp
+
     tensors = list(module.state_dict(keep_vars=True).items())
     stamp = weights_stamp(module)
     memo = _FINGERPRINTS.get(module)

@@ -356,7 +356,8 @@ def run_fad(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .onnx_export import MANIFEST, export_onnx
+    from .onnx_engine import MANIFEST
+    from .onnx_export import export_onnx
 
     try:
         out = export_onnx(args.model, args.out, opset=args.opset)

@@ -1,11 +1,17 @@
-"""Device and precision choice."""
+"""Device and precision choice.
+
+torch is imported where a device is made, not at the top: the precision names are read by code that
+runs without torch (the ONNX engine's estimators).
+"""
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "PRECISIONS",
@@ -22,6 +28,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``"auto"``/None -> CUDA when present, else Apple MPS, else CPU; an accelerator with its index."""
+    import torch
+
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return _indexed(torch.device("cuda"))
@@ -34,6 +42,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def _indexed(device: torch.device) -> torch.device:
     """``device`` as a module's parameters report it: an accelerator with its index (``"cuda"`` is
     the current one), a CPU without one (``"cpu:0"`` is the CPU)."""
+    import torch
+
     if device.type == "cpu":
         return torch.device("cpu")
     if device.index is None and device.type in ("cuda", "mps"):
@@ -44,6 +54,8 @@ def _indexed(device: torch.device) -> torch.device:
 
 def same_device(a: str | torch.device, b: str | torch.device) -> bool:
     """Whether ``a`` and ``b`` name one device (``"cuda"`` and ``"cuda:0"`` do, when 0 is current)."""
+    import torch
+
     return _indexed(torch.device(a)) == _indexed(torch.device(b))
 
 
@@ -76,6 +88,8 @@ _ONEDNN_CAPS_WITHOUT_BF16 = frozenset(
 
 
 def _isa_caps_allow_bf16() -> bool:
+    import torch
+
     # ATen reports the capability it dispatches to after applying ATEN_CPU_CAPABILITY.
     if not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512"):
         return False
@@ -118,4 +132,6 @@ def precision_available(precision: str, device: torch.device) -> bool:
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype of a resolved precision (None for fp32)."""
+    import torch
+
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)

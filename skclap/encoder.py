@@ -9,6 +9,7 @@ engine, a data-parallel pool) plugs in here and every consumer gets it.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -138,10 +139,13 @@ def precision_of_label(label: str | None) -> str | None:
 
 
 def clear_caches() -> None:
-    """Forget what the process keeps between calls: the loaded models and the memory cache of
-    audio vectors (a disk cache stays: delete its directory)."""
+    """Forget what the process keeps between calls: the loaded models (ONNX exports included) and
+    the memory cache of audio vectors (a disk cache stays: delete its directory)."""
     clear_model_cache()
     memory_cache().clear()
+    onnx = sys.modules.get("skclap.onnx_engine")  # loaded only where the ONNX engine ran
+    if onnx is not None:
+        onnx.clear_loaded()
 
 
 #: The runtime options a command can take, and the Encoder setting each one sets.

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d
 
@@ -100,7 +100,8 @@ def as_items(X: Any, what: str = "X", text_hint: str | None = None) -> list[Any]
             X = X.iloc[:, 0]
     if hasattr(X, "iloc"):  # Series
         X = X.to_list()
-    if isinstance(X, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor means torch is loaded; without it there is none to convert
+    if torch is not None and isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     if isinstance(X, (str, os.PathLike, Mapping)):
         raise ValueError(f"{what} must be a collection of audio items; got a single {type(X).__name__}. Wrap it in a list.")

@@ -32,10 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MANIFEST", "export_onnx"]
+from .onnx_engine import MANIFEST
 
-#: The description file beside the graphs.
-MANIFEST = "skclap-onnx.json"
+__all__ = ["export_onnx"]
 #: Largest |difference| to the torch model's embedding that the check accepts.
 TOLERANCE = 1e-4
 

@@ -12,7 +12,8 @@ import torch
 
 from skclap import CLAPEmbedder, load_model
 from skclap.audio import prepare, windows
-from skclap.onnx_export import MANIFEST, TOLERANCE, export_onnx
+from skclap.onnx_engine import MANIFEST
+from skclap.onnx_export import TOLERANCE, export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 

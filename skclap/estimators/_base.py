@@ -8,24 +8,62 @@ so that clones made by ``cross_val_score``/``GridSearchCV`` do not load them aga
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from numbers import Integral
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..audio import check_sample_rate
 from ..cache import DiskCache, MemoryCache
 from ..devices import PRECISIONS
-from ..encoder import Encoder
 from ..inputs import as_items
-from ..models.protocol import ClapLike, ClapModelProtocol
 from ..vocabulary import check_label_words
 
+if TYPE_CHECKING:
+    from ..encoder import Encoder
+    from ..models.protocol import ClapLike
+
 __all__ = ["CLAPEstimatorBase"]
+
+
+class _ModelObject(HasMethods):
+    """A model object (:class:`~skclap.models.protocol.ClapModelProtocol`, or an ONNX export loaded
+    by :func:`skclap.onnx_engine.load_onnx`), checked without importing torch for a name or a path: the protocol's module imports torch, and an object that meets it has
+    loaded torch already."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        onnx = sys.modules.get("skclap.onnx_engine")
+        if onnx is not None and isinstance(val, onnx.OnnxCLAP):
+            return True
+        if "torch" not in sys.modules:
+            return False
+        from ..models.protocol import ClapModelProtocol
+
+        return isinstance(val, ClapModelProtocol)
+
+    def __str__(self) -> str:
+        return "a model object (skclap.models.ClapModelProtocol, or an skclap.onnx_engine.OnnxCLAP)"
+
+
+class _TorchDevice(HasMethods):
+    """A ``torch.device``, checked without importing torch (one exists only where torch is loaded)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        torch = sys.modules.get("torch")
+        return torch is not None and isinstance(val, torch.device)
+
+    def __str__(self) -> str:
+        return "a torch.device"
 
 
 class CLAPEstimatorBase(BaseEstimator):
@@ -36,10 +74,10 @@ class CLAPEstimatorBase(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "model": [str, os.PathLike, ClapModelProtocol],
+        "model": [str, os.PathLike, _ModelObject()],
         "sample_rate": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
+        "device": [str, _TorchDevice()],
         "precision": [StrOptions(set(PRECISIONS)), None],
         "cache": ["boolean", StrOptions({"memory"}), str, os.PathLike, MemoryCache, DiskCache],
         "progress": ["boolean"],
@@ -63,6 +101,8 @@ class CLAPEstimatorBase(BaseEstimator):
     def _encoder(self) -> Encoder:
         """The estimator's runtime settings over its model (resolved again on each call: a named
         model comes from the process's model cache, a given one is used where it is)."""
+        from ..encoder import Encoder  # here: the encoder imports torch, which the ONNX engine does without
+
         return Encoder(
             self._runtime_model(),
             device=self.device,

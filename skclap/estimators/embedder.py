@@ -16,6 +16,8 @@ from ._base import CLAPEstimatorBase
 __all__ = ["CLAPEmbedder"]
 
 MODALITIES = ("audio", "text")
+#: What runs the model: its torch modules, or its ONNX export through onnxruntime (no torch imported).
+ENGINES = ("torch", "onnxruntime")
 
 
 class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
@@ -25,7 +27,8 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
     ----------
     model : str, path or CLAPModel, default="msclap-2022"
         A registered checkpoint name, a checkpoint directory or ``.pth`` file, or a model object.
-        Loaded on first use, not at construction.
+        Loaded on first use, not at construction. With ``engine="onnxruntime"``: the folder
+        ``skclap export MODEL OUT --format onnx`` wrote.
     modality : {"audio", "text"}, default="audio"
         What ``X`` holds. Audio: file paths, 1-D waveforms, a 2-D array with one waveform per row,
         ``(array, rate)`` pairs, or a pandas Series / one-column DataFrame of those. Text: strings.
@@ -45,6 +48,10 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         directory path stores them on disk (shared by processes), False recomputes.
     progress : bool, default=True
         Show a progress bar for work that takes more than two seconds.
+    engine : {"torch", "onnxruntime"}, default="torch"
+        What runs the model. "onnxruntime" runs an ONNX export on the CPU without importing torch
+        (:mod:`skclap.onnx_engine`): the same windows, padding and pooling, embeddings equal to the
+        torch model's within 1e-4; ``device`` "auto" or "cpu", ``precision`` None or "fp32".
 
     Attributes
     ----------
@@ -75,6 +82,7 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         precision: str | None = None,
         cache: Any = True,
         progress: bool = True,
+        engine: str = "torch",
     ) -> None:
         self.model = model
         self.modality = modality
@@ -85,6 +93,7 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         self.precision = precision
         self.cache = cache
         self.progress = progress
+        self.engine = engine
 
     _text_hint = "to embed texts, use CLAPEmbedder(modality='text')"
 
@@ -92,7 +101,23 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         **CLAPEstimatorBase._parameter_constraints,
         "modality": [StrOptions(set(MODALITIES))],
         "normalize": ["boolean"],
+        "engine": [StrOptions(set(ENGINES))],
     }
+
+    def _encoder(self) -> Any:
+        if self.engine == "onnxruntime":
+            from ..onnx_engine import OnnxEncoder
+
+            return OnnxEncoder(
+                self.model,
+                device=self.device,
+                precision=self.precision,
+                batch_size=self.batch_size,
+                cache=self.cache,
+                progress=self.progress,
+                sample_rate=self.sample_rate,
+            )
+        return super()._encoder()
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> CLAPEmbedder:
