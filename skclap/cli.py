@@ -356,17 +356,35 @@ def run_fad(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    import json
+
     from .onnx_engine import MANIFEST
     from .onnx_export import export_onnx
 
+    calibration = None
+    if args.quantize:
+        if not args.calibration:
+            raise SystemExit(
+                "skclap export: --quantize int8 is calibrated on audio the model will hear: --calibration FOLDER (or a list file)"
+            )
+        from .embed import list_inputs
+
+        calibration = list(list_inputs(args.calibration)["path"])
+        if not calibration:
+            raise SystemExit(f"skclap export: no audio files in {args.calibration}")
     try:
-        out = export_onnx(args.model, args.out, opset=args.opset)
+        out = export_onnx(args.model, args.out, opset=args.opset, quantize=args.quantize, calibration=calibration)
     except (NotImplementedError, RuntimeError) as err:  # a model it cannot export, a graph that fails its check
         raise SystemExit(f"skclap export: {err}") from None
     files = sorted(p.name for p in out.iterdir())
     print(
         f"{args.model} exported to {out}: {', '.join(files)} (checked against the model with onnxruntime; {MANIFEST} says what runs outside the graphs)"
     )
+    if args.quantize:
+        q = json.loads((out / MANIFEST).read_text())["audio"]["quantized"]
+        print(
+            f"int8 audio graph, calibrated on {q['calibration_windows']} windows: cosine to the model {q['min_cosine_calibration']} at least on them"
+        )
     return 0
 
 
@@ -510,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("out", help="the folder to write audio.onnx, text.onnx, the tokenizer and skclap-onnx.json to")
     ex.add_argument("--format", choices=["onnx"], default="onnx")
     ex.add_argument("--opset", type=int, default=18, help="the ONNX opset (18: its STFT operator takes the front-end)")
+    ex.add_argument("--quantize", choices=["int8"], help="int8 audio graph (static, calibrated on --calibration)")
+    ex.add_argument("--calibration", help="audio the model will hear, for --quantize: a folder, a CSV/Parquet manifest or a list file")
     ex.set_defaults(func=run_export)
     from .extras import EXTRAS
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .audio import prepare, windows
 from .onnx_engine import MANIFEST
 
 __all__ = ["export_onnx"]
@@ -142,11 +143,28 @@ def _check(session: Any, feeds: dict[str, np.ndarray], expected: np.ndarray, wha
     return diff
 
 
-def export_onnx(model: Any, out: str | os.PathLike, *, opset: int = 18, check: bool = True) -> Path:
+def export_onnx(
+    model: Any,
+    out: str | os.PathLike,
+    *,
+    opset: int = 18,
+    check: bool = True,
+    quantize: str | None = None,
+    calibration: Sequence[Any] | None = None,
+) -> Path:
     """Export ``model`` (a name, a path or a model object: the bundled model, msclap 2022 and 2023, the
     presets, the LAION models, fused or not) to ``out``; returns ``out``. See the module's docstring
     for what is written. A fused LAION model's graph takes windows of up to 10 s, as its global
-    branch does; a longer clip's fusion input is not in it."""
+    branch does; a longer clip's fusion input is not in it.
+
+    ``quantize="int8"`` writes the audio graph with int8 convolutions and matrix products
+    (onnxruntime's static quantisation, per channel), their activation ranges measured on the
+    windows of ``calibration`` (audio items as the estimators take them: what the model will hear);
+    the front-end and the first layer stay float32. skclap's own architectures only."""
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
+    if quantize and not calibration:
+        raise ValueError("an int8 export is calibrated on audio: pass calibration=[clips the model will hear]")
     from .backends import LaionCLAP
     from .checkpoints import resolve_model
     from .models import CLAPModel
@@ -156,6 +174,8 @@ def export_onnx(model: Any, out: str | os.PathLike, *, opset: int = 18, check: b
         raise NotImplementedError(
             f"ONNX export covers skclap's architectures and LAION's (CLAPModel, LaionCLAP); {type(clap).__name__} is neither"
         )
+    if quantize and not isinstance(clap, CLAPModel):
+        raise NotImplementedError(f"an int8 export covers skclap's architectures (CLAPModel); this is {type(clap).__name__}")
     if clap.device.type != "cpu":
         raise ValueError(f"export a model on the CPU; this one is on {clap.device} (model.to('cpu'))")
     if clap.logit_scale.dtype != torch.float32:
@@ -184,9 +204,13 @@ def export_onnx(model: Any, out: str | os.PathLike, *, opset: int = 18, check: b
         dims = {0: batch, 1: length}
         _export(_TextGraph(clap), tuple(tokens[k] for k in names), names, {k: dims for k in names}, dest / "text.onnx", opset)
         clap.tokenizer.save_pretrained(dest)
-        (dest / MANIFEST).write_text(json.dumps(_manifest(clap), indent=2) + "\n")
+        manifest = _manifest(clap)
         if check:
             _check_export(clap, dest)
+        if quantize:
+            assert calibration is not None
+            manifest["audio"]["quantized"] = _quantize_audio(clap, dest, calibration)
+        (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if final.exists():
             final.rmdir()
         dest.rename(final)
@@ -217,3 +241,76 @@ def _check_export(clap: Any, dest: Path) -> None:
     if sorted(i.name for i in text.get_inputs()) != sorted(tokens):
         raise RuntimeError(f"the text graph takes {[i.name for i in text.get_inputs()]}; the tokenizer gives {list(tokens)}")
     _check(text, {k: v.numpy() for k, v in tokens.items()}, text_ref, "text")
+
+
+#: The least cosine to the float32 model an int8 graph may give a calibration window, where that
+#: window is within 40 dB of the loudest (a broken quantisation gives cosines near zero or below).
+INT8_MIN_COSINE = 0.95
+
+
+def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any]) -> dict[str, Any]:
+    """Replace ``dest/audio.onnx`` by its static int8 form, calibrated on ``calibration``'s windows;
+    return what the manifest records of it (calibration size, cosines to the float32 model)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .batching import WindowPlan, normalize_rows
+    from .inputs import as_items
+
+    plan = WindowPlan.of(clap)
+    items = as_items(calibration)
+    wins = np.concatenate(
+        [
+            windows(prepare(item, plan.sample_rate, name=f"calibration item {i}"), plan.window_samples, plan.padding)
+            for i, item in enumerate(items)
+        ]
+    )
+    graph = dest / "audio.onnx"
+    pre = dest / "audio.pre.onnx"
+    quant_pre_process(str(graph), str(pre), skip_symbolic_shape=True)
+    nodes = list(onnx.load(str(pre)).graph.node)
+    first_conv = next(i for i, n in enumerate(nodes) if n.op_type == "Conv")
+    # the front-end (the mel filterbank's product) and the first layer, whose input is the log-mel itself
+    keep = [n.name for n in nodes[: first_conv + 1] if n.op_type in ("Conv", "MatMul", "Gemm")]
+
+    class Windows(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"waveform": wins[i : i + 8]} for i in range(0, len(wins), 8)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    quantized = dest / "audio.int8.onnx"
+    quantize_static(
+        str(pre),
+        str(quantized),
+        Windows(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+        nodes_to_exclude=keep,
+    )
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
+    got = normalize_rows(np.concatenate([session.run(None, {"waveform": wins[i : i + 8]})[0] for i in range(0, len(wins), 8)]))
+    with torch.no_grad():
+        ref = normalize_rows(np.concatenate([clap.encode_audio(torch.from_numpy(wins[i : i + 8])).numpy() for i in range(0, len(wins), 8)]))
+    cos = (got * ref).sum(axis=1)
+    db = 10 * np.log10(np.mean(np.square(wins, dtype=np.float64), axis=1) + 1e-20)
+    heard = db >= db.max() - 40
+    if not cos[heard].min() >= INT8_MIN_COSINE:
+        raise RuntimeError(
+            f"the int8 audio graph gives a calibration window a cosine of {cos[heard].min():.3f} to the model (under {INT8_MIN_COSINE})"
+        )
+    quantized.replace(graph)
+    pre.unlink()
+    return {
+        "precision": "int8 (static, per channel; front-end and first layer float32)",
+        "calibration_windows": len(wins),
+        "min_cosine_calibration": round(float(cos[heard].min()), 4),
+        "mean_cosine_calibration": round(float(cos[heard].mean()), 4),
+    }

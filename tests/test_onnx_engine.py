@@ -189,3 +189,34 @@ def test_refuses_what_it_cannot_run(bundled, tmp_path):
         _embedder(broken, engine="onnxruntime").fit_transform(
             [(np.random.default_rng(0).normal(size=16000).astype(np.float32) * 0.1, 16000)]
         )
+
+
+def test_an_int8_export_is_calibrated_and_stays_close(tmp_path, played):
+    """``--quantize int8``: int8 convolutions calibrated on other clips than the test's; the engine's
+    clip vectors stay near the torch model's (a broken quantisation gives cosines near zero), and
+    the graph holds int8 weights."""
+    import onnx
+
+    from skclap.cli import main
+    from skclap.datasets import make_played_set
+
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i, (wave, rate) in enumerate(make_played_set(34, seed=11).items()):
+        sf.write(calibration / f"{i:02d}.flac", wave, rate)
+    out = tmp_path / "int8"
+    assert main(["export", "skclap-instruments", str(out), "--quantize", "int8", "--calibration", str(calibration)]) == 0
+    record = json.loads((out / MANIFEST).read_text())["audio"]["quantized"]
+    assert record["calibration_windows"] >= 34 and record["min_cosine_calibration"] >= 0.95
+    graph = onnx.load(str(out / "audio.onnx"))
+    int8 = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8) >= 10  # the convolutions' weights
+    expected = _embedder("skclap-instruments").fit_transform(played.items())
+    got = _embedder(out, engine="onnxruntime").fit_transform(played.items())
+    cosines = (got * expected).sum(axis=1)
+    assert cosines.min() >= 0.95 and cosines.mean() >= 0.99
+    assert np.abs(got - expected).max() > TOLERANCE  # it is another graph than the float32 one
+    with pytest.raises(SystemExit, match="--calibration"):
+        main(["export", "skclap-instruments", str(tmp_path / "none"), "--quantize", "int8"])
+    with pytest.raises(ValueError, match="calibrated on audio"):
+        export_onnx("skclap-instruments", tmp_path / "none", quantize="int8")
