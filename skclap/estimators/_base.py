@@ -103,15 +103,18 @@ class CLAPEstimatorBase(BaseEstimator):
         model comes from the process's model cache, a given one is used where it is)."""
         from ..encoder import Encoder  # here: the encoder imports torch, which the ONNX engine does without
 
-        return Encoder(
-            self._runtime_model(),
-            device=self.device,
-            precision=self.precision,
-            batch_size=self.batch_size,
-            cache=self.cache,
-            progress=self.progress,
-            sample_rate=self.sample_rate,
-        )
+        return Encoder(self._runtime_model(), **self._runtime_settings())
+
+    def _runtime_settings(self) -> dict[str, Any]:
+        """The settings an encoder takes, as this estimator's parameters give them."""
+        return {
+            "device": self.device,
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "cache": self.cache,
+            "progress": self.progress,
+            "sample_rate": self.sample_rate,
+        }
 
     def _runtime_model(self) -> Any:
         """The model embeddings are made with: the ``model`` parameter."""

@@ -108,15 +108,7 @@ class CLAPEmbedder(TransformerMixin, CLAPEstimatorBase):
         if self.engine == "onnxruntime":
             from ..onnx_engine import OnnxEncoder
 
-            return OnnxEncoder(
-                self.model,
-                device=self.device,
-                precision=self.precision,
-                batch_size=self.batch_size,
-                cache=self.cache,
-                progress=self.progress,
-                sample_rate=self.sample_rate,
-            )
+            return OnnxEncoder(self.model, **self._runtime_settings())
         return super()._encoder()
 
     @_fit_context(prefer_skip_nested_validation=True)
