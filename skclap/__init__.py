@@ -85,6 +85,7 @@ _SUBMODULES = (
     "backends",
     "datasets",
     "devices",
+    "embed_ray",
     "evaluation",
     "fad",
     "health",

@@ -43,11 +43,15 @@ import torch
 from .audio import describe, window_spans
 from .batching import normalize_rows
 from .devices import resolve_device
+from .embed_ray import RayOptions
 from .encoder import Encoder, add_runtime_arguments
 from .fileio import write_atomic
 from .version import __version__
 
 __all__ = ["AUDIO_EXTENSIONS", "MODEL_HELP", "OUTPUT_LAYOUT", "EmbedSummary", "embed_collection", "list_inputs", "main"]
+
+#: Where the shards are embedded: this process (alone, or one rank of torchrun), or a Ray cluster.
+ENGINES = ("local", "ray")
 
 META_NAME = "embeddings.json"
 PLAN_NAME = "plan.json"
@@ -303,15 +307,21 @@ def embed_collection(
     progress: bool = True,
     rank: int | None = None,
     world_size: int | None = None,
+    engine: str = "local",
+    ray: RayOptions | None = None,
 ) -> EmbedSummary:
     """Embed every file of ``source`` into sharded Parquet under ``out_dir`` (see the module docs).
 
     ``model``: any name of :mod:`skclap.registry`, a path or a model object. ``on_error``: "skip"
     (log to ``errors.csv`` and go on) or "raise". ``rank``/``world_size`` default to torchrun's
     ``RANK``/``WORLD_SIZE`` (one process: 0/1); on CUDA each process uses ``cuda:LOCAL_RANK``.
+    ``engine``: "local" (this process: alone, or one rank of torchrun) or "ray" (the pending shards
+    on a Ray cluster's actors, :mod:`skclap.embed_ray`; ``ray`` says where and how wide).
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1; got {shard_size}")
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
@@ -329,11 +339,20 @@ def embed_collection(
     settings = {"windows": bool(windows), "precision": encoder.precision_label, "audio": clap.audio_settings()}
     plan = _plan(out, inputs, shard_size, os.fspath(name), encoder.audio_fingerprint, json.loads(json.dumps(settings, default=str)))
     n_shards = -(-len(inputs) // shard_size)
-    written, skipped, embedded, n_err = [], [], 0, 0
-    for k in range(rank, n_shards, world_size):
-        if _part(out, "shard", k).is_file():
-            skipped.append(k)
-            continue
+    mine = range(rank, n_shards, world_size) if engine == "local" else range(n_shards)
+    skipped = [k for k in mine if _part(out, "shard", k).is_file()]
+    pending = [k for k in mine if k not in set(skipped)]
+    written, embedded, n_err = [], 0, 0
+    if engine == "ray":
+        from .embed_ray import embed_shards
+
+        run = {"model": model, "device": device, "precision": precision, "batch_size": batch_size, "workers": decode_workers}
+        run |= {"out": os.fspath(out), "shard_size": shard_size, "windows": windows, "on_error": on_error, "progress": progress}
+        for k, got, bad in embed_shards(inputs, pending, encoder.audio_fingerprint, run, ray or RayOptions()):
+            written.append(k)
+            embedded += got
+            n_err += bad
+    for k in pending if engine == "local" else ():
         rows = inputs.iloc[k * shard_size : (k + 1) * shard_size].reset_index(drop=True)
         got, bad = _embed_shard(encoder, rows, k, out, windows=windows, on_error=on_error)
         written.append(k)
@@ -351,6 +370,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--windows", action="store_true", help="also write per-window embeddings with start/end seconds")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip", help="unreadable files: log and skip (default) or stop")
     p.add_argument("--decode-workers", type=int, default=4, help="threads decoding and resampling ahead of the model")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process (or one torchrun rank); ray: the shards on a Ray cluster's actors",
+    )
+    p.add_argument("--ray-address", help="with --engine ray: the cluster (default: RAY_ADDRESS, or a local cluster of this machine)")
+    p.add_argument("--ray-actors", type=int, help="with --engine ray: model actors (default: one per GPU, or one without GPUs)")
     add_runtime_arguments(p)
 
 
@@ -367,6 +394,8 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         device=args.device,
         progress=not args.no_progress,
+        engine=args.engine,
+        ray=RayOptions(address=args.ray_address, actors=args.ray_actors),
     )
     print(summary)
     if summary.errors:

@@ -1,0 +1,134 @@
+"""Embed a collection's shards with Ray Data: the same shards and files as ``skclap embed``, on a
+Ray cluster (``skclap embed --engine ray``).
+
+A pure map, as clip-retrieval distributes inference: the run's pending shards are a dataset, each
+shard one row; an actor pool holds the model (one actor per GPU where the cluster has GPUs, CPU
+actors otherwise), and an actor turns a shard into its files exactly as a single process does
+(:func:`skclap.embed._embed_shard`: decoding threads ahead of the model, unreadable files skipped
+and listed, the ``embeddings`` file renamed into place last). A shard that is written is never
+written again, so a killed run resumes from the shards it lacks, and an actor that dies has its
+shard retried on a restarted actor, which rewrites it from its start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["RayOptions", "embed_shards"]
+
+#: How often an actor that dies is restarted, and its shard retried, before the run fails.
+RETRIES = 3
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide: ``address`` (None: ``RAY_ADDRESS``, or a local cluster of this machine's
+    CPUs), ``actors`` (None: one per GPU, or one on a cluster without GPUs), ``cpus_per_actor``
+    (None: the cluster's CPUs shared among the actors)."""
+
+    address: str | None = None
+    actors: int | None = None
+    cpus_per_actor: float | None = None
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("skclap embed --engine ray needs Ray Data: pip install 'skclap[ray]'") from None
+    return ray
+
+
+class _ShardEmbedder:
+    """One actor: the model loaded once, then shard after shard."""
+
+    def __init__(self, inputs: Any, settings: dict[str, Any], fingerprint: str) -> None:
+        import ray
+        import torch
+
+        from .encoder import Encoder
+
+        inputs = ray.get(inputs[0])  # the run's file list, put in the object store once for every actor
+
+        threads = settings.pop("threads")
+        if threads:
+            torch.set_num_threads(threads)
+        self.inputs = inputs
+        self.shard_size = settings.pop("shard_size")
+        self.out = Path(settings.pop("out"))
+        self.windows = settings.pop("windows")
+        self.on_error = settings.pop("on_error")
+        self.encoder = Encoder(cache=False, progress=False, **settings)
+        if self.encoder.audio_fingerprint != fingerprint:  # another node resolved the name to other weights
+            raise RuntimeError(
+                f"the model on {os.uname().nodename} is not the run's (fingerprint {self.encoder.audio_fingerprint} != {fingerprint})"
+            )
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from .embed import _embed_shard, _part
+
+        rows, errors = [], []
+        for k in batch["shard"]:
+            k = int(k)
+            if _part(self.out, "shard", k).is_file():  # done by an earlier attempt of this task
+                import pyarrow.parquet as pq
+
+                rows.append(pq.ParquetFile(_part(self.out, "shard", k)).metadata.num_rows)
+                errors.append(len(pd.read_csv(_part(self.out, "errors", k))))
+                continue
+            part = self.inputs.iloc[k * self.shard_size : (k + 1) * self.shard_size].reset_index(drop=True)
+            got, bad = _embed_shard(self.encoder, part, k, self.out, windows=self.windows, on_error=self.on_error)
+            rows.append(got)
+            errors.append(bad)
+        return {"shard": np.asarray(batch["shard"]), "rows": np.asarray(rows), "errors": np.asarray(errors)}
+
+
+def embed_shards(
+    inputs: pd.DataFrame, shards: list[int], fingerprint: str, settings: dict[str, Any], options: RayOptions
+) -> list[tuple[int, int, int]]:
+    """Embed ``shards`` (indices into ``inputs`` cut by ``settings["shard_size"]``) on Ray; return
+    ``(shard, rows, errors)`` for each. ``settings``: the Encoder's (model, device, precision,
+    batch_size, workers) and the run's (out, shard_size, windows, on_error)."""
+    ray = _ray()
+    if not shards:
+        return []
+    progress = settings.pop("progress", False)
+    ray.data.DataContext.get_current().enable_progress_bars = bool(progress)
+    if not progress:  # Ray Data's own lines on each run; its warnings and errors stay
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data._internal.util").setLevel(logging.ERROR)  # "progress bars disabled"
+    started = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ notices, not the run's errors
+        address = options.address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        started = True
+    try:
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        actors = options.actors or max(1, gpus)
+        cpus = options.cpus_per_actor or max(1.0, float(resources.get("CPU", 1)) / actors)
+        settings = {**settings, "threads": max(1, int(cpus))}
+        data = ray.data.from_items([{"shard": k} for k in shards], override_num_blocks=len(shards))
+        done = data.map_batches(
+            _ShardEmbedder,
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus,
+            num_gpus=1 if gpus else 0,
+            fn_constructor_kwargs={"inputs": [ray.put(inputs)], "settings": settings, "fingerprint": fingerprint},
+            max_restarts=RETRIES,
+            max_task_retries=RETRIES,
+        ).take_all()
+    finally:
+        if started:
+            ray.shutdown()
+    return sorted((int(r["shard"]), int(r["rows"]), int(r["errors"])) for r in done)
