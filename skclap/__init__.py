@@ -90,6 +90,7 @@ _SUBMODULES = (
     "fad",
     "health",
     "inference",
+    "lance_store",
     "metrics",
     "models",
     "onnx_engine",

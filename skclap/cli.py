@@ -233,10 +233,26 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    if args.store == "lance":
+        from .lance_store import build_lance_index
+
+        print(f"written: {build_lance_index(args.dir, partitions=args.nlist)} (with its IVF-PQ index)")
+        return 0
     from .retrieval import build_index
 
     print(f"written: {build_index(args.dir, nlist=args.nlist)}")
     return 0
+
+
+def _filters(where: list[str] | None) -> dict[str, list[str]] | None:
+    """``--where column=value`` options as filters: values of one column are alternatives."""
+    out: dict[str, list[str]] = {}
+    for w in where or []:
+        col, sep, value = w.partition("=")
+        if not sep or not col:
+            raise SystemExit(f"skclap search: --where takes column=value; got {w!r}")
+        out.setdefault(col, []).append(value)
+    return out or None
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -255,6 +271,7 @@ def run_search(args: argparse.Namespace) -> int:
         index=args.index,
         device=args.device,
         exclude_self=args.exclude_self,
+        filters=_filters(args.where),
     )
     if args.csv:
         table.to_csv(args.csv, index=False)
@@ -473,9 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_embed_arguments(em)
     em.set_defaults(func=run_embed)
-    ix = _command(sub, "index", "build an approximate (faiss IVF) index over an embedded collection")
+    ix = _command(sub, "index", "build an approximate index over an embedded collection: faiss IVF in memory, or a LanceDB table on disk")
     ix.add_argument("dir", help="the output folder of skclap embed")
-    ix.add_argument("--nlist", type=int, help="k-means cells (default 4 * sqrt(rows))")
+    ix.add_argument(
+        "--store",
+        choices=["faiss", "lance"],
+        default="faiss",
+        help="faiss: index.faiss (IVF-Flat); lance: collection.lance (IVF-PQ, on disk)",
+    )
+    ix.add_argument("--nlist", type=int, help="k-means cells (default: 4 * sqrt(rows) for faiss, sqrt(rows) for lance)")
     ix.set_defaults(func=run_index)
     se = _command(sub, "search", "search an embedded collection by text or by an example file")
     se.add_argument("dir", help="the output folder of skclap embed")
@@ -486,7 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument(
         "--exclude-self", action="store_true", help="with --like a file of the collection: leave that file out of its own results"
     )
-    se.add_argument("--index", choices=["auto", "exact", "faiss"], default="auto")
+    se.add_argument("--index", choices=["auto", "exact", "faiss", "lance"], default="auto")
+    se.add_argument(
+        "--where", action="append", metavar="COLUMN=VALUE", help="only rows whose metadata column has this value (repeat: several)"
+    )
     se.add_argument("--csv", help="also write the results table here")
     add_runtime_arguments(se, ("device",))
     se.set_defaults(func=run_search)

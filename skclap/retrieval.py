@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,10 @@ from .fileio import write_atomic
 __all__ = ["Collection", "EmbeddingMatrix", "build_index", "collection_encoder", "exact_topk", "query_vectors", "read_embeddings", "search"]
 
 INDEX_NAME = "index.faiss"
+#: The Lance table's folder (:data:`skclap.lance_store.LANCE_NAME`; read here without importing lancedb).
+LANCE_NAME = "collection.lance"
+#: The stores a search reads.
+INDEXES = ("auto", "exact", "faiss", "lance")
 
 
 def _meta(directory: str | os.PathLike) -> dict:
@@ -172,13 +176,14 @@ class Collection:
     metadata table (no embeddings) in memory, the faiss index and the per-window embeddings (of
     ``skclap embed --windows``) read when first needed.
 
-    ``index``: "exact", "faiss" or "auto" (faiss when ``index.faiss`` exists); ``nprobe``: the
-    faiss cells searched.
+    ``index``: "exact", "faiss", "lance" or "auto" (faiss when ``index.faiss`` exists, else the
+    Lance table of :func:`skclap.lance_store.build_lance_index` when there is one, else exact);
+    ``nprobe``: the faiss cells, or the Lance partitions, searched.
     """
 
     def __init__(self, directory: str | os.PathLike, index: str = "auto", nprobe: int = 128) -> None:
-        if index not in ("auto", "exact", "faiss"):
-            raise ValueError(f"index must be 'auto', 'exact' or 'faiss'; got {index!r}")
+        if index not in INDEXES:
+            raise ValueError(f"index must be one of {INDEXES}; got {index!r}")
         import pyarrow.parquet as pq
 
         self.root = Path(directory)
@@ -192,6 +197,11 @@ class Collection:
         self.table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["path"])
         self.offsets = np.cumsum([0] + [s["rows"] for s in self.meta["shards"]])
         self.use_faiss = index == "faiss" or (index == "auto" and (self.root / INDEX_NAME).is_file())
+        self.lance: Any = None
+        if index == "lance" or (index == "auto" and not self.use_faiss and (self.root / LANCE_NAME).is_dir()):
+            from .lance_store import LanceIndex
+
+            self.lance = LanceIndex(self.root, nprobes=nprobe)
         self.nprobe = nprobe
         self._ivf: Any = None
         self._windows: dict[int, pd.DataFrame] = {}
@@ -204,10 +214,20 @@ class Collection:
     def has_windows(self) -> bool:
         return bool(self.meta.get("settings", {}).get("windows"))
 
-    def topk(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def topk(
+        self, queries: np.ndarray, k: int, rows: np.ndarray | None = None, filters: Mapping[str, Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows by inner product for each normalised query: ``(scores, row ids)``, best
-        first. ``rows`` (row ids) restricts the search to those rows (a metadata filter)."""
+        first. ``rows`` (row ids) restricts the search to those rows; ``filters`` (``{column:
+        value}``, a list of values for any of them) to the rows whose metadata match, inside the
+        Lance query where the collection has one, else by exact search over the matching rows."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if filters and self.lance is not None and rows is None:
+            return self.lance.topk(queries, k, filters)
+        if filters:
+            rows = self.matching(filters) if rows is None else np.intersect1d(rows, self.matching(filters))
+        if self.lance is not None and rows is None:
+            return self.lance.topk(queries, k)
         if rows is not None:
             sub = self.vectors(rows)
             scores, local = exact_topk(sub, queries, k)
@@ -218,6 +238,16 @@ class Collection:
                 self._ivf.nprobe = self.nprobe
             return self._ivf.search(np.ascontiguousarray(queries), k)
         return exact_topk(self.matrix, queries, k)
+
+    def matching(self, filters: Mapping[str, Any]) -> np.ndarray:
+        """The row ids whose metadata equal each filter's value (or one of its values)."""
+        mask = np.ones(len(self.table), dtype=bool)
+        for col, value in filters.items():
+            if col not in self.table.columns:
+                raise ValueError(f"filter on {col!r}: not a column of the collection ({sorted(self.table.columns)})")
+            values = [str(v) for v in (value if isinstance(value, (list, tuple, set)) else [value])]
+            mask &= self.table[col].astype(str).isin(values).to_numpy()  # as typed on a command line
+        return np.flatnonzero(mask)
 
     def vectors(self, rows: Any) -> np.ndarray:
         """The embeddings of the given row ids, in that order."""
@@ -300,12 +330,15 @@ def search(
     nprobe: int = 128,
     device: Any = "auto",
     exclude_self: bool = False,
+    filters: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The ``k`` files most similar to a text ``query`` (or to the audio file(s) ``like``).
 
     ``model`` defaults to the one the collection was embedded with. ``index``: "exact" (blocked
     matrix products), "faiss" (the IVF index of :func:`build_index`, ``nprobe`` cells searched), or
-    "auto" (faiss when an index exists). ``exclude_self``: a ``like`` file that is in the collection
+    "auto" (faiss when an index exists). ``filters``: ``{column: value}`` (a list of values for any
+    of several): only rows whose metadata match, pushed into the query on a Lance table.
+    ``exclude_self``: a ``like`` file that is in the collection
     is left out of its own results (it would come first, with score 1). Returns a table: ``query``,
     ``rank``, ``score`` (cosine), ``id`` (the row), ``path`` and the collection's other columns; for a
     collection embedded with ``windows=True``, ``segment_start`` and ``segment_end``: the seconds of
@@ -316,10 +349,10 @@ def search(
     coll = directory if isinstance(directory, Collection) else Collection(directory, index=index, nprobe=nprobe)
     q = query_vectors(collection_encoder(coll, model, device), query, like)
     if not (exclude_self and like is not None):
-        scores, ids = coll.topk(q, k)
+        scores, ids = coll.topk(q, k, filters=filters)
         return pd.DataFrame(coll.hits(query if like is None else like, scores, ids, q))
     likes = list(like) if isinstance(like, (list, tuple)) else [like]
-    scores, ids = coll.topk(q, min(k + 1, len(coll)))
+    scores, ids = coll.topk(q, min(k + 1, len(coll)), filters=filters)
     rows = {p: r for r, p in enumerate(coll.table["path"].astype(str))}
     own = [rows.get(str(Path(p).expanduser().absolute()), -2) if isinstance(p, (str, os.PathLike)) else -2 for p in likes]
     keep = [np.flatnonzero(ids[i] != own[i])[:k] for i in range(len(likes))]
