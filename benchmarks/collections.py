@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from _table import machine, print_table  # benchmarks/_table.py (run as: python benchmarks/NAME.py)
+from _vectors import clustered_unit_vectors
 
 FORMATS = [("WAV", ".wav", 44100), ("FLAC", ".flac", 48000), ("MP3", ".mp3", 44100), ("WAV", ".wav", 48000), ("FLAC", ".flac", 44100)]
 
@@ -68,15 +69,6 @@ def peak_rss_of(code: str, env: dict) -> int:
     probe = code + "\nimport resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     out = subprocess.run([sys.executable, "-c", probe], check=True, env=env, capture_output=True, text=True).stdout
     return int(out.strip().splitlines()[-1]) // 1024
-
-
-def clustered_unit_vectors(n: int, dim: int, clusters: int, seed: int, block: int = 100_000):
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    for a in range(0, n, block):
-        m = min(block, n - a)
-        x = centres[rng.integers(0, clusters, m)] + 0.6 * rng.standard_normal((m, dim)).astype(np.float32)
-        yield (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ def _batches(directory: Path, meta: dict) -> Iterator[Any]:
     start = 0
     for shard in meta["shards"]:
         table = pq.read_table(directory / shard["parquet"])
-        table = table.drop_columns(["embedding"])
+        table = table.drop_columns([c for c in ("embedding",) if c in table.column_names])  # the vectors come from the matrix
         vectors = np.load(directory / shard["npy"])
         dim = vectors.shape[1] if vectors.ndim == 2 else meta["dim"]
         ids = pa.array(np.arange(start, start + table.num_rows, dtype=np.int64))
