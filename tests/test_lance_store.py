@@ -115,3 +115,37 @@ def test_the_search_service_reads_the_table(collection):
         assert [r["path"] for r in got["results"]] == [r["path"] for r in want["results"]]
         kept = lance.search("a trumpet", k=5, filters=["instrument:organ"])["results"]
         assert kept and {r["instrument"] for r in kept} == {"organ"}
+
+
+def test_a_reader_keeps_its_version_while_rows_are_appended(collection, tmp_path):
+    """Rows appended batch by batch by another writer while a reader searches: the reader answers
+    from the version it opened (whole, its ids only), and a reader opened after sees every batch."""
+    import shutil
+    import threading
+
+    copy = tmp_path / "emb"
+    shutil.copytree(collection, copy)
+    reader = LanceIndex(copy, nprobes=4)
+    n = len(reader)
+    table = lancedb.connect(copy).open_table("collection")
+    rows = table.to_arrow().slice(0, 50)
+    appended = threading.Event()
+
+    def append() -> None:
+        import pyarrow as pa
+
+        for j in range(4):
+            ids = pa.array(range(n + 50 * j, n + 50 * (j + 1)), pa.int64())
+            table.add(rows.set_column(rows.schema.get_field_index("id"), "id", ids))
+        appended.set()
+
+    writer = threading.Thread(target=append)
+    q = np.stack(rows.column("vector").to_numpy(zero_copy_only=False)[:3]).astype(np.float32)
+    writer.start()
+    seen = []
+    while not appended.is_set() or not seen:
+        _, ids = reader.topk(q, 5)
+        seen.append((len(reader), int(ids.max())))
+    writer.join()
+    assert all(count == n and top < n for count, top in seen)  # never a row of a later version
+    assert len(LanceIndex(copy)) == n + 200
