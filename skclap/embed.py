@@ -50,6 +50,8 @@ from .version import __version__
 
 __all__ = ["AUDIO_EXTENSIONS", "MODEL_HELP", "OUTPUT_LAYOUT", "EmbedSummary", "embed_collection", "list_inputs", "main"]
 
+#: What a finished run leaves: the Parquet shards and matrices, and with "lance" a LanceDB table of them too.
+FORMATS = ("parquet", "lance")
 #: Where the shards are embedded: this process (alone, or one rank of torchrun), or a Ray cluster.
 ENGINES = ("local", "ray")
 
@@ -78,8 +80,9 @@ and for the run:
   plan.json                   the inputs, model and settings: a rerun resumes the same run, or stops
   embeddings.json             once every shard is done: model, settings, width, rows, the shards
   errors.csv                  once every shard is done: every unreadable file
+  collection.lance/           with --format lance, once every shard is done: the collection as a LanceDB table
 A shard's embeddings/ file is written last, so a rerun skips the shards that have one.
-skclap index adds index.faiss."""
+skclap index adds index.faiss (or, with --store lance, the Lance table's index)."""
 
 #: File extensions searched for in a folder: what libsndfile decodes.
 AUDIO_EXTENSIONS = frozenset(
@@ -309,6 +312,7 @@ def embed_collection(
     world_size: int | None = None,
     engine: str = "local",
     ray: RayOptions | None = None,
+    format: str = "parquet",
 ) -> EmbedSummary:
     """Embed every file of ``source`` into sharded Parquet under ``out_dir`` (see the module docs).
 
@@ -317,7 +321,12 @@ def embed_collection(
     ``RANK``/``WORLD_SIZE`` (one process: 0/1); on CUDA each process uses ``cuda:LOCAL_RANK``.
     ``engine``: "local" (this process: alone, or one rank of torchrun) or "ray" (the pending shards
     on a Ray cluster's actors, :mod:`skclap.embed_ray`; ``ray`` says where and how wide).
+    ``format="lance"``: once every shard is done, the collection is also written as a LanceDB table
+    (``collection.lance``, :func:`skclap.lance_store.write_lance`; ``skclap index --store lance``
+    adds its index).
     """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}; got {format!r}")
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise'; got {on_error!r}")
     if engine not in ENGINES:
@@ -359,6 +368,10 @@ def embed_collection(
         embedded += got
         n_err += bad
     complete = _finish(out, plan, n_shards)
+    if complete and format == "lance":
+        from .lance_store import write_lance
+
+        write_lance(out)
     return EmbedSummary(str(out), len(inputs), n_shards, written, skipped, embedded, n_err, time.perf_counter() - t0, complete)
 
 
@@ -377,6 +390,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="local: this process (or one torchrun rank); ray: the shards on a Ray cluster's actors",
     )
     p.add_argument("--ray-address", help="with --engine ray: the cluster (default: RAY_ADDRESS, or a local cluster of this machine)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="parquet",
+        help="lance: also write the finished collection as a LanceDB table (collection.lance)",
+    )
     p.add_argument("--ray-actors", type=int, help="with --engine ray: model actors (default: one per GPU, or one without GPUs)")
     add_runtime_arguments(p)
 
@@ -396,6 +415,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         engine=args.engine,
         ray=RayOptions(address=args.ray_address, actors=args.ray_actors),
+        format=args.format,
     )
     print(summary)
     if summary.errors:

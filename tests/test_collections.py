@@ -205,7 +205,7 @@ def test_embed_help_and_docs_name_exactly_the_files_written(collection, tiny_mod
     assert named == written, helped
     docs = (Path(__file__).resolve().parents[1] / "docs" / "collections.md").read_text()
     table = {m.replace("part-K", "part-*") for m in re.findall(r"^\| `([\w/.-]+)` \|", docs, flags=re.M)}
-    assert table == written | {"index.faiss"}  # and the file skclap index adds
+    assert table == written | {"index.faiss", "collection.lance/"}  # and what skclap index and --format lance add
 
 
 def test_clap_score_is_the_cosine_of_each_pair(tiny_model_dir):

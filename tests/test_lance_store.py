@@ -149,3 +149,35 @@ def test_a_reader_keeps_its_version_while_rows_are_appended(collection, tmp_path
     writer.join()
     assert all(count == n and top < n for count, top in seen)  # never a row of a later version
     assert len(LanceIndex(copy)) == n + 200
+
+
+def test_embed_writes_the_table_when_asked(tmp_path):
+    """``skclap embed --format lance``: the finished collection, and its Lance table of the same rows."""
+    from skclap.datasets import make_played_set
+    from skclap.embed import main
+
+    (tmp_path / "in").mkdir()
+    for i, (wave, rate) in enumerate(make_played_set(6, seed=2).items()):
+        sf.write(tmp_path / "in" / f"{i}.flac", wave, rate)
+    out = tmp_path / "emb"
+    assert (
+        main(
+            [
+                str(tmp_path / "in"),
+                "--out",
+                str(out),
+                "--model",
+                "skclap-instruments",
+                "--shard-size",
+                "4",
+                "--format",
+                "lance",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    table = lancedb.connect(out).open_table("collection").to_pandas()
+    frame = read_embeddings(out)
+    assert list(table["path"]) == list(frame["path"]) and list(table["id"]) == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(np.stack(table["vector"]), np.stack(frame["embedding"]))
