@@ -131,6 +131,7 @@ def main() -> None:
     ap.add_argument("--exact-queries", type=int, default=100, help="queries whose exact top 10 is computed, for recall")
     ap.add_argument("--nprobes", default="16,64", help="partitions probed, one run of queries each")
     ap.add_argument("--refine", default="10,50", help="candidates re-ranked on full vectors, in multiples of k: one run each")
+    ap.add_argument("--sub-vectors", type=int, help="PQ sub-vectors of both stores (default: dim / 8, as skclap index chooses)")
     ap.add_argument("--work", help="folder for the collection and stores (default: a temporary one, removed)")
     ap.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -151,14 +152,21 @@ def main() -> None:
             seconds = write_collection(root, args.rows, args.dim, block=250_000)
             print(f"wrote {args.rows:,} x {args.dim} vectors in {seconds:.0f} s", flush=True)
         partitions, sub = index_parameters(args.rows, args.dim)
+        sub = args.sub_vectors or sub
         t = time.perf_counter()
         write_lance(root)
         ingest = time.perf_counter() - t
         rows.append(("LanceDB: ingest", f"{args.rows / ingest:,.0f} rows/s", f"{ingest:.0f} s for {args.rows:,} rows from the collection"))
         t = time.perf_counter()
-        build_lance_index(root)
+        build_lance_index(root, partitions=partitions, sub_vectors=sub)
         build = time.perf_counter() - t
-        rows.append(("LanceDB: IVF-PQ build", f"{build:.0f} s", f"{partitions} partitions, {sub} sub-vectors of 8 bits"))
+        rows.append(
+            (
+                "LanceDB: IVF-PQ build",
+                f"{build:.0f} s",
+                f"{partitions} partitions, {sub} sub-vectors of 8 bits ({args.dim // sub} dimensions each)",
+            )
+        )
         print(f"lance: ingest {ingest:.0f} s, index {build:.0f} s", flush=True)
         faiss_build = build_faiss(root, partitions, sub)
         rows.append(

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LanceIndex", "build_lance_index", "index_parameters", "where_clause", "write_lance"]
+__all__ = ["NPROBES", "REFINE", "LanceIndex", "build_lance_index", "index_parameters", "where_clause", "write_lance"]
 
 from .retrieval import LANCE_NAME
 
@@ -74,13 +74,20 @@ def write_lance(directory: str | os.PathLike) -> Path:
     return root / LANCE_NAME
 
 
+#: Partitions a search reads, and candidates re-ranked on their full vectors (in multiples of k):
+#: benchmarks/vector_stores.py measured these against recall and latency at 10^7 rows.
+NPROBES = 32
+REFINE = 100
+
+
 def index_parameters(rows: int, dim: int) -> tuple[int, int]:
     """IVF partitions and PQ sub-vectors for ``rows`` vectors of ``dim``: about ``sqrt(rows)``
     partitions (a few thousand rows each at 10^7, the balance of cells to scan against rows per
-    cell that faiss's guidelines also give), and sub-vectors of 8 dimensions (one byte codes 8
-    numbers: a 256-d vector is 32 bytes)."""
+    cell that faiss's guidelines also give), and sub-vectors of 4 dimensions (a 256-d vector's code
+    is 64 bytes; codes of 8 dimensions kept the true neighbours out of the candidates far more often
+    in benchmarks/vector_stores.py)."""
     partitions = max(1, min(rows // 256, round(math.sqrt(rows))))
-    sub = max(1, dim // 8)
+    sub = max(1, dim // 4)
     while dim % sub:
         sub -= 1
     return partitions, sub
@@ -146,7 +153,7 @@ class LanceIndex:
     """A collection's Lance table, opened once for many queries (``nprobes`` partitions scanned,
     ``refine`` times ``k`` candidates re-ranked by their full vectors)."""
 
-    def __init__(self, directory: str | os.PathLike, nprobes: int = 32, refine: int = 10) -> None:
+    def __init__(self, directory: str | os.PathLike, nprobes: int = NPROBES, refine: int = REFINE) -> None:
         root = Path(directory)
         if not (root / LANCE_NAME).is_dir():
             raise FileNotFoundError(f"{os.fspath(root)!r} has no {LANCE_NAME}: skclap index {os.fspath(root)} --store lance writes it")

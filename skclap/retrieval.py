@@ -178,10 +178,11 @@ class Collection:
 
     ``index``: "exact", "faiss", "lance" or "auto" (faiss when ``index.faiss`` exists, else the
     Lance table of :func:`skclap.lance_store.build_lance_index` when there is one, else exact);
-    ``nprobe``: the faiss cells, or the Lance partitions, searched.
+    ``nprobe``: the faiss cells (default 128), or the Lance partitions (default
+    :data:`skclap.lance_store.NPROBES`), searched.
     """
 
-    def __init__(self, directory: str | os.PathLike, index: str = "auto", nprobe: int = 128) -> None:
+    def __init__(self, directory: str | os.PathLike, index: str = "auto", nprobe: int | None = None) -> None:
         if index not in INDEXES:
             raise ValueError(f"index must be one of {INDEXES}; got {index!r}")
         import pyarrow.parquet as pq
@@ -201,8 +202,8 @@ class Collection:
         if index == "lance" or (index == "auto" and not self.use_faiss and (self.root / LANCE_NAME).is_dir()):
             from .lance_store import LanceIndex
 
-            self.lance = LanceIndex(self.root, nprobes=nprobe)
-        self.nprobe = nprobe
+            self.lance = LanceIndex(self.root, **({"nprobes": nprobe} if nprobe else {}))
+        self.nprobe = nprobe or 128
         self._ivf: Any = None
         self._windows: dict[int, pd.DataFrame] = {}
         self._columns: dict[str, np.ndarray] | None = None
@@ -327,7 +328,7 @@ def search(
     k: int = 10,
     model: Any = None,
     index: str = "auto",
-    nprobe: int = 128,
+    nprobe: int | None = None,
     device: Any = "auto",
     exclude_self: bool = False,
     filters: Mapping[str, Any] | None = None,
@@ -335,7 +336,7 @@ def search(
     """The ``k`` files most similar to a text ``query`` (or to the audio file(s) ``like``).
 
     ``model`` defaults to the one the collection was embedded with. ``index``: "exact" (blocked
-    matrix products), "faiss" (the IVF index of :func:`build_index`, ``nprobe`` cells searched), or
+    matrix products), "faiss" (the IVF index of :func:`build_index`, ``nprobe`` cells searched, 128 by default), "lance", or
     "auto" (faiss when an index exists). ``filters``: ``{column: value}`` (a list of values for any
     of several): only rows whose metadata match, pushed into the query on a Lance table.
     ``exclude_self``: a ``like`` file that is in the collection

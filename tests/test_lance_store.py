@@ -87,9 +87,9 @@ def test_the_commands(collection, capsys):
 
 
 def test_index_parameters_follow_the_rows():
-    assert index_parameters(10**7, 256) == (3162, 32)
-    assert index_parameters(300, 512) == (1, 64)
-    assert index_parameters(10**6, 1024) == (1000, 128)
+    assert index_parameters(10**7, 256) == (3162, 64)
+    assert index_parameters(300, 512) == (1, 128)
+    assert index_parameters(10**6, 1024) == (1000, 256)
 
 
 def test_a_corrupt_table_is_named(collection, tmp_path):
