@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from .devices import resolve_device
 from .embed_ray import RayOptions
 from .encoder import Encoder, add_runtime_arguments
 from .fileio import write_atomic
+from .layout import META_NAME
 from .version import __version__
 
 __all__ = ["AUDIO_EXTENSIONS", "MODEL_HELP", "OUTPUT_LAYOUT", "EmbedSummary", "embed_collection", "list_inputs", "main"]
@@ -55,7 +57,6 @@ FORMATS = ("parquet", "lance")
 #: Where the shards are embedded: this process (alone, or one rank of torchrun), or a Ray cluster.
 ENGINES = ("local", "ray")
 
-META_NAME = "embeddings.json"
 PLAN_NAME = "plan.json"
 ERRORS_NAME = "errors.csv"
 _ERROR_COLUMNS = ["path", "error", "message"]
@@ -264,6 +265,19 @@ def _embed_shard(encoder: Encoder, rows: pd.DataFrame, k: int, out: Path, *, win
     return len(ok), len(errors)
 
 
+def _write_shard(
+    encoder: Encoder, inputs: pd.DataFrame, k: int, *, out: Path, shard_size: int, windows: bool, on_error: str
+) -> tuple[int, int]:
+    """Shard ``k``'s files, or, where an earlier attempt wrote them (a retried Ray task), its counts:
+    ``(rows, errors)``."""
+    if _part(out, "shard", k).is_file():
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(_part(out, "shard", k)).metadata.num_rows, len(pd.read_csv(_part(out, "errors", k)))
+    rows = inputs.iloc[k * shard_size : (k + 1) * shard_size].reset_index(drop=True)
+    return _embed_shard(encoder, rows, k, out, windows=windows, on_error=on_error)
+
+
 def _finish(out: Path, plan: dict, n_shards: int) -> bool:
     """Write embeddings.json and errors.csv once every shard exists (any process may; idempotent)."""
     import pyarrow.parquet as pq
@@ -352,18 +366,15 @@ def embed_collection(
     skipped = [k for k in mine if _part(out, "shard", k).is_file()]
     pending = [k for k in mine if k not in set(skipped)]
     written, embedded, n_err = [], 0, 0
+    write = partial(_write_shard, out=out, shard_size=shard_size, windows=windows, on_error=on_error)
     if engine == "ray":
         from .embed_ray import embed_shards
 
         run = {"model": model, "device": device, "precision": precision, "batch_size": batch_size, "workers": decode_workers}
-        run |= {"out": os.fspath(out), "shard_size": shard_size, "windows": windows, "on_error": on_error, "progress": progress}
-        for k, got, bad in embed_shards(inputs, pending, encoder.audio_fingerprint, run, ray or RayOptions()):
-            written.append(k)
-            embedded += got
-            n_err += bad
-    for k in pending if engine == "local" else ():
-        rows = inputs.iloc[k * shard_size : (k + 1) * shard_size].reset_index(drop=True)
-        got, bad = _embed_shard(encoder, rows, k, out, windows=windows, on_error=on_error)
+        done = embed_shards(inputs, pending, encoder.audio_fingerprint, {**run, "progress": progress}, write, ray or RayOptions())
+    else:
+        done = [(k, *write(encoder, inputs, k)) for k in pending]
+    for k, got, bad in done:
         written.append(k)
         embedded += got
         n_err += bad

@@ -4,7 +4,7 @@ Ray cluster (``skclap embed --engine ray``).
 A pure map, as clip-retrieval distributes inference: the run's pending shards are a dataset, each
 shard one row; an actor pool holds the model (one actor per GPU where the cluster has GPUs, CPU
 actors otherwise), and an actor turns a shard into its files exactly as a single process does
-(:func:`skclap.embed._embed_shard`: decoding threads ahead of the model, unreadable files skipped
+(the function :mod:`skclap.embed` gives it: decoding threads ahead of the model, unreadable files skipped
 and listed, the ``embeddings`` file renamed into place last). A shard that is written is never
 written again, so a killed run resumes from the shards it lacks, and an actor that dies has its
 shard retried on a restarted actor, which rewrites it from its start.
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["RayOptions", "embed_shards"]
+__all__ = ["RayOptions", "ShardWriter", "embed_shards"]
 
 #: How often an actor that dies is restarted, and its shard retried, before the run fails.
 RETRIES = 3
@@ -45,25 +45,26 @@ def _ray() -> Any:
     return ray
 
 
+#: Writes shard ``k`` of the inputs with an encoder, or reads its counts where an earlier attempt
+#: wrote it: ``(encoder, inputs, k) -> (rows, errors)`` (the single-process path's own function).
+ShardWriter = Callable[[Any, pd.DataFrame, int], tuple[int, int]]
+
+
 class _ShardEmbedder:
     """One actor: the model loaded once, then shard after shard."""
 
-    def __init__(self, inputs: Any, settings: dict[str, Any], fingerprint: str) -> None:
+    def __init__(self, inputs: Any, settings: dict[str, Any], fingerprint: str, write: ShardWriter) -> None:
         import ray
         import torch
 
         from .encoder import Encoder
 
         inputs = ray.get(inputs[0])  # the run's file list, put in the object store once for every actor
-
         threads = settings.pop("threads")
         if threads:
             torch.set_num_threads(threads)
         self.inputs = inputs
-        self.shard_size = settings.pop("shard_size")
-        self.out = Path(settings.pop("out"))
-        self.windows = settings.pop("windows")
-        self.on_error = settings.pop("on_error")
+        self.write = write
         self.encoder = Encoder(cache=False, progress=False, **settings)
         if self.encoder.audio_fingerprint != fingerprint:  # another node resolved the name to other weights
             raise RuntimeError(
@@ -73,30 +74,20 @@ class _ShardEmbedder:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        from .embed import _embed_shard, _part
-
-        rows, errors = [], []
-        for k in batch["shard"]:
-            k = int(k)
-            if _part(self.out, "shard", k).is_file():  # done by an earlier attempt of this task
-                import pyarrow.parquet as pq
-
-                rows.append(pq.ParquetFile(_part(self.out, "shard", k)).metadata.num_rows)
-                errors.append(len(pd.read_csv(_part(self.out, "errors", k))))
-                continue
-            part = self.inputs.iloc[k * self.shard_size : (k + 1) * self.shard_size].reset_index(drop=True)
-            got, bad = _embed_shard(self.encoder, part, k, self.out, windows=self.windows, on_error=self.on_error)
-            rows.append(got)
-            errors.append(bad)
-        return {"shard": np.asarray(batch["shard"]), "rows": np.asarray(rows), "errors": np.asarray(errors)}
+        counts = [self.write(self.encoder, self.inputs, int(k)) for k in batch["shard"]]
+        return {
+            "shard": np.asarray(batch["shard"]),
+            "rows": np.asarray([c[0] for c in counts]),
+            "errors": np.asarray([c[1] for c in counts]),
+        }
 
 
 def embed_shards(
-    inputs: pd.DataFrame, shards: list[int], fingerprint: str, settings: dict[str, Any], options: RayOptions
+    inputs: pd.DataFrame, shards: list[int], fingerprint: str, settings: dict[str, Any], write: ShardWriter, options: RayOptions
 ) -> list[tuple[int, int, int]]:
-    """Embed ``shards`` (indices into ``inputs`` cut by ``settings["shard_size"]``) on Ray; return
-    ``(shard, rows, errors)`` for each. ``settings``: the Encoder's (model, device, precision,
-    batch_size, workers) and the run's (out, shard_size, windows, on_error)."""
+    """Embed ``shards`` of ``inputs`` on Ray, each by ``write``; return ``(shard, rows, errors)``
+    for each. ``settings``: the Encoder's (model, device, precision, batch_size, workers) and
+    ``progress``; ``fingerprint``: the run's model, which every actor's must be."""
     ray = _ray()
     if not shards:
         return []
@@ -124,7 +115,7 @@ def embed_shards(
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus,
             num_gpus=1 if gpus else 0,
-            fn_constructor_kwargs={"inputs": [ray.put(inputs)], "settings": settings, "fingerprint": fingerprint},
+            fn_constructor_kwargs={"inputs": [ray.put(inputs)], "settings": settings, "fingerprint": fingerprint, "write": write},
             max_restarts=RETRIES,
             max_task_retries=RETRIES,
         ).take_all()

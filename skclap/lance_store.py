@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = ["NPROBES", "REFINE", "LanceIndex", "build_lance_index", "index_parameters", "where_clause", "write_lance"]
 
-from .retrieval import LANCE_NAME
+from .layout import LANCE_NAME, META_NAME, read_meta
 
 _TABLE = "collection"
 
@@ -57,10 +57,8 @@ def _batches(directory: Path, meta: dict) -> Iterator[Any]:
 
 def write_lance(directory: str | os.PathLike) -> Path:
     """Write (or rewrite) ``DIR/collection.lance`` from a finished collection; returns its path."""
-    from .retrieval import _meta
-
     root = Path(directory)
-    meta = _meta(root)
+    meta = read_meta(root)
     batches = _batches(root, meta)
     first = next(batches, None)
     if first is None:
@@ -96,12 +94,10 @@ def index_parameters(rows: int, dim: int) -> tuple[int, int]:
 def build_lance_index(directory: str | os.PathLike, partitions: int | None = None, sub_vectors: int | None = None) -> Path:
     """The Lance table of a collection (written first when missing or older than the collection)
     and its IVF-PQ index over inner products; returns the table's path."""
-    from .retrieval import _meta
-
     root = Path(directory)
-    meta = _meta(root)
+    meta = read_meta(root)
     table_dir = root / LANCE_NAME
-    if not table_dir.is_dir() or table_dir.stat().st_mtime < (root / "embeddings.json").stat().st_mtime:
+    if not table_dir.is_dir() or table_dir.stat().st_mtime < (root / META_NAME).stat().st_mtime:
         write_lance(root)
     table = _lancedb().connect(root).open_table(_TABLE)
     n = table.count_rows()

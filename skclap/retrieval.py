@@ -9,7 +9,6 @@ cells. faiss is an optional dependency (``pip install faiss-cpu``).
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterator, Mapping
@@ -21,24 +20,13 @@ import numpy as np
 import pandas as pd
 
 from .fileio import write_atomic
+from .layout import LANCE_NAME, read_meta
 
 __all__ = ["Collection", "EmbeddingMatrix", "build_index", "collection_encoder", "exact_topk", "query_vectors", "read_embeddings", "search"]
 
 INDEX_NAME = "index.faiss"
-#: The Lance table's folder (:data:`skclap.lance_store.LANCE_NAME`; read here without importing lancedb).
-LANCE_NAME = "collection.lance"
 #: The stores a search reads.
 INDEXES = ("auto", "exact", "faiss", "lance")
-
-
-def _meta(directory: str | os.PathLike) -> dict:
-    path = Path(directory) / "embeddings.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{os.fspath(directory)!r} has no embeddings.json: not a finished `skclap embed` output "
-            f"(an interrupted run is finished by running the same command again)"
-        )
-    return json.loads(path.read_text())
 
 
 @dataclass
@@ -71,7 +59,7 @@ class EmbeddingMatrix:
 def read_embeddings(directory: str | os.PathLike, matrix: bool = False, columns: list[str] | None = None) -> pd.DataFrame | EmbeddingMatrix:
     """An embedded collection as a DataFrame (path, metadata, duration, sample_rate, n_windows,
     embedding), or with ``matrix=True`` as an :class:`EmbeddingMatrix` of memory-mapped shards."""
-    meta = _meta(directory)
+    meta = read_meta(directory)
     root = Path(directory)
     if matrix:
         return EmbeddingMatrix([np.load(root / s["npy"], mmap_mode="r") for s in meta["shards"]])
@@ -188,7 +176,7 @@ class Collection:
         import pyarrow.parquet as pq
 
         self.root = Path(directory)
-        self.meta = _meta(self.root)
+        self.meta = read_meta(self.root)
         self.matrix = read_embeddings(self.root, matrix=True)
         assert isinstance(self.matrix, EmbeddingMatrix)
         tables = []
