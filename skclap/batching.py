@@ -22,7 +22,7 @@ from . import audio
 from .cache import DiskCache, MemoryCache, item_key
 from .progress import progress_bar
 
-__all__ = ["PIPELINE_VERSION", "WindowPlan", "cached_rows", "embed_texts", "embed_windows", "normalize_rows"]
+__all__ = ["PIPELINE_VERSION", "WindowPlan", "embed_items", "embed_texts", "embed_windows", "normalize_rows"]
 
 #: Bump when the meaning of a cached vector changes (windowing, pooling).
 PIPELINE_VERSION = "audio-v1:repeat-pad,consecutive-end-aligned,mean"
@@ -112,7 +112,7 @@ def _prepared(
                 raise
 
 
-def cached_rows(
+def _cached_rows(
     items: Sequence[Any], out: np.ndarray, cache: MemoryCache | DiskCache | None, fingerprint: str, sample_rate: int | None
 ) -> tuple[list[str | None], list[int]]:
     """Fill ``out``'s rows the cache holds; return every item's cache key (None: not cacheable) and
@@ -130,6 +130,36 @@ def cached_rows(
         else:
             todo.append(i)
     return keys, todo
+
+
+def embed_items(
+    items: Sequence[Any],
+    encode: WindowEncoder,
+    dim: int,
+    plan: WindowPlan,
+    *,
+    cache: MemoryCache | DiskCache | None = None,
+    fingerprint: Callable[[], str] | None = None,
+    sample_rate: int | None = None,
+    batch_size: int = 32,
+    **loop: Any,
+) -> np.ndarray:
+    """One vector per item, ``(n, dim)`` float32 before L2: the rows ``cache`` holds under
+    ``fingerprint()`` (the encoder's identity, computed only with a cache) and each item's identity,
+    the rest by :func:`embed_windows` (``loop``: its other options), each stored once final."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    out = np.empty((len(items), dim), dtype=np.float32)
+    keys, todo = _cached_rows(items, out, cache, fingerprint() if cache is not None and fingerprint else "", sample_rate)
+
+    def store(i: int) -> None:
+        key = keys[i]
+        if cache is not None and key:
+            cache.put(key, out[i])
+
+    if todo:
+        embed_windows(items, todo, encode, out, plan, sample_rate=sample_rate, batch_size=batch_size, on_done=store, **loop)
+    return out
 
 
 def embed_windows(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batching import PIPELINE_VERSION, WindowPlan, cached_rows, embed_texts, embed_windows
+from .batching import PIPELINE_VERSION, WindowPlan, embed_items, embed_texts
 from .cache import DiskCache, MemoryCache, model_fingerprint
 from .devices import autocast_dtype, resolve_precision
 from .models.fused import fused_audio_encoder
@@ -74,36 +74,28 @@ def embed_audio(
       (or an iterable of such blocks) in place of the model's own loading and windowing (a published protocol's; no cache with it).
       Items are windowed in order when ``workers`` is 1.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if windowing is not None and cache is not None:
         raise ValueError("the embedding cache keys the model's own windowing: pass cache=None with windowing")
     mode = resolve_precision(precision, model.device)
     half = autocast_dtype(mode)
-    out = np.empty((len(items), model.config.proj_dim), dtype=np.float32)
-    fingerprint = audio_fingerprint(model, precision_label(model, mode)) if cache is not None else ""
-    keys, todo = cached_rows(items, out, cache, fingerprint, sample_rate)
-    if not todo:
-        return out
-    forward = fused_audio_encoder(model)
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def encode(waves: np.ndarray) -> np.ndarray:
+        nonlocal forward
+        if forward is None:  # built on the first batch: a fully cached call builds nothing
+            forward = fused_audio_encoder(model)
         batch = torch.from_numpy(waves).to(model.device)
         with torch.autocast(model.device.type, dtype=half or torch.float32, enabled=half is not None):
             return forward(batch).float().cpu().numpy()
 
-    def store(i: int) -> None:
-        key = keys[i]
-        if cache is not None and key:
-            cache.put(key, out[i])
-
     with eval_mode(model):
-        embed_windows(
+        return embed_items(
             items,
-            todo,
             encode,
-            out,
+            model.config.proj_dim,
             WindowPlan.of(model),
+            cache=cache,
+            fingerprint=lambda: audio_fingerprint(model, precision_label(model, mode)),
             sample_rate=sample_rate,
             batch_size=batch_size,
             progress=progress,
@@ -111,9 +103,7 @@ def embed_audio(
             on_error=on_error,
             window_sink=window_sink,
             windowing=windowing,
-            on_done=store,
         )
-    return out
 
 
 @torch.inference_mode()

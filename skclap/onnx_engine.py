@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .batching import PIPELINE_VERSION, WindowPlan, cached_rows, embed_texts, embed_windows, normalize_rows
+from .batching import PIPELINE_VERSION, WindowPlan, embed_items, embed_texts, normalize_rows
 from .cache import DiskCache, MemoryCache, get_cache
 from .exceptions import CheckpointError
 
@@ -246,29 +246,19 @@ class OnnxEncoder:
     def audio(self, items: Any, *, normalize: bool = True, sample_rate: int | None = None, on_error: Any = None) -> np.ndarray:
         """One vector per audio item: the mean of its windows' embeddings (``on_error(i, exc)``
         skips an unreadable item, leaving a NaN row)."""
-        rate = sample_rate if sample_rate is not None else self.sample_rate
-        out = np.empty((len(items), self.dim), dtype=np.float32)
-        keys, todo = cached_rows(items, out, self.cache, self.model.fingerprint if self.cache is not None else "", rate)
-
-        def store(i: int) -> None:
-            key = keys[i]
-            if self.cache is not None and key:
-                self.cache.put(key, out[i])
-
-        if todo:
-            embed_windows(
-                items,
-                todo,
-                self.model.encode_windows,
-                out,
-                WindowPlan.of(self.model),
-                sample_rate=rate,
-                batch_size=self.batch_size,
-                progress=self.progress,
-                workers=self.workers,
-                on_error=on_error,
-                on_done=store,
-            )
+        out = embed_items(
+            items,
+            self.model.encode_windows,
+            self.dim,
+            WindowPlan.of(self.model),
+            cache=self.cache,
+            fingerprint=lambda: self.model.fingerprint,
+            sample_rate=sample_rate if sample_rate is not None else self.sample_rate,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            workers=self.workers,
+            on_error=on_error,
+        )
         return normalize_rows(out) if normalize else out
 
     def text(self, texts: Any, *, normalize: bool = True) -> np.ndarray:
