@@ -363,8 +363,9 @@ def embed_collection(
     plan = _plan(out, inputs, shard_size, os.fspath(name), encoder.audio_fingerprint, json.loads(json.dumps(settings, default=str)))
     n_shards = -(-len(inputs) // shard_size)
     mine = range(rank, n_shards, world_size) if engine == "local" else range(n_shards)
-    skipped = [k for k in mine if _part(out, "shard", k).is_file()]
-    pending = [k for k in mine if k not in set(skipped)]
+    written_before = {k for k in mine if _part(out, "shard", k).is_file()}
+    skipped = [k for k in mine if k in written_before]
+    pending = [k for k in mine if k not in written_before]
     written, embedded, n_err = [], 0, 0
     write = partial(_write_shard, out=out, shard_size=shard_size, windows=windows, on_error=on_error)
     if engine == "ray":
