@@ -97,15 +97,16 @@ def build_lance_index(directory: str | os.PathLike, partitions: int | None = Non
     root = Path(directory)
     meta = read_meta(root)
     table_dir = root / LANCE_NAME
-    if not table_dir.is_dir() or table_dir.stat().st_mtime < (root / META_NAME).stat().st_mtime:
+    db = _lancedb().connect(root)
+    stale = (
+        not table_dir.is_dir()
+        or table_dir.stat().st_mtime < (root / META_NAME).stat().st_mtime
+        or db.open_table(_TABLE).count_rows() != meta["n_embedded"]
+    )
+    if stale:
         write_lance(root)
-    table = _lancedb().connect(root).open_table(_TABLE)
-    n = table.count_rows()
-    if n != meta["n_embedded"]:
-        write_lance(root)
-        table = _lancedb().connect(root).open_table(_TABLE)
-        n = table.count_rows()
-    auto_p, auto_s = index_parameters(n, int(meta["dim"]))
+    table = db.open_table(_TABLE)
+    auto_p, auto_s = index_parameters(table.count_rows(), int(meta["dim"]))
     from lancedb.index import IvfPq
 
     config = IvfPq(distance_type="dot", num_partitions=partitions or auto_p, num_sub_vectors=sub_vectors or auto_s)
