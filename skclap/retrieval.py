@@ -228,14 +228,18 @@ class Collection:
             return self._ivf.search(np.ascontiguousarray(queries), k)
         return exact_topk(self.matrix, queries, k)
 
+    def column_mask(self, col: str, values: Any) -> np.ndarray:
+        """Which rows have one of ``values`` in metadata column ``col``, compared as text (as a
+        command line or a URL types them)."""
+        if col not in self.table.columns:
+            raise ValueError(f"filter on {col!r}: not a column of the collection ({sorted(self.table.columns)})")
+        return self.table[col].astype(str).isin([str(v) for v in values]).to_numpy()
+
     def matching(self, filters: Mapping[str, Any]) -> np.ndarray:
         """The row ids whose metadata equal each filter's value (or one of its values)."""
         mask = np.ones(len(self.table), dtype=bool)
         for col, value in filters.items():
-            if col not in self.table.columns:
-                raise ValueError(f"filter on {col!r}: not a column of the collection ({sorted(self.table.columns)})")
-            values = [str(v) for v in (value if isinstance(value, (list, tuple, set)) else [value])]
-            mask &= self.table[col].astype(str).isin(values).to_numpy()  # as typed on a command line
+            mask &= self.column_mask(col, value if isinstance(value, (list, tuple, set)) else [value])
         return np.flatnonzero(mask)
 
     def vectors(self, rows: Any) -> np.ndarray:

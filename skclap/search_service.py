@@ -175,7 +175,7 @@ class SearchService:
                 )
             if not sep or col not in self.filters:
                 raise ValueError(f"filter {f!r}: give column:value with a column of {sorted(self.filters)}")
-            mask &= (self.collection.table[col].astype(str) == value).to_numpy()
+            mask &= self.collection.column_mask(col, [value])
         return np.flatnonzero(mask)
 
     def audio_file(self, row: int) -> tuple[str, str]:
