@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .layout import INDEXES
+
 __all__ = ["main"]
 
 
@@ -237,6 +239,11 @@ def run_index(args: argparse.Namespace) -> int:
         from .lance_store import build_lance_index
 
         print(f"written: {build_lance_index(args.dir, partitions=args.nlist)} (with its IVF-PQ index)")
+        return 0
+    if args.store == "faiss-pq":
+        from .pq_index import build_pq_index
+
+        print(f"written: {build_pq_index(args.dir, partitions=args.nlist)}")
         return 0
     from .retrieval import build_index
 
@@ -490,15 +497,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_embed_arguments(em)
     em.set_defaults(func=run_embed)
-    ix = _command(sub, "index", "build an approximate index over an embedded collection: faiss IVF in memory, or a LanceDB table on disk")
+    ix = _command(
+        sub, "index", "build an approximate index over an embedded collection: faiss IVF in memory, faiss IVF-PQ or a LanceDB table on disk"
+    )
     ix.add_argument("dir", help="the output folder of skclap embed")
     ix.add_argument(
         "--store",
-        choices=["faiss", "lance"],
+        choices=["faiss", "faiss-pq", "lance"],
         default="faiss",
-        help="faiss: index.faiss (IVF-Flat); lance: collection.lance (IVF-PQ, on disk)",
+        help="faiss: index.faiss (IVF-Flat, in memory); faiss-pq: index-ivfpq.faiss (IVF-PQ, searched from disk); "
+        "lance: collection.lance (IVF-PQ, on disk)",
     )
-    ix.add_argument("--nlist", type=int, help="k-means cells (default: 4 * sqrt(rows) for faiss, sqrt(rows) for lance)")
+    ix.add_argument("--nlist", type=int, help="k-means cells (default: 4 * sqrt(rows) for faiss, sqrt(rows) for faiss-pq and lance)")
     ix.set_defaults(func=run_index)
     se = _command(sub, "search", "search an embedded collection by text or by an example file")
     se.add_argument("dir", help="the output folder of skclap embed")
@@ -509,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument(
         "--exclude-self", action="store_true", help="with --like a file of the collection: leave that file out of its own results"
     )
-    se.add_argument("--index", choices=["auto", "exact", "faiss", "lance"], default="auto")
+    se.add_argument("--index", choices=list(INDEXES), default="auto")
     se.add_argument(
         "--where", action="append", metavar="COLUMN=VALUE", help="only rows whose metadata column has this value (repeat: several)"
     )

@@ -14,7 +14,6 @@ LanceDB is embedded (a folder, no server) and Arrow-native; it is an optional de
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 __all__ = ["NPROBES", "REFINE", "LanceIndex", "build_lance_index", "index_parameters", "where_clause", "write_lance"]
 
 from .layout import LANCE_NAME, META_NAME, read_meta
+from .pq_index import index_parameters
 
 _TABLE = "collection"
 
@@ -76,19 +76,6 @@ def write_lance(directory: str | os.PathLike) -> Path:
 #: benchmarks/vector_stores.py measured these against recall and latency at 10^7 rows.
 NPROBES = 32
 REFINE = 100
-
-
-def index_parameters(rows: int, dim: int) -> tuple[int, int]:
-    """IVF partitions and PQ sub-vectors for ``rows`` vectors of ``dim``: about ``sqrt(rows)``
-    partitions (a few thousand rows each at 10^7, the balance of cells to scan against rows per
-    cell that faiss's guidelines also give), and sub-vectors of 4 dimensions (a 256-d vector's code
-    is 64 bytes; codes of 8 dimensions kept the true neighbours out of the candidates far more often
-    in benchmarks/vector_stores.py)."""
-    partitions = max(1, min(rows // 256, round(math.sqrt(rows))))
-    sub = max(1, dim // 4)
-    while dim % sub:
-        sub -= 1
-    return partitions, sub
 
 
 def build_lance_index(directory: str | os.PathLike, partitions: int | None = None, sub_vectors: int | None = None) -> Path:

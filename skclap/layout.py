@@ -1,4 +1,5 @@
-"""Where a finished collection's readers find its parts: the run's record and the Lance table.
+"""Where a finished collection's readers find its parts: the run's record, the Lance table and the
+IVF-PQ index.
 
 :mod:`skclap.embed` writes a collection; :mod:`skclap.retrieval` and :mod:`skclap.lance_store`
 read it. The names they share live here, below all three.
@@ -10,12 +11,16 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["LANCE_NAME", "META_NAME", "read_meta"]
+__all__ = ["INDEXES", "LANCE_NAME", "META_NAME", "PQ_INDEX_NAME", "read_meta"]
 
 #: The run's record, written once every shard is done (model, settings, width, shards).
 META_NAME = "embeddings.json"
 #: The LanceDB table's folder (``skclap embed --format lance``, ``skclap index --store lance``).
 LANCE_NAME = "collection.lance"
+#: The faiss IVF-PQ index searched from disk (``skclap index --store faiss-pq``).
+PQ_INDEX_NAME = "index-ivfpq.faiss"
+#: The stores a search reads (``auto``: the first the collection has of faiss, faiss-pq, lance).
+INDEXES = ("auto", "exact", "faiss", "faiss-pq", "lance")
 
 
 def read_meta(directory: str | os.PathLike) -> dict:

@@ -4,7 +4,8 @@ Exact search multiplies the query with each shard's memory-mapped ``.npy`` matri
 keeps a running top-k, so memory stays at one block whatever the collection's size. For large
 collections (around 10^6 rows and up) :func:`build_index` writes a faiss IVF index
 (``index.faiss``): an inverted file over k-means cells with exact inner products inside the probed
-cells. faiss is an optional dependency (``pip install faiss-cpu``).
+cells, held in memory. Beyond memory, :mod:`skclap.pq_index` (faiss IVF-PQ, searched from disk) and
+:mod:`skclap.lance_store` (a LanceDB table). faiss is an optional dependency (``pip install faiss-cpu``).
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import numpy as np
 import pandas as pd
 
 from .fileio import write_atomic
-from .layout import LANCE_NAME, read_meta
+from .layout import INDEXES, LANCE_NAME, PQ_INDEX_NAME, read_meta
+from .rows import ShardRows
 
 __all__ = ["Collection", "EmbeddingMatrix", "build_index", "collection_encoder", "exact_topk", "query_vectors", "read_embeddings", "search"]
 
 INDEX_NAME = "index.faiss"
-#: The stores a search reads.
-INDEXES = ("auto", "exact", "faiss", "lance")
 
 
 @dataclass
@@ -164,10 +164,11 @@ class Collection:
     metadata table (no embeddings) in memory, the faiss index and the per-window embeddings (of
     ``skclap embed --windows``) read when first needed.
 
-    ``index``: "exact", "faiss", "lance" or "auto" (faiss when ``index.faiss`` exists, else the
-    Lance table of :func:`skclap.lance_store.build_lance_index` when there is one, else exact);
-    ``nprobe``: the faiss cells (default 128), or the Lance partitions (default
-    :data:`skclap.lance_store.NPROBES`), searched.
+    ``index``: "exact", "faiss", "faiss-pq", "lance" or "auto" (the first that exists of
+    ``index.faiss``, the IVF-PQ index of :func:`skclap.pq_index.build_pq_index`, the Lance table of
+    :func:`skclap.lance_store.build_lance_index`; else exact); ``nprobe``: the faiss cells (default
+    128), the IVF-PQ partitions (default :data:`skclap.pq_index.NPROBE`) or the Lance partitions
+    (default :data:`skclap.lance_store.NPROBES`) searched.
     """
 
     def __init__(self, directory: str | os.PathLike, index: str = "auto", nprobe: int | None = None) -> None:
@@ -185,16 +186,26 @@ class Collection:
             tables.append(pq.read_table(path, columns=[c for c in pq.read_schema(path).names if c != "embedding"]).to_pandas())
         self.table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["path"])
         self.offsets = np.cumsum([0] + [s["rows"] for s in self.meta["shards"]])
-        self.use_faiss = index == "faiss" or (index == "auto" and (self.root / INDEX_NAME).is_file())
+        self.rows = ShardRows([self.root / s["npy"] for s in self.meta["shards"]])
+        if index == "auto":
+            present = [(INDEX_NAME, "faiss"), (PQ_INDEX_NAME, "faiss-pq"), (LANCE_NAME, "lance")]
+            index = next((kind for name, kind in present if (self.root / name).exists()), "exact")
+        self.index = index  # the store searched: exact, faiss, faiss-pq or lance
+        self.use_faiss = index == "faiss"
+        self.pq: Any = None
         self.lance: Any = None
-        if index == "lance" or (index == "auto" and not self.use_faiss and (self.root / LANCE_NAME).is_dir()):
+        if index == "faiss-pq":
+            from .pq_index import PQIndex
+
+            self.pq = PQIndex(self.root, **({"nprobe": nprobe} if nprobe else {}))
+        if index == "lance":
             from .lance_store import LanceIndex
 
             self.lance = LanceIndex(self.root, **({"nprobes": nprobe} if nprobe else {}))
         self.nprobe = nprobe or 128
         self._ivf: Any = None
         self._windows: dict[int, pd.DataFrame] = {}
-        self._columns: dict[str, np.ndarray] | None = None
+        self._columns: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.table)
@@ -209,8 +220,13 @@ class Collection:
         """Top-``k`` rows by inner product for each normalised query: ``(scores, row ids)``, best
         first. ``rows`` (row ids) restricts the search to those rows; ``filters`` (``{column:
         value}``, a list of values for any of them) to the rows whose metadata match, inside the
-        Lance query where the collection has one, else by exact search over the matching rows."""
+        Lance query or the IVF-PQ scan where the collection has one, else by exact search over the
+        matching rows."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if self.pq is not None:
+            if filters:
+                rows = self.matching(filters) if rows is None else np.intersect1d(rows, self.matching(filters))
+            return self.pq.topk(queries, k, allowed=rows)
         if filters and self.lance is not None and rows is None:
             return self.lance.topk(queries, k, filters)
         if filters:
@@ -243,14 +259,8 @@ class Collection:
         return np.flatnonzero(mask)
 
     def vectors(self, rows: Any) -> np.ndarray:
-        """The embeddings of the given row ids, in that order."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.matrix.shape[1]), dtype=np.float32)
-        shard = self._shard(rows)
-        for s in np.unique(shard):
-            sel = np.flatnonzero(shard == s)
-            out[sel] = self.matrix.shards[int(s)][rows[sel] - self.offsets[s]]
-        return out
+        """The embeddings of the given row ids, in that order (read without mapping the shards)."""
+        return self.rows.take(rows)
 
     def segments(self, rows: np.ndarray, queries: np.ndarray) -> list[tuple[float, float] | None]:
         """For each row, the start and end seconds of its window closest to its query (``queries``
@@ -285,15 +295,19 @@ class Collection:
     def records(self, rows: np.ndarray) -> list[dict]:
         """The metadata of the given row ids (path, the manifest's columns, duration, ...), as
         Python values (NaN as None)."""
-        if self._columns is None:  # column arrays: a row's record without building a frame per query
-            self._columns = {c: self.table[c].to_numpy() for c in self.table.columns}
+        if self._columns is None:
+            # the columns' own arrays (Arrow-backed text stays Arrow): taking a few rows copies
+            # those rows, not a column of Python objects the size of the collection
+            self._columns = {c: self.table[c].array for c in self.table.columns}
+        rows = np.asarray(rows, dtype=np.int64)
+        taken = {c: values.take(rows) for c, values in self._columns.items()}
         out = []
-        for r in np.asarray(rows, dtype=np.int64):
+        for i in range(len(rows)):
             rec = {}
-            for c, values in self._columns.items():
-                v = values[r]
+            for c, values in taken.items():
+                v = values[i]
                 v = v.item() if isinstance(v, np.generic) else v
-                rec[c] = None if isinstance(v, float) and not np.isfinite(v) else v
+                rec[c] = None if v is pd.NA or (isinstance(v, float) and not np.isfinite(v)) else v
             out.append(rec)
         return out
 
@@ -328,9 +342,10 @@ def search(
     """The ``k`` files most similar to a text ``query`` (or to the audio file(s) ``like``).
 
     ``model`` defaults to the one the collection was embedded with. ``index``: "exact" (blocked
-    matrix products), "faiss" (the IVF index of :func:`build_index`, ``nprobe`` cells searched, 128 by default), "lance", or
-    "auto" (faiss when an index exists). ``filters``: ``{column: value}`` (a list of values for any
-    of several): only rows whose metadata match, pushed into the query on a Lance table.
+    matrix products), "faiss" (the IVF index of :func:`build_index`, ``nprobe`` cells searched, 128 by default),
+    "faiss-pq" (:func:`skclap.pq_index.build_pq_index`), "lance", or "auto" (the index the
+    collection has). ``filters``: ``{column: value}`` (a list of values for any of several): only
+    rows whose metadata match, pushed into the query on a Lance table or an IVF-PQ index.
     ``exclude_self``: a ``like`` file that is in the collection
     is left out of its own results (it would come first, with score 1). Returns a table: ``query``,
     ``rank``, ``score`` (cosine), ``id`` (the row), ``path`` and the collection's other columns; for a

@@ -156,7 +156,7 @@ class SearchService:
             "columns": list(coll.table.columns),
             "filters": self.filters,
             "windows": coll.has_windows,
-            "index": "faiss" if coll.use_faiss else "exact",
+            "index": coll.index,
             "example": example_query(self.model_name),
         }
 

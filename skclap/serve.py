@@ -31,6 +31,7 @@ from typing import Annotated, Any
 
 from .encoder import add_runtime_arguments
 from .exceptions import AudioError
+from .layout import INDEXES
 from .search_service import SearchService
 
 __all__ = ["create_app", "add_arguments", "run"]
@@ -144,7 +145,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="default: the model the collection was embedded with")
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--index", choices=["auto", "exact", "faiss"], default="auto")
+    p.add_argument("--index", choices=list(INDEXES), default="auto")
     add_runtime_arguments(p, ("device",))
     p.add_argument(
         "--max-batch", type=int, default=256, help="the most concurrent text queries embedded and searched together (default 256)"

@@ -14,7 +14,7 @@ from skclap.retrieval import Collection, exact_topk, read_embeddings
 
 lancedb = pytest.importorskip("lancedb")
 
-from skclap.lance_store import LanceIndex, build_lance_index, index_parameters, where_clause  # noqa: E402
+from skclap.lance_store import LanceIndex, build_lance_index, where_clause  # noqa: E402
 
 QUERIES = ["a flute", "a kick drum", "a chord on a piano"]
 
@@ -84,12 +84,6 @@ def test_the_commands(collection, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "clip-" in line]
     flutes = set(read_embeddings(collection).query("instrument == 'flute'")["path"].map(lambda p: p.rsplit("/", 1)[1]))
     assert len(lines) == 3 and all(any(name in line for name in flutes) for line in lines)
-
-
-def test_index_parameters_follow_the_rows():
-    assert index_parameters(10**7, 256) == (3162, 64)
-    assert index_parameters(300, 512) == (1, 128)
-    assert index_parameters(10**6, 1024) == (1000, 256)
 
 
 def test_a_corrupt_table_is_named(collection, tmp_path):
