@@ -1,17 +1,19 @@
-"""Search from disk at scale: a LanceDB table (IVF-PQ) against a memory-mapped faiss IVF-PQ index,
-side by side in one run, on the same vectors and queries.
+"""Search from disk at scale: a LanceDB table (IVF-PQ) against skclap's faiss IVF-PQ index
+(``skclap index --store faiss-pq``), side by side in one run, on the same vectors and queries.
 
     python benchmarks/vector_stores.py [--rows 10000000] [--dim 256] [--queries 200] [--work DIR]
 
 The vectors are synthetic unit vectors in 1 000 clusters (as embeddings are), written as an skclap
 collection (Parquet with a path column, float32 matrices). The queries are other points of the same
 clusters. For each store: ingest (rows/s, LanceDB's table from the collection; faiss needs none),
-index build time (both about sqrt(rows) partitions and 8-dimension PQ sub-vectors, as
-:func:`skclap.lance_store.index_parameters` chooses), then, in a fresh process that opens the
-store from disk, one query at a time: p50/p95 latency and recall@10 against exact search (on
-``--exact-queries`` of the queries), each query's candidates (10 x k) re-ranked on their full
-vectors, and the process's peak RSS. faiss reads the full vectors for the re-rank from the
-memory-mapped matrix, LanceDB from its table.
+index build time (both about sqrt(rows) partitions and 4-dimension PQ sub-vectors, as
+:func:`skclap.pq_index.index_parameters` chooses), then, in a fresh process that opens the
+collection as ``skclap search`` does (:class:`skclap.retrieval.Collection`: the metadata table in
+memory, the index from disk), one query at a time: the top 10 with their metadata records, p50/p95
+latency, recall@10 against exact search (on ``--exact-queries`` of the queries) and the process's
+peak RSS, for each number of partitions scanned and of candidates re-ranked on their full vectors.
+faiss-pq reads the candidates' vectors from the collection's shards by positional reads, LanceDB
+from its table. No model is loaded: the figures are the store's; a query's embedding is the model's.
 """
 
 from __future__ import annotations
@@ -55,28 +57,6 @@ def write_collection(root: Path, rows: int, dim: int, block: int) -> float:
     return time.perf_counter() - t
 
 
-def build_faiss(root: Path, partitions: int, sub_vectors: int, seed: int = 0) -> float:
-    """A faiss IndexIVFPQ over inner products, trained on a sample, filled shard by shard, written
-    to ``root/ivfpq.faiss``; returns seconds."""
-    import faiss
-
-    from skclap.retrieval import read_embeddings
-
-    t = time.perf_counter()
-    matrix = read_embeddings(root, matrix=True)
-    n, dim = matrix.shape
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(n, max(65536, 64 * partitions)), replace=False))
-    train = np.concatenate([np.asarray(b)[(sample[(sample >= a) & (sample < a + len(b))] - a)] for a, b in matrix.blocks()])
-    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, partitions, sub_vectors, 8, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    index.train(np.ascontiguousarray(train))
-    for _, block in matrix.blocks(250_000):
-        index.add(np.ascontiguousarray(block))
-    faiss.write_index(index, str(root / "ivfpq.faiss"))
-    return time.perf_counter() - t
-
-
 def peak_rss_mib() -> int:
     """This process's peak resident memory (VmHWM: since its exec, unlike ru_maxrss, which Linux
     carries over from the parent that forked it)."""
@@ -87,38 +67,23 @@ def peak_rss_mib() -> int:
 
 
 def serve_queries(store: str, root: str, queries_path: str, k: int, nprobes: int, refine: int, out: str) -> None:
-    """In a fresh process: open ``store`` from disk, answer the queries one at a time (``refine``
-    times ``k`` candidates re-ranked on full vectors), save ids and latencies, print the peak RSS (MiB)."""
+    """In a fresh process: open the collection with ``store`` as its index, answer the queries one
+    at a time (``refine`` times ``k`` candidates re-ranked on full vectors, then the hits' metadata),
+    save ids and latencies, print the peak RSS (MiB)."""
+    from skclap.retrieval import Collection
+
     queries = np.load(queries_path)
     ids = np.full((len(queries), k), -1, dtype=np.int64)
     latency = np.zeros(len(queries))
-    if store == "lance":
-        from skclap.lance_store import LanceIndex
-
-        lance = LanceIndex(root, nprobes=nprobes, refine=refine)
-        lance.topk(queries[:1], k)  # the index's first read
-        for i, q in enumerate(queries):
-            t = time.perf_counter()
-            _, ids[i] = lance.topk(q[None], k)
-            latency[i] = time.perf_counter() - t
-    else:
-        import faiss
-
-        from skclap.retrieval import read_embeddings
-
-        faiss.omp_set_num_threads(1)  # one query at a time: threads only add overhead
-        index = faiss.read_index(str(Path(root) / "ivfpq.faiss"), faiss.IO_FLAG_MMAP)
-        faiss.extract_index_ivf(index).nprobe = nprobes
-        matrix = read_embeddings(root, matrix=True)
-        offsets = np.cumsum([0] + [len(s) for s in matrix.shards])
-        for i, q in enumerate(queries):
-            t = time.perf_counter()
-            _, cand = index.search(q[None], refine * k)
-            cand = np.sort(cand[0][cand[0] >= 0])
-            shard = np.searchsorted(offsets, cand, side="right") - 1
-            full = np.stack([matrix.shards[s][c - offsets[s]] for s, c in zip(shard, cand)])
-            ids[i] = cand[np.argsort(-(full @ q), kind="stable")[:k]]
-            latency[i] = time.perf_counter() - t
+    coll = Collection(root, index=store, nprobe=nprobes)
+    (coll.pq or coll.lance).refine = refine
+    coll.records(coll.topk(queries[:1], k)[1][0])  # the index's first read
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        _, found = coll.topk(q[None], k)
+        coll.records(found[0])
+        ids[i] = found[0]
+        latency[i] = time.perf_counter() - t
     np.savez(out, ids=ids, latency=latency)
     print(peak_rss_mib())
 
@@ -129,8 +94,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--exact-queries", type=int, default=100, help="queries whose exact top 10 is computed, for recall")
-    ap.add_argument("--nprobes", default="16,64", help="partitions probed, one run of queries each")
-    ap.add_argument("--refine", default="10,50", help="candidates re-ranked on full vectors, in multiples of k: one run each")
+    ap.add_argument("--nprobes", default="16,32", help="partitions probed, one run of queries each")
+    ap.add_argument("--refine", default="20,50,100", help="candidates re-ranked on full vectors, in multiples of k: one run each")
     ap.add_argument("--sub-vectors", type=int, help="PQ sub-vectors of both stores (default: dim / 8, as skclap index chooses)")
     ap.add_argument("--work", help="folder for the collection and stores (default: a temporary one, removed)")
     ap.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
@@ -140,7 +105,8 @@ def main() -> None:
         serve_queries(store, root, queries, 10, int(nprobes), int(refine), out)
         return
 
-    from skclap.lance_store import build_lance_index, index_parameters, write_lance
+    from skclap.lance_store import build_lance_index, write_lance
+    from skclap.pq_index import build_pq_index, index_parameters
     from skclap.retrieval import exact_topk, read_embeddings
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="skclap-stores-"))
@@ -168,9 +134,11 @@ def main() -> None:
             )
         )
         print(f"lance: ingest {ingest:.0f} s, index {build:.0f} s", flush=True)
-        faiss_build = build_faiss(root, partitions, sub)
+        t = time.perf_counter()
+        build_pq_index(root, partitions, sub)
+        faiss_build = time.perf_counter() - t
         rows.append(
-            ("faiss: IVF-PQ build", f"{faiss_build:.0f} s", f"{partitions} cells, {sub} sub-quantizers of 8 bits; index.faiss on disk")
+            ("faiss-pq: IVF-PQ build", f"{faiss_build:.0f} s", f"{partitions} cells, {sub} sub-quantizers of 8 bits; written to disk")
         )
         print(f"faiss: index {faiss_build:.0f} s", flush=True)
 
@@ -182,7 +150,7 @@ def main() -> None:
         rows.append(
             ("exact search (truth)", f"{exact / args.exact_queries * 1000:.0f} ms/query", f"{args.exact_queries} queries at once, blocked")
         )
-        for store in ("lance", "faiss"):
+        for store in ("lance", "faiss-pq"):
             for nprobes in (int(x) for x in args.nprobes.split(",")):
                 for refine in (int(x) for x in args.refine.split(",")):
                     out = work / f"{store}-{nprobes}-{refine}.npz"
@@ -208,7 +176,7 @@ def main() -> None:
                     p50, p95 = (np.percentile(got["latency"], p) * 1000 for p in (50, 95))
                     rows.append(
                         (
-                            f"{'LanceDB' if store == 'lance' else 'faiss (mmap)'}: {nprobes} partitions, {refine} x k re-ranked",
+                            f"{'LanceDB' if store == 'lance' else 'faiss-pq'}: {nprobes} partitions, {refine} x k re-ranked",
                             f"p50 {p50:.1f} ms, p95 {p95:.1f} ms",
                             f"recall@10 {recall:.3f}; peak RSS {rss} MiB",
                         )
