@@ -183,4 +183,5 @@ def test_the_runner_takes_retrieval_tasks_and_the_published_figures_stand_beside
     text = RetrievalResult("audiocaps", "AudioCaps", "msclap-2023", "standard", data, metrics, published).markdown()
     rows = table_rows(text)
     assert rows["audio→text"]["published R@1"] == 0.425 and rows["text→audio"]["published R@1"] == 0.356
+    assert rows["audio→text"]["published mAP@10"] == 0.319 and rows["text→audio"]["published mAP@10"] == 0.51
     assert "arXiv 2309.05767" in text and re.search(r"2 clips, 2 captions", text)
