@@ -22,7 +22,7 @@ from . import audio
 from .cache import DiskCache, MemoryCache, item_key
 from .progress import progress_bar
 
-__all__ = ["PIPELINE_VERSION", "WindowPlan", "embed_items", "embed_texts", "embed_windows", "normalize_rows"]
+__all__ = ["PIPELINE_VERSION", "WindowPlan", "embed_items", "embed_texts", "embed_windows", "item_windows", "normalize_rows"]
 
 #: Bump when the meaning of a cached vector changes (windowing, pooling).
 PIPELINE_VERSION = "audio-v1:repeat-pad,consecutive-end-aligned,mean"
@@ -58,6 +58,16 @@ def _item_name(i: int, item: Any) -> str:
     return f"item {i} ({audio.describe(item)})"
 
 
+def item_windows(item: Any, i: int, plan: WindowPlan, sample_rate: int | None = None, block: int = 16) -> Iterable[np.ndarray]:
+    """Item ``i``'s windows as the loop reads them: one chunk, or for a long file
+    (:func:`skclap.audio.long_file_seconds`) a lazy stream of chunks of ``block`` windows. A file
+    that cannot be read raises an error that names it as item ``i``."""
+    name = _item_name(i, item)
+    if audio.long_file_seconds(item) is not None:
+        return audio.stream_windows(item, plan.sample_rate, plan.window_samples, block=block, name=name, padding=plan.padding)
+    return (audio.windows(audio.prepare(item, plan.sample_rate, sample_rate, name=name), plan.window_samples, plan.padding),)
+
+
 def _prepared(
     items: Sequence[Any],
     idx: list[int],
@@ -75,17 +85,13 @@ def _prepared(
     ``capture``, an item that fails to decode yields its exception instead of raising it.
     ``windowing(i, item)``, when given, makes an item's windows in place of the plan's own.
     """
-    rate, length, padding = plan.sample_rate, plan.window_samples, plan.padding
 
     def work(i: int) -> Iterable[np.ndarray] | Exception:
-        name = _item_name(i, items[i])
         try:
             if windowing is not None:
                 made = windowing(i, items[i])
                 return (made,) if isinstance(made, np.ndarray) else made
-            if audio.long_file_seconds(items[i]) is not None:
-                return audio.stream_windows(items[i], rate, length, block=block, name=name, padding=padding)
-            return (audio.windows(audio.prepare(items[i], rate, sample_rate, name=name), length, padding),)
+            return item_windows(items[i], i, plan, sample_rate, block)
         except Exception as err:
             if capture:
                 return err

@@ -42,7 +42,7 @@ import soundfile as sf
 import torch
 
 from .audio import describe, window_spans
-from .batching import normalize_rows
+from .batching import WindowPlan, item_windows, normalize_rows
 from .devices import resolve_device
 from .embed_ray import RayOptions
 from .encoder import Encoder, add_runtime_arguments
@@ -196,7 +196,12 @@ def _plan(out: Path, inputs: pd.DataFrame, shard_size: int, model_name: str, fin
     return plan
 
 
-def _embed_shard(encoder: Encoder, rows: pd.DataFrame, k: int, out: Path, *, windows: bool, on_error: str) -> tuple[int, int]:
+def _embed_shard(
+    encoder: Encoder, rows: pd.DataFrame, k: int, out: Path, *, windows: bool, on_error: str, decoded: list[Any] | None = None
+) -> tuple[int, int]:
+    """Write shard ``k`` of ``rows``. ``decoded``: each file's windows (an array), the error that
+    reading it raised, or None (a long file, streamed here), as :func:`skclap.batching.item_windows`
+    gave them in another process; without it the encoder reads the files itself."""
     paths = list(rows["path"])
     errors: list[tuple[str, str, str]] = []
     per_window: dict[int, np.ndarray] = {}
@@ -210,7 +215,19 @@ def _embed_shard(encoder: Encoder, rows: pd.DataFrame, k: int, out: Path, *, win
             message = message[len(prefix) :].lstrip(": ")
         errors.append((paths[i], type(err).__name__, message))
 
-    emb = encoder.audio(paths, on_error=record if on_error == "skip" else None, window_sink=lambda i, w: per_window.__setitem__(i, w))
+    windowing = None
+    if decoded is not None:
+        plan = WindowPlan.of(encoder.model)
+
+        def windowing(i: int, path: Any) -> Any:
+            got = decoded[i]
+            if isinstance(got, Exception):
+                raise got
+            return item_windows(path, i, plan, block=encoder.batch_size) if got is None else got
+
+    emb = encoder.audio(
+        paths, on_error=record if on_error == "skip" else None, window_sink=lambda i, w: per_window.__setitem__(i, w), windowing=windowing
+    )
     ok = [i for i in range(len(paths)) if i in per_window]
     info: dict[int, tuple[float, int]] = {}
     for i in ok:
@@ -266,16 +283,24 @@ def _embed_shard(encoder: Encoder, rows: pd.DataFrame, k: int, out: Path, *, win
 
 
 def _write_shard(
-    encoder: Encoder, inputs: pd.DataFrame, k: int, *, out: Path, shard_size: int, windows: bool, on_error: str
+    encoder: Encoder,
+    inputs: pd.DataFrame,
+    k: int,
+    decoded: list[Any] | None = None,
+    *,
+    out: Path,
+    shard_size: int,
+    windows: bool,
+    on_error: str,
 ) -> tuple[int, int]:
-    """Shard ``k``'s files, or, where an earlier attempt wrote them (a retried Ray task), its counts:
-    ``(rows, errors)``."""
+    """Shard ``k``'s files (from its files' ``decoded`` windows where given: :func:`_embed_shard`),
+    or, where an earlier attempt wrote them (a retried Ray task), its counts: ``(rows, errors)``."""
     if _part(out, "shard", k).is_file():
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(_part(out, "shard", k)).metadata.num_rows, len(pd.read_csv(_part(out, "errors", k)))
     rows = inputs.iloc[k * shard_size : (k + 1) * shard_size].reset_index(drop=True)
-    return _embed_shard(encoder, rows, k, out, windows=windows, on_error=on_error)
+    return _embed_shard(encoder, rows, k, out, windows=windows, on_error=on_error, decoded=decoded)
 
 
 def _finish(out: Path, plan: dict, n_shards: int) -> bool:
@@ -372,7 +397,16 @@ def embed_collection(
         from .embed_ray import embed_shards
 
         run = {"model": model, "device": device, "precision": precision, "batch_size": batch_size, "workers": decode_workers}
-        done = embed_shards(inputs, pending, encoder.audio_fingerprint, {**run, "progress": progress}, write, ray or RayOptions())
+        done = embed_shards(
+            inputs,
+            pending,
+            encoder.audio_fingerprint,
+            {**run, "progress": progress},
+            write,
+            ray or RayOptions(),
+            WindowPlan.of(clap),
+            shard_size,
+        )
     else:
         done = [(k, *write(encoder, inputs, k)) for k in pending]
     for k, got, bad in done:

@@ -2,12 +2,15 @@
 Ray cluster (``skclap embed --engine ray``).
 
 A pure map, as clip-retrieval distributes inference: the run's pending shards are a dataset, each
-shard one row; an actor pool holds the model (one actor per GPU where the cluster has GPUs, CPU
-actors otherwise), and an actor turns a shard into its files exactly as a single process does
-(the function :mod:`skclap.embed` gives it: decoding threads ahead of the model, unreadable files skipped
-and listed, the ``embeddings`` file renamed into place last). A shard that is written is never
-written again, so a killed run resumes from the shards it lacks, and an actor that dies has its
-shard retried on a restarted actor, which rewrites it from its start.
+shard one row (its files). CPU tasks decode and window each shard's files
+(:func:`skclap.batching.item_windows`, the single process's own reading; a file that cannot be read
+carries its error along); an actor pool holds the model (one actor per GPU where the cluster has
+GPUs, CPU actors otherwise), and an actor turns a decoded shard into its files exactly as a single
+process does (the function :mod:`skclap.embed` gives it: unreadable files skipped and listed, files
+longer than :data:`skclap.audio.STREAM_SECONDS` streamed by the actor itself, the ``embeddings``
+file renamed into place last). A shard that is written is never written again, so a killed run
+resumes from the shards it lacks, and an actor that dies has its shard retried on a restarted
+actor, which rewrites it from its start.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+
+from .batching import WindowPlan, item_windows
 
 __all__ = ["RayOptions", "ShardWriter", "embed_shards"]
 
@@ -45,9 +50,32 @@ def _ray() -> Any:
     return ray
 
 
-#: Writes shard ``k`` of the inputs with an encoder, or reads its counts where an earlier attempt
-#: wrote it: ``(encoder, inputs, k) -> (rows, errors)`` (the single-process path's own function).
-ShardWriter = Callable[[Any, pd.DataFrame, int], tuple[int, int]]
+#: Writes shard ``k`` of the inputs with an encoder from its files' decoded windows, or reads its
+#: counts where an earlier attempt wrote it: ``(encoder, inputs, k, decoded) -> (rows, errors)`` (the
+#: single-process path's own function).
+ShardWriter = Callable[[Any, pd.DataFrame, int, list], tuple[int, int]]
+#: Logical CPUs a decoding task asks of Ray: several decode beside each model actor.
+DECODE_CPUS = 0.5
+
+
+class _Decoded:
+    """A shard's decoded files, handed from a decoding task to a model actor as one object: each
+    file's windows, the error reading it raised, or None (a long file, streamed by the actor)."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+
+def _decode_shard(row: dict[str, Any], plan: WindowPlan) -> dict[str, Any]:
+    """One CPU task: shard ``row["shard"]``'s files read and windowed as the single process reads them."""
+    items: list[Any] = []
+    for i, path in enumerate(row["paths"]):
+        try:
+            chunks = item_windows(str(path), i, plan)
+            items.append(chunks[0] if isinstance(chunks, tuple) else None)  # a long file's lazy stream: read by the actor
+        except Exception as err:  # carried to the actor, which lists it as the single process does
+            items.append(err)
+    return {"shard": row["shard"], "decoded": _Decoded(items)}
 
 
 class _ShardEmbedder:
@@ -74,7 +102,7 @@ class _ShardEmbedder:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        counts = [self.write(self.encoder, self.inputs, int(k)) for k in batch["shard"]]
+        counts = [self.write(self.encoder, self.inputs, int(k), d.items) for k, d in zip(batch["shard"], batch["decoded"])]
         return {
             "shard": np.asarray(batch["shard"]),
             "rows": np.asarray([c[0] for c in counts]),
@@ -83,11 +111,19 @@ class _ShardEmbedder:
 
 
 def embed_shards(
-    inputs: pd.DataFrame, shards: list[int], fingerprint: str, settings: dict[str, Any], write: ShardWriter, options: RayOptions
+    inputs: pd.DataFrame,
+    shards: list[int],
+    fingerprint: str,
+    settings: dict[str, Any],
+    write: ShardWriter,
+    options: RayOptions,
+    plan: WindowPlan,
+    shard_size: int,
 ) -> list[tuple[int, int, int]]:
-    """Embed ``shards`` of ``inputs`` on Ray, each by ``write``; return ``(shard, rows, errors)``
-    for each. ``settings``: the Encoder's (model, device, precision, batch_size, workers) and
-    ``progress``; ``fingerprint``: the run's model, which every actor's must be."""
+    """Embed ``shards`` (of ``shard_size`` files) of ``inputs`` on Ray: decoded by ``plan`` in CPU
+    tasks, each written by ``write`` in an actor; return ``(shard, rows, errors)`` for each.
+    ``settings``: the Encoder's (model, device, precision, batch_size, workers) and ``progress``;
+    ``fingerprint``: the run's model, which every actor's must be."""
     ray = _ray()
     if not shards:
         return []
@@ -106,9 +142,15 @@ def embed_shards(
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         actors = options.actors or max(1, gpus)
-        cpus = options.cpus_per_actor or max(1.0, float(resources.get("CPU", 1)) / actors)
-        settings = {**settings, "threads": max(1, int(cpus))}
-        data = ray.data.from_items([{"shard": k} for k in shards], override_num_blocks=len(shards))
+        share = float(resources.get("CPU", 1)) / actors
+        # an actor leaves room for decoding tasks beside it (on a GPU it needs one CPU), and
+        # computes on its share of the machine's cores
+        cpus = options.cpus_per_actor or (1.0 if gpus else max(DECODE_CPUS, share - DECODE_CPUS))
+        settings = {**settings, "threads": max(1, int(cpus if gpus else share))}
+        paths = list(inputs["path"])
+        rows = [{"shard": k, "paths": paths[k * shard_size : (k + 1) * shard_size]} for k in shards]
+        data = ray.data.from_items(rows, override_num_blocks=len(shards))
+        data = data.map(_decode_shard, fn_kwargs={"plan": plan}, num_cpus=DECODE_CPUS)
         done = data.map_batches(
             _ShardEmbedder,
             batch_size=1,

@@ -164,3 +164,23 @@ def test_a_killed_actor_has_its_shard_redone(inputs, single, tmp_path):
     assert run.returncode == 0, stderr[-3000:]
     assert "complete" in stdout
     _same_collection(single, out)
+
+
+def test_a_decoding_task_reads_a_shard_as_the_single_process_does(inputs, tmp_path):
+    """The CPU stage's output, without a cluster: each file's windows as the loop reads them, an
+    unreadable file's error naming it by its place in the shard, and None for a file long enough
+    to be streamed (the actor reads it)."""
+    from skclap.audio import STREAM_SECONDS
+    from skclap.batching import WindowPlan, item_windows
+    from skclap.checkpoints import resolve_model
+    from skclap.embed_ray import _decode_shard
+
+    plan = WindowPlan.of(resolve_model("skclap-instruments", "cpu"))
+    long_file = tmp_path / "long.flac"
+    sf.write(long_file, np.zeros(int((STREAM_SECONDS + 1) * 8000), np.float32), 8000)
+    good, bad = inputs / "clip-03.flac", inputs / "clip-99.wav"
+    got = _decode_shard({"shard": 7, "paths": [str(good), str(bad), str(long_file)]}, plan)
+    assert got["shard"] == 7
+    windows, error, streamed = got["decoded"].items
+    np.testing.assert_array_equal(windows, next(iter(item_windows(str(good), 0, plan))))
+    assert isinstance(error, Exception) and str(error).startswith(f"item 1 ({str(bad)!r})") and streamed is None
