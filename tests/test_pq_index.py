@@ -106,6 +106,23 @@ def test_a_search_reads_rows_without_mapping_the_shards(collection):
     assert len(resident) == 3 and sum(resident.values()) == 0  # mapped (for exact search), never read through
 
 
+def test_the_search_service_reads_the_index(collection):
+    """``skclap serve``'s service on a collection with an IVF-PQ index: it says so, its answers are
+    exact search's (every partition read), similar-to-a-row leaves the row out, and filters keep
+    only the matching rows."""
+    from skclap.search_service import SearchService
+
+    with SearchService(collection, index="faiss-pq", device="cpu") as pq, SearchService(collection, index="exact", device="cpu") as exact:
+        assert pq.info()["index"] == "faiss-pq" and exact.info()["index"] == "exact"
+        pq.collection.pq.nprobe = PARTITIONS
+        got, want = pq.search("a trumpet", k=5), exact.search("a trumpet", k=5)
+        assert [r["path"] for r in got["results"]] == [r["path"] for r in want["results"]]
+        like = pq.similar(17, k=5)["results"]
+        assert [r["id"] for r in like] == [r["id"] for r in exact.similar(17, k=5)["results"]] and 17 not in [r["id"] for r in like]
+        kept = pq.search("a trumpet", k=5, filters=["instrument:organ"])["results"]
+        assert kept and {r["instrument"] for r in kept} == {"organ"}
+
+
 def test_a_stale_or_corrupt_index_is_named(collection, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(collection, other)
