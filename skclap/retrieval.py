@@ -361,8 +361,15 @@ def search(
         return pd.DataFrame(coll.hits(query if like is None else like, scores, ids, q))
     likes = list(like) if isinstance(like, (list, tuple)) else [like]
     scores, ids = coll.topk(q, min(k + 1, len(coll)), filters=filters)
-    rows = {p: r for r, p in enumerate(coll.table["path"].astype(str))}
-    own = [rows.get(str(Path(p).expanduser().absolute()), -2) if isinstance(p, (str, os.PathLike)) else -2 for p in likes]
+
+    def own_row(p: Any) -> int:
+        """The row of a file of the collection (-2: not one of its files)."""
+        if not isinstance(p, (str, os.PathLike)):
+            return -2
+        found = np.flatnonzero(coll.column_mask("path", [str(Path(p).expanduser().absolute())]))
+        return int(found[0]) if len(found) else -2
+
+    own = [own_row(p) for p in likes]
     keep = [np.flatnonzero(ids[i] != own[i])[:k] for i in range(len(likes))]
     width = min(len(kept) for kept in keep)
     scores = np.stack([scores[i, kept[:width]] for i, kept in enumerate(keep)])
