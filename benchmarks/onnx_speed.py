@@ -4,8 +4,9 @@
 
 For each model: windows a second through ``encode_audio`` in torch float32, in torch bfloat16 where
 the CPU computes it natively (skipped elsewhere: emulated, it is hundreds of times slower), through
-``audio.onnx`` in onnxruntime (float32), and through the int8 export (``quantize="int8"``, calibrated
-on 34 user-played clips), on the same windows (user-played TimGM6mb clips, cut into the model's
+``audio.onnx`` in onnxruntime (float32), and through the int8 exports (``quantize="int8"``, calibrated
+on 34 user-played clips; one per ``--float-layers`` count of leading convolutions kept float32), on
+the same windows (user-played TimGM6mb clips, cut into the model's
 windows), with the same threads. ``preset:`` models have random weights: speed does not depend on
 them, the int8 graph's accuracy does, so it is measured on the bundled model only: the cosine of
 each clip's int8 vector to its float32 one, and zero-shot naming of ``--accuracy-clips`` other
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=24)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--float-layers", default="1,5", help="int8 exports, one per count of leading convolutions kept float32")
     ap.add_argument("--accuracy-clips", type=int, default=340, help="user-played clips for the int8 accuracy rows (0: none)")
     args = ap.parse_args()
 
@@ -106,26 +108,22 @@ def main() -> None:
                 f"{fp32 / onnx:.2f} x torch fp32; max |difference| {diff:.1e}",
             )
         )
-        try:
-            out8 = export_onnx(model, Path(tempfile.mkdtemp()) / "int8", quantize="int8", calibration=played.items())
-        except RuntimeError as err:  # random weights can fail the int8 graph's own check
-            rows.append((f"{name}: onnxruntime int8", "refused", str(err)))
-            continue
-        int8 = ort.InferenceSession(str(out8 / "audio.onnx"), opts, providers=["CPUExecutionProvider"])
-        q = median_seconds(partial(run_onnx, int8, wins, b), args.repeats)
-        rows.append(
-            (
-                f"{name}: onnxruntime int8",
-                f"{len(wins) / q:.2f} windows/s",
-                f"{onnx / q:.2f} x onnxruntime fp32, {fp32 / q:.2f} x torch fp32",
-            )
-        )
-        if args.accuracy_clips and not name.startswith("preset:"):
-            rows += int8_accuracy(name, out, out8, args.accuracy_clips)
+        for keep in (int(x) for x in args.float_layers.split(",")):
+            label = f"{name}: onnxruntime int8, {keep} float32 conv{'s' if keep > 1 else ''}"
+            try:
+                out8 = export_onnx(model, Path(tempfile.mkdtemp()) / "int8", quantize="int8", calibration=played.items(), float_layers=keep)
+            except RuntimeError as err:  # random weights can fail the int8 graph's own check
+                rows.append((label, "refused", str(err)))
+                continue
+            int8 = ort.InferenceSession(str(out8 / "audio.onnx"), opts, providers=["CPUExecutionProvider"])
+            q = median_seconds(partial(run_onnx, int8, wins, b), args.repeats)
+            rows.append((label, f"{len(wins) / q:.2f} windows/s", f"{onnx / q:.2f} x onnxruntime fp32, {fp32 / q:.2f} x torch fp32"))
+            if args.accuracy_clips and not name.startswith("preset:"):
+                rows += int8_accuracy(label, out, out8, args.accuracy_clips)
     print_table(rows)
 
 
-def int8_accuracy(name: str, fp32: Path, int8: Path, n: int) -> list[tuple[str, str, str]]:
+def int8_accuracy(label: str, fp32: Path, int8: Path, n: int) -> list[tuple[str, str, str]]:
     """Clip vectors of the int8 export against the float32 one, and zero-shot naming by each, on
     user-played clips other than the calibration's (the bundled model's 17 instruments)."""
     from skclap import CLAPEmbedder
@@ -148,8 +146,8 @@ def int8_accuracy(name: str, fp32: Path, int8: Path, n: int) -> list[tuple[str, 
     b, acc_b = embed(int8)
     cos = (a * b).sum(axis=1)
     return [
-        (f"{name}: int8 vs fp32, clip cosine", f"min {cos.min():.4f}, mean {cos.mean():.4f}", f"{n} user-played clips (TimGM6mb, seed 12)"),
-        (f"{name}: zero-shot naming, fp32 / int8", f"{acc_a:.1%} / {acc_b:.1%}", f"{acc_b - acc_a:+.1%}; chance {1 / len(names):.1%}"),
+        (f"{label}: clip cosine to fp32", f"min {cos.min():.4f}, mean {cos.mean():.4f}", f"{n} user-played clips (TimGM6mb, seed 12)"),
+        (f"{label}: zero-shot naming, fp32 / int8", f"{acc_a:.1%} / {acc_b:.1%}", f"{acc_b - acc_a:+.1%}; chance {1 / len(names):.1%}"),
     ]
 
 

@@ -397,7 +397,9 @@ def run_export(args: argparse.Namespace) -> int:
         if not calibration:
             raise SystemExit(f"skclap export: no audio files in {args.calibration}")
     try:
-        out = export_onnx(args.model, args.out, opset=args.opset, quantize=args.quantize, calibration=calibration)
+        out = export_onnx(
+            args.model, args.out, opset=args.opset, quantize=args.quantize, calibration=calibration, float_layers=args.float_layers
+        )
     except (NotImplementedError, RuntimeError) as err:  # a model it cannot export, a graph that fails its check
         raise SystemExit(f"skclap export: {err}") from None
     files = sorted(p.name for p in out.iterdir())
@@ -566,6 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--opset", type=int, default=18, help="the ONNX opset (18: its STFT operator takes the front-end)")
     ex.add_argument("--quantize", choices=["int8"], help="int8 audio graph (static, calibrated on --calibration)")
     ex.add_argument("--calibration", help="audio the model will hear, for --quantize: a folder, a CSV/Parquet manifest or a list file")
+    ex.add_argument(
+        "--float-layers",
+        type=int,
+        default=1,
+        help="with --quantize: the leading convolutions kept float32 (default 1: the one that takes the log-mel)",
+    )
     ex.set_defaults(func=run_export)
     from .extras import EXTRAS
 

@@ -151,6 +151,7 @@ def export_onnx(
     check: bool = True,
     quantize: str | None = None,
     calibration: Sequence[Any] | None = None,
+    float_layers: int = 1,
 ) -> Path:
     """Export ``model`` (a name, a path or a model object: the bundled model, msclap 2022 and 2023, the
     presets, the LAION models, fused or not) to ``out``; returns ``out``. See the module's docstring
@@ -160,9 +161,12 @@ def export_onnx(
     ``quantize="int8"`` writes the audio graph with int8 convolutions and matrix products
     (onnxruntime's static quantisation, per channel), their activation ranges measured on the
     windows of ``calibration`` (audio items as the estimators take them: what the model will hear);
-    the front-end and the first layer stay float32. skclap's own architectures only."""
+    the front-end and the first ``float_layers`` convolutions stay float32 (more of them: closer to
+    the float32 model, less of int8's speed). skclap's own architectures only."""
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
+    if float_layers < 1:
+        raise ValueError(f"float_layers must be 1 or more (the first layer's input is the log-mel itself); got {float_layers}")
     if quantize and not calibration:
         raise ValueError("an int8 export is calibrated on audio: pass calibration=[clips the model will hear]")
     from .backends import LaionCLAP
@@ -209,7 +213,7 @@ def export_onnx(
             _check_export(clap, dest)
         if quantize:
             assert calibration is not None
-            manifest["audio"]["quantized"] = _quantize_audio(clap, dest, calibration)
+            manifest["audio"]["quantized"] = _quantize_audio(clap, dest, calibration, float_layers)
         (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if final.exists():
             final.rmdir()
@@ -248,7 +252,7 @@ def _check_export(clap: Any, dest: Path) -> None:
 INT8_MIN_COSINE = 0.95
 
 
-def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any]) -> dict[str, Any]:
+def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any], float_layers: int = 1) -> dict[str, Any]:
     """Replace ``dest/audio.onnx`` by its static int8 form, calibrated on ``calibration``'s windows;
     return what the manifest records of it (calibration size, cosines to the float32 model)."""
     import onnx
@@ -270,9 +274,11 @@ def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any]) -> dict[s
     pre = dest / "audio.pre.onnx"
     quant_pre_process(str(graph), str(pre), skip_symbolic_shape=True)
     nodes = list(onnx.load(str(pre)).graph.node)
-    first_conv = next(i for i, n in enumerate(nodes) if n.op_type == "Conv")
-    # the front-end (the mel filterbank's product) and the first layer, whose input is the log-mel itself
-    keep = [n.name for n in nodes[: first_conv + 1] if n.op_type in ("Conv", "MatMul", "Gemm")]
+    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
+    last_float = convs[min(float_layers, len(convs)) - 1]
+    # the front-end (the mel filterbank's product) and the first layers, the first of which takes
+    # the log-mel itself
+    keep = [n.name for n in nodes[: last_float + 1] if n.op_type in ("Conv", "MatMul", "Gemm")]
 
     class Windows(CalibrationDataReader):
         def __init__(self) -> None:
@@ -309,7 +315,8 @@ def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any]) -> dict[s
     quantized.replace(graph)
     pre.unlink()
     return {
-        "precision": "int8 (static, per channel; front-end and first layer float32)",
+        "precision": f"int8 (static, per channel; front-end and first {float_layers} convolution(s) float32)",
+        "float_layers": float_layers,
         "calibration_windows": len(wins),
         "min_cosine_calibration": round(float(cos[heard].min()), 4),
         "mean_cosine_calibration": round(float(cos[heard].mean()), 4),

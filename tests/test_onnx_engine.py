@@ -191,6 +191,13 @@ def test_refuses_what_it_cannot_run(bundled, tmp_path):
         )
 
 
+def _float_convs(graph) -> int:  # noqa: ANN001
+    """Convolutions whose weights are a float32 tensor of the graph (a quantised one's come through
+    a DequantizeLinear node)."""
+    floats = {t.name for t in graph.graph.initializer if t.data_type == 1}  # onnx.TensorProto.FLOAT
+    return sum(1 for n in graph.graph.node if n.op_type == "Conv" and n.input[1] in floats)
+
+
 def test_an_int8_export_is_calibrated_and_stays_close(tmp_path, played):
     """``--quantize int8``: int8 convolutions calibrated on other clips than the test's; the engine's
     clip vectors stay near the torch model's (a broken quantisation gives cosines near zero), and
@@ -211,11 +218,19 @@ def test_an_int8_export_is_calibrated_and_stays_close(tmp_path, played):
     graph = onnx.load(str(out / "audio.onnx"))
     int8 = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert len(int8) >= 10  # the convolutions' weights
+    assert _float_convs(graph) == 1 and record["float_layers"] == 1  # the first layer: it takes the log-mel
     expected = _embedder("skclap-instruments").fit_transform(played.items())
     got = _embedder(out, engine="onnxruntime").fit_transform(played.items())
     cosines = (got * expected).sum(axis=1)
     assert cosines.min() >= 0.95 and cosines.mean() >= 0.99
     assert np.abs(got - expected).max() > TOLERANCE  # it is another graph than the float32 one
+    more = tmp_path / "int8-3"
+    assert (
+        main(["export", "skclap-instruments", str(more), "--quantize", "int8", "--calibration", str(calibration), "--float-layers", "3"])
+        == 0
+    )
+    assert _float_convs(onnx.load(str(more / "audio.onnx"))) == 3
+    assert json.loads((more / MANIFEST).read_text())["audio"]["quantized"]["float_layers"] == 3
     with pytest.raises(SystemExit, match="--calibration"):
         main(["export", "skclap-instruments", str(tmp_path / "none"), "--quantize", "int8"])
     with pytest.raises(ValueError, match="calibrated on audio"):
