@@ -386,6 +386,10 @@ def run_export(args: argparse.Namespace) -> int:
     from .onnx_export import export_onnx
 
     calibration = None
+    if args.float_layers != 1 and not args.quantize:
+        raise SystemExit("skclap export: --float-layers goes with --quantize int8")
+    if args.float_layers < 1:
+        raise SystemExit(f"skclap export: --float-layers must be 1 or more (the first layer takes the log-mel); got {args.float_layers}")
     if args.quantize:
         if not args.calibration:
             raise SystemExit(

@@ -35,7 +35,8 @@ RETRIES = 3
 class RayOptions:
     """Where and how wide: ``address`` (None: ``RAY_ADDRESS``, or a local cluster of this machine's
     CPUs), ``actors`` (None: one per GPU, or one on a cluster without GPUs), ``cpus_per_actor``
-    (None: the cluster's CPUs shared among the actors)."""
+    (None: one on a GPU, else the cluster's CPUs shared among the actors, less
+    :data:`DECODE_CPUS` kept for the decoding tasks)."""
 
     address: str | None = None
     actors: int | None = None
@@ -142,11 +143,17 @@ def embed_shards(
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         actors = options.actors or max(1, gpus)
-        share = float(resources.get("CPU", 1)) / actors
-        # an actor leaves room for decoding tasks beside it (on a GPU it needs one CPU), and
-        # computes on its share of the machine's cores
-        cpus = options.cpus_per_actor or (1.0 if gpus else max(DECODE_CPUS, share - DECODE_CPUS))
-        settings = {**settings, "threads": max(1, int(cpus if gpus else share))}
+        total = float(resources.get("CPU", 1))
+        # the actors leave room for a decoding task at least (on a GPU an actor needs one CPU), and
+        # a CPU actor computes on its share of the machine's cores
+        room = (total - DECODE_CPUS) / actors
+        cpus = options.cpus_per_actor or (min(1.0, room) if gpus else room)
+        if cpus <= 0 or actors * cpus + DECODE_CPUS > total:
+            raise ValueError(
+                f"{actors} actors of {cpus:g} CPUs leave no room on a cluster of {total:g} CPUs for the tasks that decode "
+                f"({DECODE_CPUS:g} CPU each): fewer actors (--ray-actors) or fewer CPUs each"
+            )
+        settings = {**settings, "threads": max(1, int(cpus if gpus else total / actors))}
         paths = list(inputs["path"])
         rows = [{"shard": k, "paths": paths[k * shard_size : (k + 1) * shard_size]} for k in shards]
         data = ray.data.from_items(rows, override_num_blocks=len(shards))

@@ -275,7 +275,8 @@ def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any], float_lay
     quant_pre_process(str(graph), str(pre), skip_symbolic_shape=True)
     nodes = list(onnx.load(str(pre)).graph.node)
     convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
-    last_float = convs[min(float_layers, len(convs)) - 1]
+    float_layers = min(float_layers, len(convs))
+    last_float = convs[float_layers - 1]
     # the front-end (the mel filterbank's product) and the first layers, the first of which takes
     # the log-mel itself
     keep = [n.name for n in nodes[: last_float + 1] if n.op_type in ("Conv", "MatMul", "Gemm")]

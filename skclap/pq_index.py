@@ -70,8 +70,8 @@ def build_pq_index(
     meta = read_meta(root)
     rows = _shard_rows(root, meta)
     n, dim = len(rows), rows.dim
-    if n == 0:
-        raise ValueError(f"{os.fspath(directory)!r} holds no embeddings")
+    if n < 256:  # 8-bit codes: 256 centroids per sub-vector to train
+        raise ValueError(f"{os.fspath(directory)!r} holds {n} rows; an IVF-PQ index needs 256 or more (exact search suits so few)")
     auto_p, auto_s = index_parameters(n, dim)
     partitions, sub_vectors = partitions or auto_p, sub_vectors or auto_s
     if dim % sub_vectors:
@@ -100,7 +100,7 @@ class PQIndex:
     """A collection's IVF-PQ index, memory-mapped and opened once for many queries (``nprobe``
     partitions scanned, ``refine`` times ``k`` candidates re-ranked by their full vectors)."""
 
-    def __init__(self, directory: str | os.PathLike, nprobe: int = NPROBE, refine: int = REFINE) -> None:
+    def __init__(self, directory: str | os.PathLike, nprobe: int = NPROBE, refine: int = REFINE, rows: ShardRows | None = None) -> None:
         faiss = _faiss()
         root = Path(directory)
         path = root / PQ_INDEX_NAME
@@ -108,7 +108,7 @@ class PQIndex:
             raise FileNotFoundError(
                 f"{os.fspath(root)!r} has no {PQ_INDEX_NAME}: skclap index {os.fspath(root)} --store faiss-pq writes it"
             )
-        self.rows = _shard_rows(root, read_meta(root))
+        self.rows = rows if rows is not None else _shard_rows(root, read_meta(root))
         try:
             self.index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError as err:
@@ -131,8 +131,7 @@ class PQIndex:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
-        params = faiss.SearchParametersIVF()
-        params.nprobe = self.nprobe
+        selector = None  # kept here while the search runs: faiss holds only a pointer to it
         if allowed is not None:
             allowed = np.unique(np.asarray(allowed, dtype=np.int64))
             if len(allowed) <= EXACT_BELOW:
@@ -144,7 +143,8 @@ class PQIndex:
             mask = np.zeros(len(self.rows), dtype=bool)
             mask[allowed] = True
             bits = np.packbits(mask, bitorder="little")  # faiss's bitmap: bit (i & 7) of byte i >> 3
-            params.sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+            selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+        params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=selector) if selector else faiss.SearchParametersIVF(nprobe=self.nprobe)
         _, candidates = self.index.search(queries, min(self.refine * k, len(self.rows)), params=params)
         for i, cand in enumerate(candidates):
             cand = cand[cand >= 0]

@@ -197,7 +197,7 @@ class Collection:
         if index == "faiss-pq":
             from .pq_index import PQIndex
 
-            self.pq = PQIndex(self.root, **({"nprobe": nprobe} if nprobe else {}))
+            self.pq = PQIndex(self.root, rows=self.rows, **({"nprobe": nprobe} if nprobe else {}))
         if index == "lance":
             from .lance_store import LanceIndex
 
@@ -305,9 +305,7 @@ class Collection:
         for i in range(len(rows)):
             rec = {}
             for c, values in taken.items():
-                v = values[i]
-                v = v.item() if isinstance(v, np.generic) else v
-                rec[c] = None if v is pd.NA or (isinstance(v, float) and not np.isfinite(v)) else v
+                rec[c] = _plain(values[i])
             out.append(rec)
         return out
 
@@ -324,6 +322,20 @@ class Collection:
                 extra = {"segment_start": seg[0], "segment_end": seg[1]} if seg is not None else {}
                 out.append({"query": os.fspath(name), "rank": rank, "score": score, "id": row, **record, **extra})
         return out
+
+
+def _plain(v: Any) -> Any:
+    """A metadata value as plain Python: missing (NaN, NA, NaT) as None, numpy scalars as numbers,
+    pandas times as datetime / timedelta."""
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    if pd.api.types.is_scalar(v) and pd.isna(v):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    if isinstance(v, pd.Timedelta):
+        return v.to_pytimedelta()
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def search(

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ShardRows"]
+__all__ = ["MAX_OPEN", "ShardRows"]
+
+#: Shard files kept open at once (the least recently read beyond it are closed): a collection of
+#: thousands of shards stays under the process's limit on open files.
+MAX_OPEN = 128
 
 
 def _npy_layout(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
@@ -30,10 +35,24 @@ def _npy_layout(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
     return offset, shape, dtype
 
 
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    """``size`` bytes at ``offset``, over as many reads as the kernel needs (it returns at most about
+    2 GiB a call, a network filesystem less); fewer only at the end of the file."""
+    parts, got = [], 0
+    while got < size:
+        part = os.pread(fd, size - got, offset + got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 class ShardRows:
     """The rows of a matrix stored as ``.npy`` shards (in row order), read by global row id.
 
-    Files are opened on first use and kept open; reads are positional, so threads may share it.
+    Files are opened on first use; at most :data:`MAX_OPEN` stay open, and one is closed only when
+    no read is using it. Reads are positional, so threads may share an instance.
     """
 
     def __init__(self, paths: list[Path]) -> None:
@@ -45,20 +64,30 @@ class ShardRows:
             raise ValueError(f"the shards' widths differ: {sorted(dims)}")
         self.dim = dims.pop() if dims else 0
         self._layouts = layouts
-        self._fds: dict[int, int] = {}
+        self._open: OrderedDict[int, int] = OrderedDict()  # shard -> fd, least recently used first
+        self._using: dict[int, int] = {}  # shard -> reads in progress
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def _fd(self, shard: int) -> int:
+    def _acquire(self, shard: int) -> int:
         with self._lock:
-            if shard not in self._fds:
+            fd = self._open.get(shard)
+            if fd is None:
                 fd = os.open(self.paths[shard], os.O_RDONLY)
                 if hasattr(os, "posix_fadvise"):
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
-                self._fds[shard] = fd
-            return self._fds[shard]
+                self._open[shard] = fd
+            self._open.move_to_end(shard)
+            self._using[shard] = self._using.get(shard, 0) + 1
+            for old in [s for s in self._open if not self._using.get(s)][: max(0, len(self._open) - MAX_OPEN)]:
+                os.close(self._open.pop(old))
+            return fd
+
+    def _release(self, shard: int) -> None:
+        with self._lock:
+            self._using[shard] -= 1
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """float32 ``(len(rows), dim)``: the given row ids' vectors, in that order."""
@@ -82,7 +111,11 @@ class ShardRows:
             width = self.dim * dtype.itemsize
             first, last = int(ordered[i] - self.offsets[s]), int(ordered[j - 1] - self.offsets[s])
             size = (last - first + 1) * width
-            data = os.pread(self._fd(s), size, offset + first * width)
+            fd = self._acquire(s)
+            try:
+                data = _pread_all(fd, size, offset + first * width)
+            finally:
+                self._release(s)
             if len(data) < size:
                 raise OSError(f"{os.fspath(self.paths[s])!r} is shorter than its header says (truncated?): row {last} cannot be read")
             block = np.frombuffer(data, dtype=dtype).reshape(-1, self.dim)
@@ -91,10 +124,10 @@ class ShardRows:
         return out
 
     def close(self) -> None:
+        """Close the files no read is using."""
         with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            for shard in [s for s in self._open if not self._using.get(s)]:
+                os.close(self._open.pop(shard))
 
     def __del__(self) -> None:
         try:

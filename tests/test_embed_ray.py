@@ -166,6 +166,18 @@ def test_a_killed_actor_has_its_shard_redone(inputs, single, tmp_path):
     _same_collection(single, out)
 
 
+def test_actors_that_leave_no_cpu_for_decoding_are_refused(inputs, tmp_path):
+    """Actors reserving every CPU of the cluster would leave the decoding tasks unscheduled (a run
+    that never ends): refused, naming the options."""
+    from skclap.embed_ray import RayOptions
+
+    with pytest.raises(ValueError, match="--ray-actors"):
+        embed_collection(
+            inputs, tmp_path / "emb", "skclap-instruments", shard_size=SHARD, progress=False, device="cpu",
+            engine="ray", ray=RayOptions(actors=2, cpus_per_actor=1.0),
+        )  # fmt: skip
+
+
 def test_a_decoding_task_reads_a_shard_as_the_single_process_does(inputs, tmp_path):
     """The CPU stage's output, without a cluster: each file's windows as the loop reads them, an
     unreadable file's error naming it by its place in the shard, and None for a file long enough

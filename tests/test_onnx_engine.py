@@ -233,5 +233,21 @@ def test_an_int8_export_is_calibrated_and_stays_close(tmp_path, played):
     assert json.loads((more / MANIFEST).read_text())["audio"]["quantized"]["float_layers"] == 3
     with pytest.raises(SystemExit, match="--calibration"):
         main(["export", "skclap-instruments", str(tmp_path / "none"), "--quantize", "int8"])
+    with pytest.raises(SystemExit, match="goes with --quantize"):
+        main(["export", "skclap-instruments", str(tmp_path / "none"), "--float-layers", "3"])
+    with pytest.raises(SystemExit, match="1 or more"):
+        main(
+            [
+                "export",
+                "skclap-instruments",
+                str(tmp_path / "none"),
+                "--quantize",
+                "int8",
+                "--calibration",
+                str(calibration),
+                "--float-layers",
+                "0",
+            ]
+        )
     with pytest.raises(ValueError, match="calibrated on audio"):
         export_onnx("skclap-instruments", tmp_path / "none", quantize="int8")

@@ -57,6 +57,17 @@ def test_rows_read_by_id_are_the_matrix_rows(collection, tmp_path):
     assert rows.take([]).shape == (0, whole.shape[1])
     with pytest.raises(IndexError):
         rows.take([300])
+    few = ShardRows(shards)
+    few_open = 2
+    import skclap.rows
+
+    skclap.rows.MAX_OPEN, kept = few_open, skclap.rows.MAX_OPEN
+    try:
+        for ids in ([0, 130, 290], [5, 299], [200, 1]):  # every shard, twice
+            np.testing.assert_array_equal(few.take(ids), whole[ids])
+            assert len(few._open) <= few_open  # the least recently read closed
+    finally:
+        skclap.rows.MAX_OPEN = kept
     cut = tmp_path / shards[-1].name
     cut.write_bytes(shards[-1].read_bytes()[:-1000])  # the header still says 44 rows
     with pytest.raises(OSError, match=cut.name):
@@ -138,6 +149,43 @@ def test_a_stale_or_corrupt_index_is_named(collection, tmp_path):
     (other / "index-ivfpq.faiss").write_bytes(b"IxPQ" + bytes(200))
     with pytest.raises(OSError, match="index-ivfpq.faiss"):
         PQIndex(other)
+    record["shards"] = record["shards"][:1]
+    record["n_embedded"] = record["shards"][0]["rows"]
+    (other / "embeddings.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="256 or more"):
+        build_pq_index(other)
+
+
+def test_records_are_plain_python_values(collection):
+    """A hit's metadata as JSON takes it, whatever the column's type: missing values as None, times
+    as datetime and timedelta, numbers as Python numbers."""
+    import datetime
+    import json
+
+    coll = Collection(collection, index="exact")
+    n = len(coll)
+    coll.table = pd.DataFrame(
+        {
+            "path": [f"clip-{i}" for i in range(n)],
+            "recorded": pd.to_datetime(["2024-05-01"] * (n - 1) + [None]),
+            "length": pd.to_timedelta([1.5] * (n - 1) + [None], unit="s"),
+            "take": pd.array([1] * (n - 1) + [None], dtype="Int64"),
+            "gain": [0.5] * (n - 1) + [float("nan")],
+            "note": ["soft"] * (n - 1) + [None],
+        }
+    )
+    first, last = coll.records([0, n - 1])
+    assert first == {
+        "path": "clip-0",
+        "recorded": datetime.datetime(2024, 5, 1),
+        "length": datetime.timedelta(seconds=1.5),
+        "take": 1,
+        "gain": 0.5,
+        "note": "soft",
+    }
+    assert type(first["recorded"]) is datetime.datetime and type(first["take"]) is int and type(first["gain"]) is float
+    assert set(last.values()) == {None, f"clip-{n - 1}"}
+    json.dumps([first, last], default=str)
 
 
 def test_the_commands(collection, capsys):
