@@ -159,6 +159,24 @@ def collection_encoder(coll: Collection, model: Any = None, device: Any = "auto"
     return Encoder(clap, precision=precision, cache=False)
 
 
+def _metadata_table(root: Path, meta: dict) -> pd.DataFrame:
+    """The shards' Parquet columns but the embeddings, one table. Each column is one contiguous
+    Arrow array (text as ``large_string``, whose offsets do not overflow past 2 GiB): taking a
+    hit's rows from it costs microseconds, where a column of many chunks is first joined whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for shard in meta["shards"]:
+        path = root / shard["parquet"]
+        table = pq.read_table(path, columns=[c for c in pq.read_schema(path).names if c != "embedding"])
+        wide = [pa.field(f.name, pa.large_string()) if pa.types.is_string(f.type) else f for f in table.schema]
+        tables.append(table.cast(pa.schema(wide, metadata=table.schema.metadata)))
+    if not tables:
+        return pd.DataFrame(columns=["path"])
+    return pa.concat_tables(tables, promote_options="default").combine_chunks().to_pandas().reset_index(drop=True)
+
+
 class Collection:
     """An embedded collection opened once for many queries: the embeddings memory-mapped, the
     metadata table (no embeddings) in memory, the faiss index and the per-window embeddings (of
@@ -174,17 +192,11 @@ class Collection:
     def __init__(self, directory: str | os.PathLike, index: str = "auto", nprobe: int | None = None) -> None:
         if index not in INDEXES:
             raise ValueError(f"index must be one of {INDEXES}; got {index!r}")
-        import pyarrow.parquet as pq
-
         self.root = Path(directory)
         self.meta = read_meta(self.root)
         self.matrix = read_embeddings(self.root, matrix=True)
         assert isinstance(self.matrix, EmbeddingMatrix)
-        tables = []
-        for shard in self.meta["shards"]:
-            path = self.root / shard["parquet"]
-            tables.append(pq.read_table(path, columns=[c for c in pq.read_schema(path).names if c != "embedding"]).to_pandas())
-        self.table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["path"])
+        self.table = _metadata_table(self.root, self.meta)
         self.offsets = np.cumsum([0] + [s["rows"] for s in self.meta["shards"]])
         self.rows = ShardRows([self.root / s["npy"] for s in self.meta["shards"]])
         if index == "auto":
