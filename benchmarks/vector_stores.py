@@ -57,6 +57,33 @@ def write_collection(root: Path, rows: int, dim: int, block: int) -> float:
     return time.perf_counter() - t
 
 
+def build_stores(root: Path, n: int, dim: int, partitions: int, sub: int, rows: list[tuple[str, str, str]]) -> None:
+    """Both stores from the collection at ``root``, their ingest and build times added to ``rows``."""
+    from skclap.lance_store import build_lance_index, write_lance
+    from skclap.pq_index import build_pq_index
+
+    t = time.perf_counter()
+    write_lance(root)
+    ingest = time.perf_counter() - t
+    rows.append(("LanceDB: ingest", f"{n / ingest:,.0f} rows/s", f"{ingest:.0f} s for {n:,} rows from the collection"))
+    t = time.perf_counter()
+    build_lance_index(root, partitions=partitions, sub_vectors=sub)
+    build = time.perf_counter() - t
+    rows.append(
+        (
+            "LanceDB: IVF-PQ build",
+            f"{build:.0f} s",
+            f"{partitions} partitions, {sub} sub-vectors of 8 bits ({dim // sub} dimensions each)",
+        )
+    )
+    print(f"lance: ingest {ingest:.0f} s, index {build:.0f} s", flush=True)
+    t = time.perf_counter()
+    build_pq_index(root, partitions, sub)
+    faiss_build = time.perf_counter() - t
+    rows.append(("faiss-pq: IVF-PQ build", f"{faiss_build:.0f} s", f"{partitions} cells, {sub} sub-quantizers of 8 bits; written to disk"))
+    print(f"faiss: index {faiss_build:.0f} s", flush=True)
+
+
 def peak_rss_mib() -> int:
     """This process's peak resident memory (VmHWM: since its exec, unlike ru_maxrss, which Linux
     carries over from the parent that forked it)."""
@@ -98,6 +125,9 @@ def main() -> None:
     ap.add_argument("--refine", default="20,50,100", help="candidates re-ranked on full vectors, in multiples of k: one run each")
     ap.add_argument("--sub-vectors", type=int, help="PQ sub-vectors of both stores (default: dim / 8, as skclap index chooses)")
     ap.add_argument("--work", help="folder for the collection and stores (default: a temporary one, removed)")
+    ap.add_argument(
+        "--reuse-indexes", action="store_true", help="with --work: search the stores an earlier run built there (no ingest or build rows)"
+    )
     ap.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -105,8 +135,8 @@ def main() -> None:
         serve_queries(store, root, queries, 10, int(nprobes), int(refine), out)
         return
 
-    from skclap.lance_store import build_lance_index, write_lance
-    from skclap.pq_index import build_pq_index, index_parameters
+    from skclap.layout import LANCE_NAME, PQ_INDEX_NAME
+    from skclap.pq_index import index_parameters
     from skclap.retrieval import exact_topk, read_embeddings
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="skclap-stores-"))
@@ -119,29 +149,11 @@ def main() -> None:
             print(f"wrote {args.rows:,} x {args.dim} vectors in {seconds:.0f} s", flush=True)
         partitions, sub = index_parameters(args.rows, args.dim)
         sub = args.sub_vectors or sub
-        t = time.perf_counter()
-        write_lance(root)
-        ingest = time.perf_counter() - t
-        rows.append(("LanceDB: ingest", f"{args.rows / ingest:,.0f} rows/s", f"{ingest:.0f} s for {args.rows:,} rows from the collection"))
-        t = time.perf_counter()
-        build_lance_index(root, partitions=partitions, sub_vectors=sub)
-        build = time.perf_counter() - t
-        rows.append(
-            (
-                "LanceDB: IVF-PQ build",
-                f"{build:.0f} s",
-                f"{partitions} partitions, {sub} sub-vectors of 8 bits ({args.dim // sub} dimensions each)",
-            )
-        )
-        print(f"lance: ingest {ingest:.0f} s, index {build:.0f} s", flush=True)
-        t = time.perf_counter()
-        build_pq_index(root, partitions, sub)
-        faiss_build = time.perf_counter() - t
-        rows.append(
-            ("faiss-pq: IVF-PQ build", f"{faiss_build:.0f} s", f"{partitions} cells, {sub} sub-quantizers of 8 bits; written to disk")
-        )
-        print(f"faiss: index {faiss_build:.0f} s", flush=True)
-
+        built = (root / LANCE_NAME).is_dir() and (root / PQ_INDEX_NAME).is_file()
+        if args.reuse_indexes and built:
+            print("searching the stores an earlier run built", flush=True)
+        else:
+            build_stores(root, args.rows, args.dim, partitions, sub, rows)
         queries = next(clustered_unit_vectors(args.queries, args.dim, CLUSTERS, seed=2, block=args.queries, centre_seed=CENTRES))
         np.save(work / "queries.npy", queries)
         t = time.perf_counter()
