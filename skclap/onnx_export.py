@@ -151,7 +151,7 @@ def export_onnx(
     check: bool = True,
     quantize: str | None = None,
     calibration: Sequence[Any] | None = None,
-    float_layers: int = 1,
+    float_layers: int = 4,
 ) -> Path:
     """Export ``model`` (a name, a path or a model object: the bundled model, msclap 2022 and 2023, the
     presets, the LAION models, fused or not) to ``out``; returns ``out``. See the module's docstring
@@ -161,8 +161,10 @@ def export_onnx(
     ``quantize="int8"`` writes the audio graph with int8 convolutions and matrix products
     (onnxruntime's static quantisation, per channel), their activation ranges measured on the
     windows of ``calibration`` (audio items as the estimators take them: what the model will hear);
-    the front-end and the first ``float_layers`` convolutions stay float32 (more of them: closer to
-    the float32 model, less of int8's speed). skclap's own architectures only."""
+    the front-end and the first ``float_layers`` convolutions stay float32: by default four (CNN14's
+    first two blocks, on the largest feature maps, whose int8 error reaches the embedding most);
+    fewer are faster and further from the float32 model (docs/onnx.md measures both). skclap's own
+    architectures only."""
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
     if float_layers < 1:
@@ -252,7 +254,7 @@ def _check_export(clap: Any, dest: Path) -> None:
 INT8_MIN_COSINE = 0.95
 
 
-def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any], float_layers: int = 1) -> dict[str, Any]:
+def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any], float_layers: int) -> dict[str, Any]:
     """Replace ``dest/audio.onnx`` by its static int8 form, calibrated on ``calibration``'s windows;
     return what the manifest records of it (calibration size, cosines to the float32 model)."""
     import onnx
