@@ -235,6 +235,11 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    if args.store == "auto":
+        from .retrieval import default_store
+
+        args.store = default_store(args.dir)
+        print(f"store: {args.store} ({'the vectors fit in memory' if args.store == 'faiss' else 'the vectors exceed a quarter of memory'})")
     if args.store == "lance":
         from .lance_store import build_lance_index
 
@@ -510,10 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("dir", help="the output folder of skclap embed")
     ix.add_argument(
         "--store",
-        choices=["faiss", "faiss-pq", "lance"],
-        default="faiss",
+        choices=["auto", "faiss", "faiss-pq", "lance"],
+        default="auto",
         help="faiss: index.faiss (IVF-Flat, in memory); faiss-pq: index-ivfpq.faiss (IVF-PQ, searched from disk); "
-        "lance: collection.lance (IVF-PQ, on disk)",
+        "lance: collection.lance (IVF-PQ, on disk); auto (default): faiss while the vectors take at most a quarter of memory, else faiss-pq",
     )
     ix.add_argument("--nlist", type=int, help="k-means cells (default: 4 * sqrt(rows) for faiss, sqrt(rows) for faiss-pq and lance)")
     ix.set_defaults(func=run_index)

@@ -24,7 +24,17 @@ from .fileio import write_atomic
 from .layout import INDEXES, LANCE_NAME, PQ_INDEX_NAME, read_meta
 from .rows import ShardRows
 
-__all__ = ["Collection", "EmbeddingMatrix", "build_index", "collection_encoder", "exact_topk", "query_vectors", "read_embeddings", "search"]
+__all__ = [
+    "Collection",
+    "EmbeddingMatrix",
+    "build_index",
+    "collection_encoder",
+    "default_store",
+    "exact_topk",
+    "query_vectors",
+    "read_embeddings",
+    "search",
+]
 
 INDEX_NAME = "index.faiss"
 
@@ -131,6 +141,22 @@ def build_index(directory: str | os.PathLike, nlist: int | None = None, train_si
     path = Path(directory) / INDEX_NAME
     write_atomic(path, lambda p: faiss.write_index(index, p))
     return path
+
+
+#: The share of the machine's memory a collection's vectors may take for ``skclap index`` to build
+#: the in-memory IVF-Flat index; beyond it, the IVF-PQ index searched from disk.
+IN_MEMORY_SHARE = 0.25
+
+
+def default_store(directory: str | os.PathLike, memory: int | None = None) -> str:
+    """The index ``skclap index`` builds unless told: "faiss" (IVF-Flat, every vector in memory)
+    while the vectors take at most :data:`IN_MEMORY_SHARE` of ``memory`` (default: this machine's),
+    else "faiss-pq" (searched from disk; benchmarks/vector_stores.py measures it at 10^7 rows)."""
+    meta = read_meta(directory)
+    if memory is None:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 1 << 34
+    size = int(meta["n_embedded"]) * int(meta["dim"]) * 4
+    return "faiss" if size <= IN_MEMORY_SHARE * memory or int(meta["n_embedded"]) < 256 else "faiss-pq"
 
 
 def query_vectors(encoder: Any, query: Any = None, like: Any = None) -> np.ndarray:

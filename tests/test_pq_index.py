@@ -202,6 +202,14 @@ def test_the_commands(collection, capsys):
     assert len(lines) == 3 and all(any(name in line for name in flutes) for line in lines)
 
 
+def test_the_default_store_follows_the_memory_the_vectors_take(collection):
+    from skclap.retrieval import default_store
+
+    size = 300 * read_embeddings(collection, matrix=True).shape[1] * 4
+    assert default_store(collection, memory=4 * size) == "faiss"  # a quarter of memory: IVF-Flat holds them
+    assert default_store(collection, memory=4 * size - 1) == "faiss-pq"
+
+
 def test_index_parameters_follow_the_rows():
     assert index_parameters(10**7, 256) == (3162, 64)
     assert index_parameters(300, 512) == (1, 128)
