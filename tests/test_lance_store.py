@@ -5,12 +5,13 @@ a corrupt table is named."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 
-from skclap import embed_collection, search
+from skclap import search
 from skclap.retrieval import Collection, exact_topk, read_embeddings
+
+from .played_collection import embed_played
 
 lancedb = pytest.importorskip("lancedb")
 
@@ -23,19 +24,7 @@ QUERIES = ["a flute", "a kick drum", "a chord on a piano"]
 def collection(tmp_path_factory):
     """300 user-played clips (enough rows to train 256 PQ centroids), with a manifest's columns:
     the instrument (text) and the take (an integer)."""
-    from skclap.datasets import make_played_set
-
-    root = tmp_path_factory.mktemp("lance")
-    played = make_played_set(300, seed=8)
-    rows = []
-    for i, ((wave, rate), label) in enumerate(zip(played.items(), played.labels)):
-        path = root / "sounds" / f"clip-{i:03d}.flac"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(path, wave, rate)
-        rows.append({"path": str(path), "instrument": label, "take": i % 3})
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    out = root / "emb"
-    embed_collection(root / "manifest.csv", out, "skclap-instruments", shard_size=128, progress=False, device="cpu")
+    out = embed_played(tmp_path_factory.mktemp("lance"), 300, seed=8)
     build_lance_index(out, partitions=4)
     return out
 

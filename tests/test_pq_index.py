@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
-from skclap import embed_collection, search
+from skclap import search
 from skclap.retrieval import Collection, exact_topk, read_embeddings
+
+from .played_collection import embed_played
 
 faiss = pytest.importorskip("faiss")
 
@@ -30,19 +31,7 @@ PARTITIONS = 4
 def collection(tmp_path_factory):
     """300 user-played clips in shards of 128 rows, with a manifest's columns: the instrument (text)
     and the take (an integer)."""
-    from skclap.datasets import make_played_set
-
-    root = tmp_path_factory.mktemp("pq")
-    played = make_played_set(300, seed=9)
-    rows = []
-    for i, ((wave, rate), label) in enumerate(zip(played.items(), played.labels)):
-        path = root / "sounds" / f"clip-{i:03d}.flac"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(path, wave, rate)
-        rows.append({"path": str(path), "instrument": label, "take": i % 3})
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    out = root / "emb"
-    embed_collection(root / "manifest.csv", out, "skclap-instruments", shard_size=128, progress=False, device="cpu")
+    out = embed_played(tmp_path_factory.mktemp("pq"), 300, seed=9)
     build_pq_index(out, partitions=PARTITIONS)
     return out
 
@@ -109,7 +98,7 @@ def test_a_search_reads_rows_without_mapping_the_shards(collection):
     coll.topk(np.asarray(coll.vectors(np.arange(0, 300, 7))), 10)
     resident, mapping = {}, None
     for line in smaps.read_text().splitlines():
-        if "/matrix/part-" in line:
+        if f"{collection}/matrix/part-" in line:  # this collection's (another test's may be mapped too)
             mapping = line.split()[-1]
         elif line.startswith("Rss:") and mapping:
             resident[mapping] = int(line.split()[1])
