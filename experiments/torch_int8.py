@@ -17,6 +17,7 @@ quiet-window gate may leave out of a clip's mean. Speed is benchmarks/onnx_speed
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,9 +28,9 @@ from torch import nn
 class ConvStack(nn.Module):
     """The convolutions, ReLUs and poolings of a folded CNN14 (what is quantised)."""
 
-    def __init__(self, fused: nn.Module) -> None:
+    def __init__(self, fused: Any) -> None:
         super().__init__()
-        self.convs = fused.convs
+        self.convs: nn.ModuleList = fused.convs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(6):
@@ -54,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     from skclap.datasets import make_played_set
 
     torch.backends.quantized.engine = "x86"
-    model = load_model("skclap-instruments", device="cpu")
-    encoder = model.audio_encoder
-    fused = encoder.backbone.inference_form(None).eval()
+    model: Any = load_model("skclap-instruments", device="cpu")
+    encoder: Any = model.audio_encoder
+    fused: Any = encoder.backbone.inference_form(None).eval()
     plan = WindowPlan.of(model)
 
     def mels(n: int, seed: int) -> torch.Tensor:
