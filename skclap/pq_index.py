@@ -6,9 +6,10 @@ an inverted file over about ``sqrt(rows)`` k-means partitions whose lists hold e
 quantised residual (8-bit codes of 4-dimension sub-vectors: 64 bytes a 256-d row), trained on a
 sample of the rows. :class:`PQIndex` memory-maps it; a query scans ``nprobe`` partitions for
 ``refine`` times ``k`` candidates, reads their full vectors from the collection's ``.npy`` shards
-(:class:`skclap.rows.ShardRows`, positional reads, no mapping) and ranks them exactly. A metadata
-filter becomes a faiss ID selector inside the scan, or, when it leaves few rows, an exact search of
-those rows. faiss is an optional dependency (``pip install faiss-cpu``).
+(:class:`skclap.rows.ShardRows`, positional reads, no mapping) and ranks them exactly. Allowed rows
+(a metadata filter's) become a faiss ID selector inside the scan; :class:`skclap.retrieval.Collection`
+searches a filter that leaves at most :data:`EXACT_BELOW` rows exactly instead. faiss is an optional
+dependency (``pip install faiss-cpu``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ __all__ = ["EXACT_BELOW", "NPROBE", "REFINE", "PQIndex", "build_pq_index", "inde
 #: benchmarks/vector_stores.py measures these against recall and latency at 10^7 rows.
 NPROBE = 16
 REFINE = 50
-#: A filter that leaves at most this many rows is answered by exact search over them.
+#: A filter that leaves at most this many rows is answered by exact search over them
+#: (:meth:`skclap.retrieval.Collection.topk`), not through the index.
 EXACT_BELOW = 65536
 
 
@@ -55,10 +57,6 @@ def index_parameters(rows: int, dim: int) -> tuple[int, int]:
     return partitions, sub
 
 
-def _shard_rows(root: Path, meta: dict) -> ShardRows:
-    return ShardRows([root / s["npy"] for s in meta["shards"]])
-
-
 def build_pq_index(
     directory: str | os.PathLike, partitions: int | None = None, sub_vectors: int | None = None, train_size: int = 65536, seed: int = 0
 ) -> Path:
@@ -68,7 +66,7 @@ def build_pq_index(
     faiss = _faiss()
     root = Path(directory)
     meta = read_meta(root)
-    rows = _shard_rows(root, meta)
+    rows = ShardRows.of(root)
     n, dim = len(rows), rows.dim
     if n < 256:  # 8-bit codes: 256 centroids per sub-vector to train
         raise ValueError(f"{os.fspath(directory)!r} holds {n} rows; an IVF-PQ index needs 256 or more (exact search suits so few)")
@@ -108,7 +106,7 @@ class PQIndex:
             raise FileNotFoundError(
                 f"{os.fspath(root)!r} has no {PQ_INDEX_NAME}: skclap index {os.fspath(root)} --store faiss-pq writes it"
             )
-        self.rows = rows if rows is not None else _shard_rows(root, read_meta(root))
+        self.rows = rows if rows is not None else ShardRows.of(root)
         try:
             self.index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError as err:
@@ -133,15 +131,8 @@ class PQIndex:
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         selector = None  # kept here while the search runs: faiss holds only a pointer to it
         if allowed is not None:
-            allowed = np.unique(np.asarray(allowed, dtype=np.int64))
-            if len(allowed) <= EXACT_BELOW:
-                every = self.rows.take(allowed) @ queries.T  # (rows, queries)
-                for i in range(len(queries)):
-                    s, r = _best(every[:, i], allowed, k)
-                    scores[i, : len(r)], ids[i, : len(r)] = s, r
-                return scores, ids
             mask = np.zeros(len(self.rows), dtype=bool)
-            mask[allowed] = True
+            mask[np.asarray(allowed, dtype=np.int64)] = True
             bits = np.packbits(mask, bitorder="little")  # faiss's bitmap: bit (i & 7) of byte i >> 3
             selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
         params = faiss.SearchParametersIVF(nprobe=self.nprobe, sel=selector) if selector else faiss.SearchParametersIVF(nprobe=self.nprobe)

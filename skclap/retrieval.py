@@ -131,7 +131,7 @@ def build_index(directory: str | os.PathLike, nlist: int | None = None, train_si
     nlist = int(nlist or max(1, min(n // 39, 4 * int(np.sqrt(n)))))
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n, max(train_size, 39 * nlist)), replace=False))
-    train = np.concatenate([np.asarray(b)[(sample[(sample >= a) & (sample < a + len(b))] - a)] for a, b in matrix.blocks()])
+    train = ShardRows.of(directory).take(sample)
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
@@ -223,8 +223,7 @@ class Collection:
         self.matrix = read_embeddings(self.root, matrix=True)
         assert isinstance(self.matrix, EmbeddingMatrix)
         self.table = _metadata_table(self.root, self.meta)
-        self.offsets = np.cumsum([0] + [s["rows"] for s in self.meta["shards"]])
-        self.rows = ShardRows([self.root / s["npy"] for s in self.meta["shards"]])
+        self.rows = ShardRows.of(self.root)
         if index == "auto":
             present = [(INDEX_NAME, "faiss"), (PQ_INDEX_NAME, "faiss-pq"), (LANCE_NAME, "lance")]
             index = next((kind for name, kind in present if (self.root / name).exists()), "exact")
@@ -261,14 +260,15 @@ class Collection:
         Lance query or the IVF-PQ scan where the collection has one, else by exact search over the
         matching rows."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if self.pq is not None:
-            if filters:
-                rows = self.matching(filters) if rows is None else np.intersect1d(rows, self.matching(filters))
-            return self.pq.topk(queries, k, allowed=rows)
         if filters and self.lance is not None and rows is None:
             return self.lance.topk(queries, k, filters)
         if filters:
             rows = self.matching(filters) if rows is None else np.intersect1d(rows, self.matching(filters))
+        if self.pq is not None:
+            from .pq_index import EXACT_BELOW
+
+            if rows is None or len(rows) > EXACT_BELOW:  # too many rows to read whole: they go into the scan
+                return self.pq.topk(queries, k, allowed=rows)
         if self.lance is not None and rows is None:
             return self.lance.topk(queries, k)
         if rows is not None:
@@ -318,7 +318,7 @@ class Collection:
 
     def _shard(self, rows: Any) -> np.ndarray:
         """The shard that holds each row id."""
-        return np.searchsorted(self.offsets, rows, side="right") - 1
+        return np.searchsorted(self.rows.offsets, rows, side="right") - 1
 
     def _window_table(self, shard: int) -> pd.DataFrame:
         if shard not in self._windows:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .layout import read_meta
+
 __all__ = ["MAX_OPEN", "ShardRows"]
 
 #: Shard files kept open at once (the least recently read beyond it are closed): a collection of
@@ -67,6 +69,11 @@ class ShardRows:
         self._open: OrderedDict[int, int] = OrderedDict()  # shard -> fd, least recently used first
         self._using: dict[int, int] = {}  # shard -> reads in progress
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, directory: str | os.PathLike) -> ShardRows:
+        """The rows of a finished collection (the output of :mod:`skclap.embed`)."""
+        return cls([Path(directory) / s["npy"] for s in read_meta(directory)["shards"]])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
