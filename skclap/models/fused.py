@@ -97,12 +97,24 @@ class FusedCnn14(nn.Module):
         self.training = False  # inference only
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        x = self.with_position(torch.addcmul(self.mel_shift, mel, self.mel_scale)).contiguous(memory_format=torch.channels_last)
+        return self.head(self.features(self.stack_input(mel)))
+
+    def stack_input(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(batch, 1, frames, mels)`` -> the convolutions' input, channels-last."""
+        return self.with_position(torch.addcmul(self.mel_shift, mel, self.mel_scale)).contiguous(memory_format=torch.channels_last)
+
+    def features(self, x: torch.Tensor, relu: Callable[[torch.Tensor], torch.Tensor] = F.relu_) -> torch.Tensor:
+        """The six blocks: convolutions, ReLUs, poolings. :mod:`skclap.int8` quantises them with
+        ``relu=F.relu``, which its quantiser fuses into the convolution before it."""
         for i in range(6):
-            x = F.relu_(self.convs[2 * i](x))
-            x = F.relu_(self.convs[2 * i + 1](x))
+            x = relu(self.convs[2 * i](x))
+            x = relu(self.convs[2 * i + 1](x))
             if i < 5:
                 x = F.avg_pool2d(x, kernel_size=2)
+        return x
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's map -> the tower's output: mean over mel bins, max + mean over time, ``fc1``."""
         x = x.mean(dim=3)
         x = x.amax(dim=2) + x.mean(dim=2)
         return F.relu(self.fc1(x))
