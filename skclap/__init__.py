@@ -90,6 +90,7 @@ _SUBMODULES = (
     "fad",
     "health",
     "inference",
+    "int8",
     "lance_store",
     "metrics",
     "models",

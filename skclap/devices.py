@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "INFERENCE_PRECISIONS",
     "PRECISIONS",
     "autocast_dtype",
     "cpu_has_native_bf16",
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Inference also takes "int8": a model calibrated by :func:`skclap.int8.calibrate_int8`, on a CPU.
+INFERENCE_PRECISIONS = (*PRECISIONS, "int8")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -99,17 +102,20 @@ def _isa_caps_allow_bf16() -> bool:
 
 
 def resolve_precision(precision: str | None, device: torch.device) -> str:
-    """The arithmetic for inference on ``device``: "fp32", "bf16" or "fp16".
+    """The arithmetic for inference on ``device``: "fp32", "bf16", "fp16" or "int8".
 
     None (the default): fp16 autocast on CUDA, fp32 elsewhere. ``"auto"``: the fastest safe one:
-    fp16 on CUDA, bf16 on a CPU with native bf16, else fp32. An explicit "fp16" needs CUDA, and
-    "bf16" on a CPU needs native bf16 (emulated bf16 is never chosen).
+    fp16 on CUDA, bf16 on a CPU with native bf16, else fp32 (never int8: it needs a calibration). An
+    explicit "fp16" needs CUDA, "bf16" on a CPU needs native bf16 (emulated bf16 is never chosen),
+    and "int8" a CPU.
     """
     cuda = device.type == "cuda"
     if precision is None:
         return "fp16" if cuda else "fp32"
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS} or None; got {precision!r}")
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS} or None; got {precision!r}")
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError(f"int8 inference runs on a CPU; this model is on {device}")
     if precision == "auto":
         if cuda:
             return "fp16"

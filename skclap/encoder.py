@@ -19,7 +19,7 @@ import torch
 from .batching import normalize_rows
 from .cache import DiskCache, MemoryCache, get_cache, memory_cache
 from .checkpoints import clear_model_cache, resolve_model
-from .devices import PRECISIONS, resolve_precision
+from .devices import INFERENCE_PRECISIONS, PRECISIONS, resolve_precision
 from .inference import audio_fingerprint, embed_audio, embed_text, precision_label
 
 __all__ = ["RUNTIME_DEFAULTS", "Encoder", "add_runtime_arguments", "clear_caches", "precision_of_label"]
@@ -36,7 +36,8 @@ class Encoder:
     - ``device``: ``"auto"`` or None (a given model's own device; for a name, CUDA, then MPS, then
       CPU) or a device;
     - ``precision``: None (fp16 autocast on CUDA, float32 elsewhere), ``"auto"`` (also bf16 on a CPU
-      with native bf16), ``"fp32"``, ``"bf16"`` or ``"fp16"``;
+      with native bf16), ``"fp32"``, ``"bf16"``, ``"fp16"``, or ``"int8"`` (the audio tower of a model
+      calibrated by :func:`skclap.int8.calibrate_int8`, on a CPU);
     - ``batch_size``: audio windows, or texts, per pass through the model; results do not depend on it;
     - ``cache``: True (the process-wide memory cache), a directory (a disk cache), a cache object, or
       False; audio vectors only;
@@ -55,8 +56,8 @@ class Encoder:
         sample_rate: int | None = None,
         workers: int = 2,
     ) -> None:
-        if precision is not None and precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS} or None; got {precision!r}")
+        if precision is not None and precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS} or None; got {precision!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         self.model = resolve_model(model, device)

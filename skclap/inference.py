@@ -17,6 +17,7 @@ import torch
 from .batching import PIPELINE_VERSION, WindowPlan, embed_items, embed_texts
 from .cache import DiskCache, MemoryCache, model_fingerprint
 from .devices import autocast_dtype, resolve_precision
+from .int8 import int8_audio_encoder
 from .models.fused import fused_audio_encoder
 from .models.protocol import ClapLike
 from .models.state import eval_mode
@@ -26,8 +27,15 @@ __all__ = ["audio_fingerprint", "embed_audio", "embed_text", "precision_label"]
 
 def precision_label(model: Any, precision: str = "fp32") -> str:
     """The arithmetic an embedding is computed in (a resolved precision on the model's device):
-    ``"float16-autocast"``, ``"bfloat16-autocast"``, ``"float32"``, or ``"float32-tf32"`` on a CUDA
-    device whose matrix units round float32 inputs to TF32."""
+    ``"float16-autocast"``, ``"bfloat16-autocast"``, ``"int8-static-<calibration digest>"``,
+    ``"float32"``, or ``"float32-tf32"`` on a CUDA device whose matrix units round float32 inputs to TF32."""
+    if precision == "int8":
+        calibration = getattr(model, "int8_calibration", None)
+        if calibration is None:
+            raise ValueError(
+                "precision='int8' needs the model calibrated on audio it will hear: model = skclap.int8.calibrate_int8(model, clips)"
+            )
+        return f"int8-static-{calibration.digest}"
     if precision in ("fp16", "bf16"):
         return {"fp16": "float16-autocast", "bf16": "bfloat16-autocast"}[precision]
     dtype = str(model.logit_scale.dtype).replace("torch.", "")
@@ -64,7 +72,8 @@ def embed_audio(
     ``quiet_window_db`` is set leaves out the windows that much quieter than the item's loudest.
 
     - ``precision``: None (fp16 autocast on CUDA, fp32 elsewhere), ``"auto"`` (also bf16 on a CPU
-      with native bf16), ``"fp32"``, ``"bf16"``, ``"fp16"``; see :func:`skclap.devices.resolve_precision`.
+      with native bf16), ``"fp32"``, ``"bf16"``, ``"fp16"``, ``"int8"`` (a model calibrated by
+      :func:`skclap.int8.calibrate_int8`); see :func:`skclap.devices.resolve_precision`.
     - ``workers``: threads decoding and resampling ahead of the model.
     - ``on_error(i, exc)``: when given, an item that cannot be read is reported to it and skipped
       (its row is NaN) instead of raising.
@@ -83,7 +92,7 @@ def embed_audio(
     def encode(waves: np.ndarray) -> np.ndarray:
         nonlocal forward
         if forward is None:  # built on the first batch: a fully cached call builds nothing
-            forward = fused_audio_encoder(model)
+            forward = int8_audio_encoder(model) if mode == "int8" else fused_audio_encoder(model)
         batch = torch.from_numpy(waves).to(model.device)
         with torch.autocast(model.device.type, dtype=half or torch.float32, enabled=half is not None):
             return forward(batch).float().cpu().numpy()

@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import prepare, windows
 from .onnx_engine import MANIFEST
 
 __all__ = ["export_onnx"]
@@ -249,11 +248,6 @@ def _check_export(clap: Any, dest: Path) -> None:
     _check(text, {k: v.numpy() for k, v in tokens.items()}, text_ref, "text")
 
 
-#: The least cosine to the float32 model an int8 graph may give a calibration window, where that
-#: window is within 40 dB of the loudest (a broken quantisation gives cosines near zero or below).
-INT8_MIN_COSINE = 0.95
-
-
 def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any], float_layers: int) -> dict[str, Any]:
     """Replace ``dest/audio.onnx`` by its static int8 form, calibrated on ``calibration``'s windows;
     return what the manifest records of it (calibration size, cosines to the float32 model)."""
@@ -261,17 +255,9 @@ def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any], float_lay
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .batching import WindowPlan, normalize_rows
-    from .inputs import as_items
+    from .int8 import calibration_windows, check_int8
 
-    plan = WindowPlan.of(clap)
-    items = as_items(calibration)
-    wins = np.concatenate(
-        [
-            windows(prepare(item, plan.sample_rate, name=f"calibration item {i}"), plan.window_samples, plan.padding)
-            for i, item in enumerate(items)
-        ]
-    )
+    wins = calibration_windows(clap, calibration)
     graph = dest / "audio.onnx"
     pre = dest / "audio.pre.onnx"
     quant_pre_process(str(graph), str(pre), skip_symbolic_shape=True)
@@ -305,22 +291,16 @@ def _quantize_audio(clap: Any, dest: Path, calibration: Sequence[Any], float_lay
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
-    got = normalize_rows(np.concatenate([session.run(None, {"waveform": wins[i : i + 8]})[0] for i in range(0, len(wins), 8)]))
+    got = np.concatenate([session.run(None, {"waveform": wins[i : i + 8]})[0] for i in range(0, len(wins), 8)])
     with torch.no_grad():
-        ref = normalize_rows(np.concatenate([clap.encode_audio(torch.from_numpy(wins[i : i + 8])).numpy() for i in range(0, len(wins), 8)]))
-    cos = (got * ref).sum(axis=1)
-    db = 10 * np.log10(np.mean(np.square(wins, dtype=np.float64), axis=1) + 1e-20)
-    heard = db >= db.max() - 40
-    if not cos[heard].min() >= INT8_MIN_COSINE:
-        raise RuntimeError(
-            f"the int8 audio graph gives a calibration window a cosine of {cos[heard].min():.3f} to the model (under {INT8_MIN_COSINE})"
-        )
+        ref = np.concatenate([clap.encode_audio(torch.from_numpy(wins[i : i + 8])).numpy() for i in range(0, len(wins), 8)])
+    low, mean = check_int8(wins, got, ref, "the int8 audio graph")
     quantized.replace(graph)
     pre.unlink()
     return {
         "precision": f"int8 (static, per channel; front-end and first {float_layers} convolution(s) float32)",
         "float_layers": float_layers,
         "calibration_windows": len(wins),
-        "min_cosine_calibration": round(float(cos[heard].min()), 4),
-        "mean_cosine_calibration": round(float(cos[heard].mean()), 4),
+        "min_cosine_calibration": round(low, 4),
+        "mean_cosine_calibration": round(mean, 4),
     }

@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..audio import check_sample_rate
 from ..cache import DiskCache, MemoryCache
-from ..devices import PRECISIONS
+from ..devices import INFERENCE_PRECISIONS
 from ..inputs import as_items
 from ..vocabulary import check_label_words
 
@@ -78,7 +78,7 @@ class CLAPEstimatorBase(BaseEstimator):
         "sample_rate": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, _TorchDevice()],
-        "precision": [StrOptions(set(PRECISIONS)), None],
+        "precision": [StrOptions(set(INFERENCE_PRECISIONS)), None],
         "cache": ["boolean", StrOptions({"memory"}), str, os.PathLike, MemoryCache, DiskCache],
         "progress": ["boolean"],
     }
