@@ -1,16 +1,17 @@
-"""Audio embedding through the exported ONNX graphs against the torch model, side by side in one run.
+"""Audio embedding in every arithmetic skclap offers on a CPU, side by side in one run.
 
     python benchmarks/onnx_speed.py [--models skclap-instruments,preset:msclap-2022] [--windows 24]
 
-For each model: windows a second through ``encode_audio`` in torch float32, in torch bfloat16 where
-the CPU computes it natively (skipped elsewhere: emulated, it is hundreds of times slower), through
-``audio.onnx`` in onnxruntime (float32), and through the int8 exports (``quantize="int8"``, calibrated
-on 34 user-played clips; one per ``--float-layers`` count of leading convolutions kept float32), on
-the same windows (user-played TimGM6mb clips, cut into the model's
-windows), with the same threads. ``preset:`` models have random weights: speed does not depend on
-them, the int8 graph's accuracy does, so it is measured on the bundled model only: the cosine of
-each clip's int8 vector to its float32 one, and zero-shot naming of ``--accuracy-clips`` other
-user-played clips. Each speed figure is the median of ``--repeats`` passes.
+For each model, the same windows (user-played TimGM6mb clips, cut into the model's windows) with
+the same threads: torch float32 and torch bfloat16 (where the CPU computes it natively; skipped
+elsewhere: emulated, it is hundreds of times slower) through the pipeline's own forward
+(:func:`skclap.models.fused.fused_audio_encoder`); ``audio.onnx`` in onnxruntime (float32); and,
+one per ``--float-layers`` count of leading convolutions kept float32, onnxruntime's int8 export
+(``quantize="int8"``) and torch's own int8 (:func:`skclap.int8.calibrate_int8`), both calibrated on
+the same 34 user-played clips. ``preset:`` models have random weights: speed does not depend on
+them, int8's accuracy does, so it is measured on the bundled model only: the cosine of each clip's
+int8 vector to its float32 one, and zero-shot naming of ``--accuracy-clips`` other user-played
+clips. Each speed figure is the median of ``--repeats`` passes.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ def median_seconds(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def run_torch(model, wins: np.ndarray, b: int, dtype=None) -> None:  # type: ignore[no-untyped-def]
+def run_torch(encode, wins: np.ndarray, b: int, dtype=None) -> None:  # type: ignore[no-untyped-def]
     import torch
 
     with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         for i in range(0, len(wins), b):
-            model.encode_audio(torch.from_numpy(wins[i : i + b]))
+            encode(torch.from_numpy(wins[i : i + b]))
 
 
 def run_onnx(session, wins: np.ndarray, b: int) -> None:  # type: ignore[no-untyped-def]
@@ -65,6 +66,8 @@ def main() -> None:
     from skclap.audio import prepare, windows
     from skclap.datasets import make_played_set
     from skclap.devices import precision_available
+    from skclap.int8 import calibrate_int8, int8_audio_encoder
+    from skclap.models.fused import fused_audio_encoder
     from skclap.onnx_export import export_onnx
 
     threads = torch.get_num_threads()
@@ -86,14 +89,14 @@ def main() -> None:
         session = ort.InferenceSession(str(out / "audio.onnx"), opts, providers=["CPUExecutionProvider"])
         b = args.batch_size
 
-        torch_pass = partial(run_torch, model, wins, b)
+        torch_pass = partial(run_torch, fused_audio_encoder(model), wins, b)
         onnx_pass = partial(run_onnx, session, wins, b)
         fp32 = median_seconds(torch_pass, args.repeats)
         rows.append(
             (f"{name}: torch fp32", f"{len(wins) / fp32:.2f} windows/s", f"{length / rate:g} s windows, batch {b}, {threads} threads")
         )
         if precision_available("bf16", torch.device("cpu")):
-            bf16 = median_seconds(partial(run_torch, model, wins, b, torch.bfloat16), args.repeats)
+            bf16 = median_seconds(partial(run_torch, fused_audio_encoder(model), wins, b, torch.bfloat16), args.repeats)
             rows.append((f"{name}: torch bf16", f"{len(wins) / bf16:.2f} windows/s", f"{fp32 / bf16:.2f} x fp32 (native bf16)"))
         else:
             rows.append((f"{name}: torch bf16", "skipped", "no native bf16 on this CPU"))
@@ -119,13 +122,26 @@ def main() -> None:
             q = median_seconds(partial(run_onnx, int8, wins, b), args.repeats)
             rows.append((label, f"{len(wins) / q:.2f} windows/s", f"{onnx / q:.2f} x onnxruntime fp32, {fp32 / q:.2f} x torch fp32"))
             if args.accuracy_clips and not name.startswith("preset:"):
-                rows += int8_accuracy(label, out, out8, args.accuracy_clips)
+                onnx_engine = {"engine": "onnxruntime"}
+                rows += int8_accuracy(label, {"model": out, **onnx_engine}, {"model": out8, **onnx_engine}, args.accuracy_clips)
+        for keep in (int(x) for x in args.float_layers.split(",")):
+            label = f"{name}: torch int8, {keep} float32 conv{'s' if keep > 1 else ''}"
+            try:
+                model8 = calibrate_int8(model, played.items(), float_layers=keep)
+            except RuntimeError as err:
+                rows.append((label, "refused", str(err)))
+                continue
+            q = median_seconds(partial(run_torch, int8_audio_encoder(model8), wins, b), args.repeats)
+            rows.append((label, f"{len(wins) / q:.2f} windows/s", f"{fp32 / q:.2f} x torch fp32, {onnx / q:.2f} x onnxruntime fp32"))
+            if args.accuracy_clips and not name.startswith("preset:"):
+                rows += int8_accuracy(label, {"model": model8}, {"model": model8, "precision": "int8"}, args.accuracy_clips)
     print_table(rows)
 
 
-def int8_accuracy(label: str, fp32: Path, int8: Path, n: int) -> list[tuple[str, str, str]]:
-    """Clip vectors of the int8 export against the float32 one, and zero-shot naming by each, on
-    user-played clips other than the calibration's (the bundled model's 17 instruments)."""
+def int8_accuracy(label: str, fp32: dict, int8: dict, n: int) -> list[tuple[str, str, str]]:
+    """Clip vectors of an int8 model against its float32 one (``CLAPEmbedder`` parameters each), and
+    zero-shot naming by each, on user-played clips other than the calibration's (the bundled model's
+    17 instruments)."""
     from skclap import CLAPEmbedder
     from skclap.datasets import INSTRUMENTS, instrument_prompts, make_played_set
 
@@ -133,9 +149,9 @@ def int8_accuracy(label: str, fp32: Path, int8: Path, n: int) -> list[tuple[str,
     names = [i.name for i in INSTRUMENTS]
     prompts = [instrument_prompts(x) for x in names]
 
-    def embed(folder: Path) -> tuple[np.ndarray, float]:
-        audio = CLAPEmbedder(model=folder, engine="onnxruntime", cache=False, progress=False).fit_transform(test.items())
-        text = CLAPEmbedder(model=folder, engine="onnxruntime", modality="text").fit_transform([p for ps in prompts for p in ps])
+    def embed(params: dict) -> tuple[np.ndarray, float]:
+        audio = CLAPEmbedder(**params, cache=False, progress=False).fit_transform(test.items())
+        text = CLAPEmbedder(**params, modality="text").fit_transform([p for ps in prompts for p in ps])
         # each instrument's prompts averaged, as the zero-shot classifier does
         bounds = np.cumsum([0, *map(len, prompts)])
         classes = np.stack([text[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
