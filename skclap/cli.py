@@ -397,15 +397,12 @@ def run_export(args: argparse.Namespace) -> int:
     if float_layers < 1:
         raise SystemExit(f"skclap export: --float-layers must be 1 or more (the first layer takes the log-mel); got {float_layers}")
     if args.quantize:
-        if not args.calibration:
-            raise SystemExit(
-                "skclap export: --quantize int8 is calibrated on audio the model will hear: --calibration FOLDER (or a list file)"
-            )
-        from .embed import list_inputs
+        from .embed import calibration_files
 
-        calibration = list(list_inputs(args.calibration)["path"])
-        if not calibration:
-            raise SystemExit(f"skclap export: no audio files in {args.calibration}")
+        try:
+            calibration = calibration_files(args.calibration)
+        except ValueError as err:
+            raise SystemExit(f"skclap export --quantize int8: {err}") from None
     try:
         out = export_onnx(
             args.model, args.out, opset=args.opset, quantize=args.quantize, calibration=calibration, float_layers=float_layers

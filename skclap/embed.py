@@ -121,6 +121,17 @@ def list_inputs(source: Any) -> pd.DataFrame:
     return pd.DataFrame({"path": [str((src.parent / p).absolute()) if not os.path.isabs(p) else p for p in paths]})
 
 
+def calibration_files(source: Any) -> list[str]:
+    """The audio files of ``source`` (anything :func:`list_inputs` takes) that an int8 model is
+    calibrated on (``--calibration``)."""
+    if not source:
+        raise ValueError("int8 is calibrated on audio the model will hear: --calibration FOLDER (or a manifest or a list file)")
+    files = list(list_inputs(source)["path"])
+    if not files:
+        raise ValueError(f"no audio files in {os.fspath(source)!r} to calibrate int8 on")
+    return files
+
+
 @dataclass
 class EmbedSummary:
     """What a call of :func:`embed_collection` did (this process's share)."""
@@ -443,14 +454,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="lance: also write the finished collection as a LanceDB table (collection.lance)",
     )
     p.add_argument("--ray-actors", type=int, help="with --engine ray: model actors (default: one per GPU, or one without GPUs)")
-    add_runtime_arguments(p)
+    add_runtime_arguments(p, int8=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    model = args.model
+    if args.precision == "int8":
+        from .int8 import calibrate_int8
+
+        layers = {} if args.float_layers is None else {"float_layers": args.float_layers}
+        model = calibrate_int8(args.model, calibration_files(args.calibration), **layers)
+    elif args.calibration or args.float_layers is not None:
+        raise ValueError("--calibration and --float-layers go with --precision int8")
     summary = embed_collection(
         args.input,
         args.out,
-        args.model,
+        model,
         shard_size=args.shard_size,
         windows=args.windows,
         on_error=args.on_error,

@@ -153,10 +153,11 @@ def clear_caches() -> None:
 RUNTIME_OPTIONS = ("batch_size", "precision", "device", "progress")
 
 
-def add_runtime_arguments(p: argparse.ArgumentParser, options: Sequence[str] = RUNTIME_OPTIONS) -> None:
+def add_runtime_arguments(p: argparse.ArgumentParser, options: Sequence[str] = RUNTIME_OPTIONS, *, int8: bool = False) -> None:
     """The runtime options of every command, with one meaning and one default: ``--batch-size``
     (windows or texts per pass), ``--precision``, ``--device``, ``--no-progress``; ``options``:
-    those the command takes (:data:`RUNTIME_OPTIONS`)."""
+    those the command takes (:data:`RUNTIME_OPTIONS`). ``int8``: ``--precision`` also takes int8,
+    with ``--calibration`` and ``--float-layers`` (:func:`skclap.int8.calibrate_int8`'s)."""
     unknown = set(options) - set(RUNTIME_OPTIONS)
     if unknown:
         raise ValueError(f"unknown runtime options {sorted(unknown)}; choose from {RUNTIME_OPTIONS}")
@@ -167,10 +168,14 @@ def add_runtime_arguments(p: argparse.ArgumentParser, options: Sequence[str] = R
     if "precision" in options:
         p.add_argument(
             "--precision",
-            choices=PRECISIONS,
+            choices=INFERENCE_PRECISIONS if int8 else PRECISIONS,
             default=RUNTIME_DEFAULTS["precision"],
-            help="default: fp16 on CUDA, fp32 elsewhere; auto: also bf16 on a CPU with native bf16",
+            help="default: fp16 on CUDA, fp32 elsewhere; auto: also bf16 on a CPU with native bf16"
+            + ("; int8: the CNN14 audio tower in int8 on a CPU, calibrated on --calibration" if int8 else ""),
         )
+        if int8:
+            p.add_argument("--calibration", help="with --precision int8: audio the model will hear (a folder, a manifest or a list file)")
+            p.add_argument("--float-layers", type=int, help="with --precision int8: leading convolutions kept float32 (default 4)")
     if "device" in options:
         p.add_argument(
             "--device", default=RUNTIME_DEFAULTS["device"], help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:1, ..."

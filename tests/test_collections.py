@@ -335,7 +335,10 @@ def test_precision_is_chosen_by_hardware(monkeypatch):
     with pytest.raises(ValueError, match="CUDA"):
         resolve_precision("fp16", cpu)
     with pytest.raises(ValueError, match="precision must be one of"):
-        resolve_precision("int8", cpu)
+        resolve_precision("int4", cpu)
+    assert resolve_precision("int8", cpu) == "int8"  # a calibrated model's (skclap.int8)
+    with pytest.raises(ValueError, match="int8 inference runs on a CPU"):
+        resolve_precision("int8", cuda)
 
 
 @pytest.mark.parametrize(

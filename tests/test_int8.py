@@ -99,3 +99,27 @@ def test_bad_calibration_requests_are_refused(clips):
         calibrate_int8(CLAPModel.from_preset("tiny-htsat", seed=0), clips[:2])
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="int8")  # inference only
+
+
+def test_skclap_embed_runs_int8_calibrated_on_a_folder(tmp_path):
+    import json
+
+    import soundfile as sf
+
+    from skclap.cli import main as cli
+    from skclap.retrieval import read_embeddings
+
+    for name, seed, n in (("sounds", 25, 6), ("calibration", 26, 17)):
+        (tmp_path / name).mkdir()
+        for i, (wave, rate) in enumerate(make_played_set(n, seed=seed).items()):
+            sf.write(tmp_path / name / f"clip-{i:02d}.flac", wave, rate)
+    common = ["embed", str(tmp_path / "sounds"), "--model", "skclap-instruments", "--no-progress", "--device", "cpu"]
+    assert cli([*common, "--out", str(tmp_path / "fp32")]) == 0
+    assert cli([*common, "--out", str(tmp_path / "int8"), "--precision", "int8", "--calibration", str(tmp_path / "calibration")]) == 0
+    settings = json.loads((tmp_path / "int8" / "embeddings.json").read_text())["settings"]
+    assert settings["precision"].startswith("int8-static-")
+    a, b = (np.stack(read_embeddings(tmp_path / d)["embedding"]) for d in ("fp32", "int8"))
+    a, b = (x / np.linalg.norm(x, axis=1, keepdims=True) for x in (a, b))
+    assert (a * b).sum(axis=1).min() >= 0.98 and np.abs(a - b).max() > 1e-4
+    assert cli([*common, "--out", str(tmp_path / "none"), "--precision", "int8"]) == 1  # no --calibration: a message, no traceback
+    assert cli([*common, "--out", str(tmp_path / "odd"), "--calibration", str(tmp_path / "calibration")]) == 1  # without int8
