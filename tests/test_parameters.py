@@ -17,7 +17,7 @@ from skclap import CLAPCompositionalClassifier, CLAPEmbedder, CLAPLinearProbe, C
 
 from .conftest import sine
 
-SHARED = {"model": 3, "sample_rate": 0, "batch_size": 0, "device": 3, "precision": "int8", "cache": 3.5, "progress": "no"}
+SHARED = {"model": 3, "sample_rate": 0, "batch_size": 0, "device": 3, "precision": "int4", "cache": 3.5, "progress": "no"}
 BAD = {
     CLAPEmbedder: {**SHARED, "modality": "video", "normalize": "yes", "engine": "tensorrt"},
     CLAPZeroShotClassifier: {
