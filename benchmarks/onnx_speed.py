@@ -111,30 +111,30 @@ def main() -> None:
                 f"{fp32 / onnx:.2f} x torch fp32; max |difference| {diff:.1e}",
             )
         )
-        for keep in (int(x) for x in args.float_layers.split(",")):
-            label = f"{name}: onnxruntime int8, {keep} float32 conv{'s' if keep > 1 else ''}"
-            try:
-                out8 = export_onnx(model, Path(tempfile.mkdtemp()) / "int8", quantize="int8", calibration=played.items(), float_layers=keep)
-            except RuntimeError as err:  # random weights can fail the int8 graph's own check
-                rows.append((label, "refused", str(err)))
-                continue
-            int8 = ort.InferenceSession(str(out8 / "audio.onnx"), opts, providers=["CPUExecutionProvider"])
-            q = median_seconds(partial(run_onnx, int8, wins, b), args.repeats)
-            rows.append((label, f"{len(wins) / q:.2f} windows/s", f"{onnx / q:.2f} x onnxruntime fp32, {fp32 / q:.2f} x torch fp32"))
-            if args.accuracy_clips and not name.startswith("preset:"):
-                onnx_engine = {"engine": "onnxruntime"}
-                rows += int8_accuracy(label, {"model": out, **onnx_engine}, {"model": out8, **onnx_engine}, args.accuracy_clips)
-        for keep in (int(x) for x in args.float_layers.split(",")):
-            label = f"{name}: torch int8, {keep} float32 conv{'s' if keep > 1 else ''}"
-            try:
-                model8 = calibrate_int8(model, played.items(), float_layers=keep)
-            except RuntimeError as err:
-                rows.append((label, "refused", str(err)))
-                continue
-            q = median_seconds(partial(run_torch, int8_audio_encoder(model8), wins, b), args.repeats)
-            rows.append((label, f"{len(wins) / q:.2f} windows/s", f"{fp32 / q:.2f} x torch fp32, {onnx / q:.2f} x onnxruntime fp32"))
-            if args.accuracy_clips and not name.startswith("preset:"):
-                rows += int8_accuracy(label, {"model": model8}, {"model": model8, "precision": "int8"}, args.accuracy_clips)
+        for engine in ("onnxruntime int8", "torch int8"):
+            for keep in (int(x) for x in args.float_layers.split(",")):
+                label = f"{name}: {engine}, {keep} float32 conv{'s' if keep > 1 else ''}"
+                try:  # random weights can fail the int8 check
+                    if engine == "torch int8":
+                        model8 = calibrate_int8(model, played.items(), float_layers=keep)
+                        timed = partial(run_torch, int8_audio_encoder(model8), wins, b)
+                        compared: tuple[dict, dict] = ({"model": model8}, {"model": model8, "precision": "int8"})
+                    else:
+                        out8 = export_onnx(
+                            model, Path(tempfile.mkdtemp()) / "int8", quantize="int8", calibration=played.items(), float_layers=keep
+                        )
+                        timed = partial(
+                            run_onnx, ort.InferenceSession(str(out8 / "audio.onnx"), opts, providers=["CPUExecutionProvider"]), wins, b
+                        )
+                        compared = ({"model": out, "engine": "onnxruntime"}, {"model": out8, "engine": "onnxruntime"})
+                except RuntimeError as err:
+                    rows.append((label, "refused", str(err)))
+                    continue
+                q = median_seconds(timed, args.repeats)
+                ratios = [f"{fp32 / q:.2f} x torch fp32", f"{onnx / q:.2f} x onnxruntime fp32"]  # its own engine's fp32 first
+                rows.append((label, f"{len(wins) / q:.2f} windows/s", ", ".join(ratios if engine == "torch int8" else ratios[::-1])))
+                if args.accuracy_clips and not name.startswith("preset:"):
+                    rows += int8_accuracy(label, *compared, args.accuracy_clips)
     print_table(rows)
 
 
