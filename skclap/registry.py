@@ -173,7 +173,7 @@ BUNDLED: dict[str, Bundled] = {
             "kick drum, snare drum, hi hat, crash cymbal: notes, melodies and chords over each compass, hits and patterns; "
             "low/high (the extreme registers), soft/loud, short/long notes (16 kHz, 1 s windows, quiet ones left out)",
             "any other sound (speech, animals, environments, other instruments) nor any word its captions never used",
-            "66afa00ba93aa62770106f6f773019b694e7d65fa80b0d8b4af29709105eea86",
+            "212319ae5c056116244dc7eb56cdb30573e68685287eb3f49f48be283a6512bb",
             "python -m recipes.instruments --seeds 0,1,2 --ship skclap/bundled/skclap-instruments",
             example="a soft low cello note",
         )

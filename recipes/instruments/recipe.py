@@ -45,7 +45,7 @@ class RecipeConfig:
     seconds: float = 1.0
     n_train: int = 16000  # clips, split evenly over the two training soundfonts
     n_eval: int = 340  # user-played clips per test set (20 per instrument)
-    steps: int = 9000
+    steps: int = 12000
     batch_size: int = 64
     lr: float = 1e-3
     group_size: int | None = None  # runs of this many clips of one instrument in each batch (hard negatives); None: off
