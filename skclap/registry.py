@@ -172,7 +172,8 @@ BUNDLED: dict[str, Bundled] = {
             "piano, organ, guitar, harp, violin, cello, trumpet, trombone, saxophone, clarinet, flute, marimba, synth, "
             "kick drum, snare drum, hi hat, crash cymbal: notes, melodies and chords over each compass, hits and patterns; "
             "low/high (the extreme registers), soft/loud, short/long notes (16 kHz, 1 s windows, quiet ones left out)",
-            "any other sound (speech, animals, environments, other instruments) nor any word its captions never used",
+            "any other sound (speech, animals, environments, other instruments) nor any word its captions never used; "
+            "a piano, cello or clarinet unlike its two training soundfonts' is often misnamed",
             "212319ae5c056116244dc7eb56cdb30573e68685287eb3f49f48be283a6512bb",
             "python -m recipes.instruments --seeds 0,1,2 --ship skclap/bundled/skclap-instruments",
             example="a soft low cello note",
