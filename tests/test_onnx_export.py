@@ -157,3 +157,26 @@ def test_a_failed_export_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError, match="not an empty folder"):
         export_onnx("preset:tiny", tmp_path / "full")
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+
+
+def test_the_check_compares_directions_and_refuses_a_turned_vector():
+    """The export's check takes the graph's output as consumers do, L2-normalised: a vector at another
+    scale in the same direction passes, one turned by more than the tolerance fails, and so does
+    another shape."""
+    from skclap.onnx_export import _check
+
+    class Graph:  # onnxruntime's InferenceSession.run: a list of outputs
+        def __init__(self, out):
+            self.out = out
+
+        def run(self, names, feeds):
+            return [self.out]
+
+    expected = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32) * 10
+    assert _check(Graph(expected * 1.001), {}, expected, "audio") < 1e-6  # rounding that scales with the vector
+    turned = expected.copy()
+    turned[1, 0] += 0.05 * np.linalg.norm(expected[1])
+    with pytest.raises(RuntimeError, match="differs from the model"):
+        _check(Graph(turned), {}, expected, "audio")
+    with pytest.raises(RuntimeError, match="gives shape"):
+        _check(Graph(expected[:2]), {}, expected, "audio")
