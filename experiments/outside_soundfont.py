@@ -32,7 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from recipes.instruments.recipe import SAME, shared_recordings, zero_shot
     from skclap import load_model
+    from skclap.datasets.instruments import soundfont_path
     from skclap.datasets.played import condition_table, make_played_set
+
+    try:
+        soundfont_path(args.font)
+    except FileNotFoundError as err:
+        ap.error(f"{err}{' (apt-get install fluid-soundfont-gm)' if args.font == FLUID else ''}")
 
     seeds = [int(s) for s in args.seeds.split(",")]
     models = args.models.split(",")
@@ -40,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--models: one model, or one for each of the {len(seeds)} seeds")
     models = models * len(seeds) if len(models) == 1 else models
     shared = shared_recordings(test_font=args.font)
-    tables, heard = [], []
+    tables, splits = [], []
     for seed, name in zip(seeds, models):
         clf = zero_shot(model=load_model(name, device="cpu"), progress=False, device="cpu")
         played = make_played_set(args.clips, seed=seed, soundfont=args.font)
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         right = pred == truth
         own = np.array([all(shared[(c.label, k)] < SAME for k in c.keys) for c in played.clips])
         tables.append(condition_table(played, pred).set_index(["condition", "value"]))
-        heard.append((right[own].mean(), own.sum(), right[~own].mean()))
+        splits.append((right[own].mean(), own.sum(), right[~own].mean()))
         print(f"seed {seed} ({name}): {right.mean():.1%}; never-heard clips {right[own].mean():.1%} of {own.sum()}")
     acc = pd.concat([t["accuracy"] for t in tables], axis=1)
     out = pd.DataFrame(
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             "std": acc.std(axis=1, ddof=1) if len(seeds) > 1 else 0.0,
         }
     )
-    never, n_never, heard_acc = (np.array(v, dtype=float) for v in zip(*heard))
+    never, n_never, heard_acc = (np.array(v, dtype=float) for v in zip(*splits))
     print(f"\n{args.font}, seeds {seeds}, {args.clips} clips a seed; 17-way zero-shot, chance {1 / 17:.1%}")
     print(f"never-heard clips: {never.mean():.1%} ± {never.std(ddof=1) if len(seeds) > 1 else 0:.1%} ({n_never.mean():.0f} a seed)")
     print(f"clips with a heard note: {heard_acc.mean():.1%}")

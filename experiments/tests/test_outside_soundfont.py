@@ -35,6 +35,12 @@ def test_figures_are_the_classifiers_scores(capsys):
     assert float(overall.group(2)) == pytest.approx(100 * np.std(scores, ddof=1), abs=0.05)
 
 
+def test_a_missing_soundfont_is_named_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["--font", str(tmp_path / "none.sf2")])
+    assert refused.value.code == 2 and "none.sf2" in capsys.readouterr().err
+
+
 def test_one_model_or_one_a_seed():
     with pytest.raises(SystemExit) as refused:
         main(["--models", "skclap-instruments,skclap-instruments", "--seeds", "0,1,2"])
