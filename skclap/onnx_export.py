@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batching import normalize_rows
 from .onnx_engine import MANIFEST
 
 __all__ = ["export_onnx"]
@@ -134,17 +135,13 @@ def _manifest(model: Any) -> dict[str, Any]:
     }
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _check(session: Any, feeds: dict[str, np.ndarray], expected: np.ndarray, what: str) -> float:
     got = session.run(None, feeds)[0]
     if got.shape != expected.shape:
         raise RuntimeError(f"the exported {what} graph gives shape {got.shape}; the model gives {expected.shape}")
     # Compared as every consumer uses them, L2-normalised: float32 rounding grows with the unnormalised
     # vector's scale, which a trained projection sets, while the direction is what is searched and scored.
-    diff = float(np.abs(_unit(got) - _unit(expected)).max())
+    diff = float(np.abs(normalize_rows(got) - normalize_rows(expected)).max())
     if not diff <= TOLERANCE:
         raise RuntimeError(f"the exported {what} graph differs from the model by {diff:.3g} (L2-normalised vectors)")
     return diff
