@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--clips", type=int, default=340)
     args = ap.parse_args(argv)
-    from recipes.instruments.recipe import SAME, shared_recordings, zero_shot
+    from recipes.instruments.recipe import never_heard, shared_recordings, zero_shot
     from skclap import load_model
     from skclap.datasets.instruments import soundfont_path
     from skclap.datasets.played import condition_table, make_played_set
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         truth = np.asarray(played.labels)
         pred = clf.predict(played.items())
         right = pred == truth
-        own = np.array([all(shared[(c.label, k)] < SAME for k in c.keys) for c in played.clips])
+        own = never_heard(played, shared)
         tables.append(condition_table(played, pred).set_index(["condition", "value"]))
         splits.append((right[own].mean(), own.sum(), right[~own].mean()))
         print(f"seed {seed} ({name}): {right.mean():.1%}; never-heard clips {right[own].mean():.1%} of {own.sum()}")

@@ -87,6 +87,12 @@ def shared_instruments(shared: dict[tuple[str, int], float]) -> dict[str, float]
 SAME = 0.9
 
 
+def never_heard(played: Any, shared: dict[tuple[str, int], float]) -> np.ndarray:
+    """Per clip of a user-played set, whether every one of its notes has a recording no training
+    soundfont has (by :func:`shared_recordings` of the set's soundfont)."""
+    return np.array([all(shared[(c.label, k)] < SAME for k in c.keys) for c in played.clips], dtype=bool)
+
+
 def zero_shot(model: Any, **params: Any) -> Any:
     """17-way instrument naming from the names' prompts (templates and synonyms of the captions)."""
     from skclap import CLAPZeroShotClassifier
@@ -122,7 +128,7 @@ def evaluate_model(
         metrics[f"zero_shot_{font}"] = float((pred == truth).mean())
         if font == TEST_FONT:
             test_items = items
-            own = np.array([all(shared[(c.label, k)] < SAME for k in c.keys) for c in played.clips])
+            own = never_heard(played, shared)
             metrics["never_heard_clips"] = int(own.sum())
             metrics["zero_shot_never_heard"] = float((pred == truth)[own].mean())
             metrics["zero_shot_heard"] = float((pred == truth)[~own].mean())
