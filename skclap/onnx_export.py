@@ -178,6 +178,7 @@ def export_onnx(
     from .backends import LaionCLAP
     from .checkpoints import resolve_model
     from .models import CLAPModel
+    from .models.tokenizer import save_tokenizer
 
     clap = resolve_model(model, "cpu" if isinstance(model, (str, os.PathLike)) else "auto")
     if not isinstance(clap, (CLAPModel, LaionCLAP)):
@@ -213,7 +214,7 @@ def export_onnx(
         names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tokens]
         dims = {0: batch, 1: length}
         _export(_TextGraph(clap), tuple(tokens[k] for k in names), names, {k: dims for k in names}, dest / "text.onnx", opset)
-        clap.tokenizer.save_pretrained(dest)
+        save_tokenizer(clap.tokenizer, dest)
         manifest = _manifest(clap)
         if check:
             _check_export(clap, dest)

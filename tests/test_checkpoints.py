@@ -27,6 +27,23 @@ def test_save_and_load_round_trip(tiny_model, tiny_model_dir):
     assert loaded.tokenizer("dog barks")["input_ids"] == tiny_model.tokenizer("dog barks")["input_ids"]
 
 
+def test_saving_writes_the_tokenizer_as_it_loads_not_as_its_last_call_left_it(tmp_path):
+    """A padded, truncated call leaves that state on a fast tokenizer's backend; a saved model must
+    not carry it into tokenizer.json, so that re-saving a model changes only what changed."""
+    from skclap.registry import bundled_path
+
+    shipped = bundled_path("skclap-instruments")
+    model = CLAPModel.from_pretrained(shipped)
+    model.tokenize(["a dog", "a much longer text about a dog that barks"])
+    assert model.tokenizer.backend_tokenizer.padding is not None  # the state this test is about
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "tokenizer.json").read_text())
+    assert saved["padding"] is None and saved["truncation"] is None
+    assert saved == json.loads((shipped / "tokenizer.json").read_text())
+    again = model.tokenize(["a dog", "a much longer text about a dog that barks"])  # the next call sets its own
+    assert again["input_ids"].shape[0] == 2 and (again["attention_mask"][0] == 0).any()
+
+
 def test_model_pickles_with_weights(tiny_model):
     clone = pickle.loads(pickle.dumps(tiny_model))
     for a, b in zip(embeddings(tiny_model), embeddings(clone)):

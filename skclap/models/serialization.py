@@ -30,13 +30,15 @@ def save_directory(model: Any, directory: str | os.PathLike) -> Path:
     """Write ``model`` as a skclap checkpoint directory (each file replaced atomically)."""
     from safetensors.torch import save_file
 
+    from .tokenizer import save_tokenizer
+
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     write_atomic(out / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": FORMAT}))
     meta = {"format": FORMAT, **model.config.to_dict()}
     write_atomic(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
-    model.tokenizer.save_pretrained(out)
+    save_tokenizer(model.tokenizer, out)
     return out
 
 

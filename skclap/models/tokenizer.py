@@ -65,6 +65,17 @@ def basic_tokenizer():
     return _basic_tokenizer()
 
 
+def save_tokenizer(tokenizer, directory: str | os.PathLike) -> None:
+    """Write ``tokenizer``'s files to ``directory`` as the tokenizer loads, free of call state: a fast
+    tokenizer keeps the padding and truncation of its last call on its backend and would save them
+    into ``tokenizer.json``. Clearing them changes no result, as every call sets its own."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_padding()
+        backend.no_truncation()
+    tokenizer.save_pretrained(directory)
+
+
 def _looks_like_path(name: str) -> bool:
     """Hub ids are ``name`` or ``org/name``; anything else that does not exist is a missing path."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
