@@ -99,3 +99,27 @@ def test_notes_struck_before_the_clip_ring_into_it():
     corpus = make_performance_corpus(1, seed=0, instruments=["piano"])
     corpus.clips[0] = type(corpus.clips[0])("piano", {}, ["a piano"], led[0])
     assert np.abs(corpus.waveform(0)[:160]).max() > 1e-3  # sound from the first samples
+
+
+def test_clips_are_played_on_every_preset_of_the_instrument_the_soundfont_holds():
+    """Half the clips play another preset of the same instrument (another piano, another kit), so that
+    one soundfont's one recording of an instrument is not all that its name means."""
+    from skclap.datasets.instruments import soundfont_presets
+
+    fonts = ("MuseScore_General_Lite", "sf_GMbank")
+    corpus = make_performance_corpus(17 * 60, seed=3, soundfonts=fonts)
+    used: dict[tuple[str, str], set] = {}
+    for i, clip in enumerate(corpus.clips):
+        used.setdefault((clip.family, corpus.soundfont(i)), set()).add(corpus.phrase(i).preset)
+    for (name, font), presets in used.items():
+        held = soundfont_presets(font)[name]
+        assert presets <= set(held), (name, font)
+        assert BY_NAME[name].preset in presets
+        if len(held) > 1:
+            assert len(presets) > 1, (name, font)
+    # some variants are the same samples voiced otherwise, and at least one piano is another recording
+    default = render_events("piano", [(0.0, 0.5, 60, 100)], 0.5, 16000, "sf_GMbank")
+    others = [
+        render_events("piano", [(0.0, 0.5, 60, 100)], 0.5, 16000, "sf_GMbank", p) for p in soundfont_presets("sf_GMbank")["piano"][1:]
+    ]
+    assert min(np.corrcoef(default, other)[0, 1] for other in others) < 0.5

@@ -4,8 +4,10 @@ zero-shot instrument naming on what users play, from a soundfont it never heard.
 Training data: :func:`skclap.datasets.performances.make_performance_corpus` — notes, repeated notes,
 melodies and chords over each instrument's compass (hits and patterns on the drums), at any level and
 sample rate, rendered from ``MuseScore_General_Lite`` and ``sf_GMbank`` only (Debian packages
-``musescore-general-soundfont-small`` and ``csound-soundfont``), each in recording conditions of its
-own, captioned with what is true of it.
+``musescore-general-soundfont-small`` and ``csound-soundfont``) on each instrument's General MIDI
+preset or, for half the clips, on another preset of the same instrument the soundfont holds (another
+piano, a tenor sax, another drum kit), each in recording conditions of its own, captioned with what
+is true of it.
 
 Tests, all 17-way zero-shot instrument naming from prompts of the names alone (chance 1/17), on the
 user-played set (:mod:`skclap.datasets.played`, a sampler written apart from the training corpus):
@@ -56,9 +58,10 @@ class RecipeConfig:
 
 def shared_recordings(test_font: str = TEST_FONT, train_fonts: tuple[str, ...] = TRAIN_FONTS) -> dict[tuple[str, int], float]:
     """Per (instrument, MIDI key: the piano's range, or the kit's for a drum), the highest correlation between that note
-    from ``test_font`` and the same note (same key and velocity) from a training soundfont. Near 1:
-    the training soundfont plays the very same recording for that key."""
-    from skclap.datasets.instruments import INSTRUMENTS, render_events
+    from ``test_font`` and the same note (same key and velocity) from any preset of the instrument a
+    training soundfont holds (its General MIDI one and the variants trained on). Near 1: training
+    plays the very same recording for that key."""
+    from skclap.datasets.instruments import INSTRUMENTS, render_events, soundfont_presets
 
     out = {}
     for inst in INSTRUMENTS:
@@ -66,8 +69,9 @@ def shared_recordings(test_font: str = TEST_FONT, train_fonts: tuple[str, ...] =
             a = render_events(inst.name, [(0.0, 0.5, key, 100)], 0.8, 16000, test_font)
             best = 0.0
             for font in train_fonts:
-                b = render_events(inst.name, [(0.0, 0.5, key, 100)], 0.8, 16000, font)
-                best = max(best, float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)))
+                for preset in soundfont_presets(font)[inst.name]:
+                    b = render_events(inst.name, [(0.0, 0.5, key, 100)], 0.8, 16000, font, preset)
+                    best = max(best, float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)))
             out[(inst.name, key)] = best
     return out
 

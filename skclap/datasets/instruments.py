@@ -39,6 +39,7 @@ __all__ = [
     "render_events",
     "render_note",
     "soundfont_path",
+    "soundfont_presets",
     "value_prompts",
     "value_words",
 ]
@@ -60,30 +61,63 @@ class Instrument:
     # a drum's General MIDI kit keys (``program`` first): every key the General MIDI percussion map
     # gives that drum, e.g. the closed, pedal and open hi hat
     kit_keys: tuple[int, ...] = ()
+    # other General MIDI presets (bank, program) that play the same instrument where a soundfont has
+    # them: another piano, a muted trumpet, a tenor sax, another drum kit (bank 128)
+    variants: tuple[tuple[int, int], ...] = ()
 
     @property
     def pitched(self) -> bool:
         return not self.drums
 
+    @property
+    def preset(self) -> tuple[int, int]:
+        """The General MIDI (bank, program) of the instrument: its program, or the standard kit."""
+        return (128, 0) if self.drums else (0, self.program)
+
+
+#: The General MIDI drum kits beside the standard one: room, power, electronic, TR-808, jazz, brush, orchestra.
+_KITS = ((128, 8), (128, 16), (128, 24), (128, 25), (128, 32), (128, 40), (128, 48))
 
 INSTRUMENTS: tuple[Instrument, ...] = (
-    Instrument("piano", ("piano", "grand piano"), "piano", 0, (33, 45), (76, 88), compass=(21, 108)),
-    Instrument("organ", ("organ", "church organ"), "organ", 19, (36, 48), (72, 84), compass=(36, 96)),
-    Instrument("guitar", ("guitar", "acoustic guitar"), "guitar", 24, (40, 50), (69, 79), compass=(40, 84)),
-    Instrument("harp", ("harp",), "strings", 46, (36, 48), (77, 89), compass=(24, 103)),
-    Instrument("violin", ("violin", "fiddle"), "strings", 40, (55, 60), (81, 91), compass=(55, 103)),
+    Instrument(
+        "piano",
+        ("piano", "grand piano"),
+        "piano",
+        0,
+        (33, 45),
+        (76, 88),
+        compass=(21, 108),
+        variants=((0, 1), (8, 0), (127, 0), (127, 1), (127, 2)),
+    ),
+    Instrument("organ", ("organ", "church organ"), "organ", 19, (36, 48), (72, 84), compass=(36, 96), variants=((8, 19), (127, 12))),
+    Instrument(
+        "guitar", ("guitar", "acoustic guitar"), "guitar", 24, (40, 50), (69, 79), compass=(40, 84), variants=((0, 25), (8, 25), (127, 59))
+    ),
+    Instrument("harp", ("harp",), "strings", 46, (36, 48), (77, 89), compass=(24, 103), variants=((127, 57),)),
+    Instrument("violin", ("violin", "fiddle"), "strings", 40, (55, 60), (81, 91), compass=(55, 103), variants=((0, 110), (8, 40))),
     Instrument("cello", ("cello",), "strings", 42, (36, 45), (67, 76), compass=(36, 84)),
-    Instrument("trumpet", ("trumpet",), "brass", 56, (54, 58), (72, 80), compass=(52, 86)),
+    Instrument("trumpet", ("trumpet",), "brass", 56, (54, 58), (72, 80), compass=(52, 86), variants=((0, 59),)),
     Instrument("trombone", ("trombone",), "brass", 57, (40, 48), (65, 72), compass=(40, 77)),
-    Instrument("saxophone", ("saxophone", "sax"), "reed", 65, (49, 57), (72, 80), compass=(49, 81)),
+    Instrument(
+        "saxophone",
+        ("saxophone", "sax"),
+        "reed",
+        65,
+        (49, 57),
+        (72, 80),
+        compass=(49, 81),
+        variants=((0, 64), (0, 66), (0, 67), (127, 80), (127, 81)),
+    ),
     Instrument("clarinet", ("clarinet",), "reed", 71, (50, 57), (77, 86), compass=(50, 94)),
-    Instrument("flute", ("flute",), "pipe", 73, (60, 64), (84, 93), compass=(60, 96)),
+    Instrument("flute", ("flute",), "pipe", 73, (60, 64), (84, 93), compass=(60, 96), variants=((127, 73),)),
     Instrument("marimba", ("marimba",), "chromatic percussion", 12, (45, 55), (77, 89), compass=(45, 96)),
-    Instrument("synth", ("synth", "synthesizer"), "synth lead", 81, (36, 48), (72, 84), compass=(36, 96)),
-    Instrument("kick drum", ("kick drum", "bass drum"), "drum kit", 36, drums=True, kit_keys=(36, 35)),
-    Instrument("snare drum", ("snare drum", "snare"), "drum kit", 38, drums=True, kit_keys=(38, 40)),
-    Instrument("hi hat", ("hi hat", "hihat"), "drum kit", 42, drums=True, kit_keys=(42, 44, 46)),
-    Instrument("crash cymbal", ("crash cymbal", "cymbal"), "drum kit", 49, drums=True, kit_keys=(49, 57)),
+    Instrument(
+        "synth", ("synth", "synthesizer"), "synth lead", 81, (36, 48), (72, 84), compass=(36, 96), variants=((0, 80), (8, 80), (20, 81))
+    ),
+    Instrument("kick drum", ("kick drum", "bass drum"), "drum kit", 36, drums=True, kit_keys=(36, 35), variants=_KITS),
+    Instrument("snare drum", ("snare drum", "snare"), "drum kit", 38, drums=True, kit_keys=(38, 40), variants=_KITS),
+    Instrument("hi hat", ("hi hat", "hihat"), "drum kit", 42, drums=True, kit_keys=(42, 44, 46), variants=_KITS),
+    Instrument("crash cymbal", ("crash cymbal", "cymbal"), "drum kit", 49, drums=True, kit_keys=(49, 57), variants=_KITS),
 )
 _BY_NAME = {i.name: i for i in INSTRUMENTS}
 
@@ -251,15 +285,27 @@ class _Renderer:
         self._synth = tinysoundfont.Synth(samplerate=sample_rate)
         self._sfid = self._synth.sfload(str(soundfont))
 
-    def render(self, inst: Instrument, events: Sequence[tuple[float, float, int, int]], seconds: float, cents: float = 0.0) -> np.ndarray:
+    def has(self, preset: tuple[int, int]) -> bool:
+        """Whether the soundfont holds the (bank, program) ``preset``."""
+        return self._synth.sfpreset_name(self._sfid, *preset) is not None
+
+    def render(
+        self,
+        inst: Instrument,
+        events: Sequence[tuple[float, float, int, int]],
+        seconds: float,
+        cents: float = 0.0,
+        preset: tuple[int, int] | None = None,
+    ) -> np.ndarray:
         """``events``: (onset s, duration s, key, velocity), in any order and overlapping as in a chord
         (a key struck again while it sounds restarts); ``cents``: a detuning of every note (pitched
-        instruments)."""
+        instruments); ``preset``: (bank, program), by default the instrument's General MIDI one."""
         synth = self._synth
         synth.sounds_off()  # every voice of an earlier clip fades out within milliseconds ...
         synth.generate(int(0.05 * self.rate))  # ... here, before this clip begins
         channel = 9 if inst.drums else 0
-        synth.program_select(channel, self._sfid, 128 if inst.drums else 0, 0 if inst.drums else inst.program, is_drums=inst.drums)
+        bank, program = preset or inst.preset
+        synth.program_select(channel, self._sfid, bank, program, is_drums=inst.drums)
         synth.pitchbend_range(channel, 2.0)
         synth.pitchbend(channel, int(round(8192 + 8192 * cents / 200.0)))  # 8192: no bend; +-8192: +-2 semitones
 
@@ -301,16 +347,31 @@ def render_events(
     seconds: float,
     sample_rate: int = 16000,
     soundfont: str = DEFAULT_SOUNDFONT,
+    preset: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Raw notes of an instrument of :data:`INSTRUMENTS` from a soundfont, uncalibrated: ``events``
-    are (onset s, duration s, MIDI key, velocity), sorted, not overlapping."""
-    return _renderer(sample_rate, soundfont).render(_BY_NAME[instrument], events, seconds)
+    are (onset s, duration s, MIDI key, velocity), sorted, not overlapping; ``preset``: (bank,
+    program), by default the instrument's General MIDI one."""
+    return _renderer(sample_rate, soundfont).render(_BY_NAME[instrument], events, seconds, preset=preset)
 
 
-def sounding_keys(inst: Instrument, keys: Sequence[int], sample_rate: int = 16000, soundfont: str = DEFAULT_SOUNDFONT) -> set[int]:
+@lru_cache(maxsize=8)
+def soundfont_presets(soundfont: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    """Per instrument, its presets (:attr:`Instrument.preset`, then its ``variants``) that ``soundfont`` holds."""
+    renderer = _renderer(16000, soundfont)
+    return {inst.name: tuple(p for p in (inst.preset, *inst.variants) if renderer.has(p)) for inst in INSTRUMENTS}
+
+
+def sounding_keys(
+    inst: Instrument,
+    keys: Sequence[int],
+    sample_rate: int = 16000,
+    soundfont: str = DEFAULT_SOUNDFONT,
+    preset: tuple[int, int] | None = None,
+) -> set[int]:
     """Of ``keys``, those the soundfont sounds for ``inst`` (its sample zones can leave gaps)."""
     render = _renderer(sample_rate, soundfont).render
-    level = {k: _rms_db(render(inst, [(0.0, 0.2, k, 90)], 0.25)) for k in keys}
+    level = {k: _rms_db(render(inst, [(0.0, 0.2, k, 90)], 0.25, preset=preset)) for k in keys}
     # silent below -60 dBFS, or 40 dB under the loudest of the keys for a soundfont recorded quieter
     floor = min(-60.0, max(level.values()) - 40.0)
     return {k for k in keys if level[k] > floor}

@@ -35,6 +35,7 @@ from .instruments import (
     caption,
     checked_soundfonts,
     recording_conditions,
+    soundfont_presets,
     sounding_keys,
 )
 
@@ -42,9 +43,12 @@ __all__ = ["KINDS", "PerformanceCorpus", "Phrase", "make_performance_corpus", "p
 
 #: What a clip plays, with how often it is drawn: pitched instruments, then drums.
 KINDS: Mapping[bool, Mapping[str, float]] = {
-    True: {"note": 0.25, "repeated": 0.1, "melody": 0.35, "chord": 0.3},
+    True: {"note": 0.2, "repeated": 0.1, "melody": 0.35, "chord": 0.35},
     False: {"hit": 0.4, "pattern": 0.6},
 }
+#: The share of clips played on the instrument's General MIDI preset; the rest draw one of its
+#: variants the soundfont holds (:attr:`~skclap.datasets.instruments.Instrument.variants`).
+DEFAULT_PRESET_SHARE = 0.5
 #: The rates clips are rendered at before they are resampled to the corpus's rate.
 RENDER_RATES = (16000, 22050, 32000, 44100, 48000)
 
@@ -73,14 +77,14 @@ _CHORDS = (
     (0, 7, 12),
     (0, 3, 8),
 )
-_VERSION = 2  # bump whenever what a seed renders changes (part of the disk-cache key)
+_VERSION = 3  # bump whenever what a seed renders changes (part of the disk-cache key)
 
 
 @dataclass(frozen=True)
 class Phrase:
     """What one clip plays: ``events`` (onset s, duration s, MIDI key, velocity) relative to the
     rendering's start, the ``lead`` (s) rendered before the clip begins, the rate it is rendered at,
-    its peak level (dBFS) and its detuning (cents)."""
+    its peak level (dBFS), its detuning (cents) and the (bank, program) preset that plays it."""
 
     kind: str
     events: tuple[tuple[float, float, int, int], ...]
@@ -88,21 +92,28 @@ class Phrase:
     rate: int
     peak_db: float
     cents: float
+    preset: tuple[int, int]
 
     @property
     def keys(self) -> list[int]:
         return [e[2] for e in self.events]
 
 
-@lru_cache(maxsize=8)
-def _sounding(soundfont: str) -> dict[str, tuple[int, ...]]:
-    """The keys of each pitched instrument's compass that sound in ``soundfont`` (a soundfont's
-    sample zones can leave gaps at the ends of a compass)."""
-    return {
-        inst.name: tuple(sorted(sounding_keys(inst, range(inst.compass[0], inst.compass[1] + 1), 16000, soundfont)))
-        for inst in INSTRUMENTS
-        if inst.pitched
-    }
+@lru_cache(maxsize=256)
+def _sounding(name: str, soundfont: str, preset: tuple[int, int]) -> tuple[int, ...]:
+    """The keys of a pitched instrument's compass, or of a drum's kit keys, that ``preset`` of
+    ``soundfont`` sounds (sample zones can leave gaps at the ends of a compass, and a kit can lack a
+    key the standard kit has)."""
+    inst = _BY_NAME[name]
+    keys = inst.kit_keys if inst.drums else range(inst.compass[0], inst.compass[1] + 1)
+    return tuple(k for k in keys if k in sounding_keys(inst, keys, 16000, soundfont, preset))
+
+
+def _choose_preset(inst: Instrument, rng: np.random.Generator, soundfont: str) -> tuple[int, int]:
+    variants = [p for p in soundfont_presets(soundfont)[inst.name] if p != inst.preset and _sounding(inst.name, soundfont, p)]
+    if not variants or rng.random() < DEFAULT_PRESET_SHARE:
+        return inst.preset
+    return variants[int(rng.integers(len(variants)))]
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -116,25 +127,29 @@ def plan_phrase(inst: Instrument, seed: int, seconds: float, soundfont: str = DE
     kind = str(rng.choice(list(kinds), p=np.asarray(list(kinds.values())) / sum(kinds.values())))
     lead = 0.0 if rng.random() < 0.6 else float(rng.uniform(0.05, 1.5))  # notes struck before the clip
     start = lead + float(rng.uniform(-min(lead, 0.3 * seconds), 0.5 * seconds))
+    if inst.drums:  # a hit dies away within a fraction of a second: one struck well before the clip leaves it silent
+        start = max(start, lead - 0.02)
     base = int(rng.integers(20, 128))
+    preset = _choose_preset(inst, np.random.default_rng([seed, 9]), soundfont)
 
     def velocity() -> int:
         return int(np.clip(base + rng.integers(-15, 16), 1, 127))
 
     events: list[tuple[float, float, int, int]] = []
     if inst.drums:  # any of the drum's kit keys; a pattern sometimes moves to another (closed and open hi hat)
-        key = int(rng.choice(inst.kit_keys))
+        kit = _sounding(inst.name, soundfont, preset)
+        key = int(rng.choice(kit))
         if kind == "hit":
             events.append((start, 0.3, key, velocity()))
         else:
             beat = 60.0 / float(rng.uniform(60, 180)) / float(rng.choice([1, 2, 4]))
             t = start
             for _ in range(int(rng.integers(2, 9))):
-                hit = int(rng.choice(inst.kit_keys)) if rng.random() < 0.3 else key
+                hit = int(rng.choice(kit)) if rng.random() < 0.3 else key
                 events.append((t, min(0.3, beat), hit, velocity()))
                 t += beat * float(rng.choice([1, 1, 1, 2]))
     else:
-        keys = _sounding(soundfont)[inst.name]
+        keys = _sounding(inst.name, soundfont, preset)
         lo, hi = keys[0], keys[-1]
         if kind in ("note", "repeated"):
             key = int(rng.integers(lo, hi + 1))
@@ -173,6 +188,7 @@ def plan_phrase(inst: Instrument, seed: int, seconds: float, soundfont: str = DE
         rate=int(rng.choice(RENDER_RATES)),
         peak_db=float(rng.uniform(-36.0, -0.5)),
         cents=float(rng.uniform(-20, 20)) if inst.pitched else 0.0,
+        preset=preset,
     )
 
 
@@ -218,7 +234,7 @@ class PerformanceCorpus(InstrumentCorpus):
         inst, phrase = _BY_NAME[self.clips[i].family], self.phrase(i)
         rate = phrase.rate
         total = phrase.lead + self.seconds
-        x = _renderer(rate, self.soundfont(i)).render(inst, phrase.events, total, phrase.cents).astype(np.float64)
+        x = _renderer(rate, self.soundfont(i)).render(inst, phrase.events, total, phrase.cents, phrase.preset).astype(np.float64)
         x = x[int(round(phrase.lead * rate)) :]
         x = resample(x.astype(np.float32), rate, self.sample_rate).astype(np.float64)
         n = int(round(self.seconds * self.sample_rate))
