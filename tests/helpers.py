@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
 from skclap import CLAPModel
 from skclap.datasets import make_corpus
+from skclap.datasets.instruments import SOUNDFONTS
 from skclap.training import contrastive_backward, objective_backward
 from skclap.training.distributed import DistInfo, average_gradients, close_distributed
 
@@ -28,6 +30,12 @@ PARTS = {
     "low cello": ("low", "cello"),
     "snare drum": (None, "snare drum"),
 }
+
+
+needs_debian_soundfonts = pytest.mark.skipif(
+    not all(Path(where).is_file() for _, where in SOUNDFONTS.values() if where),
+    reason="the Debian soundfonts (musescore-general-soundfont-small, csound-soundfont) are not installed: bash scripts/setup.sh installs them",
+)
 
 
 def _memory_available() -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from skclap.datasets import instruments as ins
 from skclap.datasets.instruments import ATTRIBUTES, INSTRUMENTS, attribute_classes, instrument_prompts, make_instrument_corpus
+
+from .helpers import needs_debian_soundfonts
 
 
 def _words(attribute: str, value: str) -> set[str]:
@@ -54,12 +55,6 @@ def test_a_clip_sounds_the_same_after_any_other_from_the_shared_synthesizer():
         alone = ins.render_note(corpus.clips[i], 16000, 1.0)
         shared.render(ins._BY_NAME["crash cymbal"], [(0.0, 0.9, 49, 127)], 1.0)
         np.testing.assert_array_equal(ins.render_note(corpus.clips[i], 16000, 1.0), alone)
-
-
-needs_debian_soundfonts = pytest.mark.skipif(
-    not all(Path(where).is_file() for _, where in ins.SOUNDFONTS.values() if where),
-    reason="the Debian soundfonts (musescore-general-soundfont-small, csound-soundfont) are not installed: bash scripts/setup.sh installs them",
-)
 
 
 @needs_debian_soundfonts

@@ -8,7 +8,9 @@ import pytest
 
 from skclap.datasets import performances as perf
 from skclap.datasets.instruments import INSTRUMENTS, render_events
-from skclap.datasets.performances import make_performance_corpus, plan_phrase
+from skclap.datasets.performances import make_performance_corpus, plan_phrase, trained_presets
+
+from .helpers import needs_debian_soundfonts
 
 BY_NAME = {i.name: i for i in INSTRUMENTS}
 N = 17 * 24
@@ -101,25 +103,42 @@ def test_notes_struck_before_the_clip_ring_into_it():
     assert np.abs(corpus.waveform(0)[:160]).max() > 1e-3  # sound from the first samples
 
 
+@needs_debian_soundfonts
 def test_clips_are_played_on_every_preset_of_the_instrument_the_soundfont_holds():
-    """Half the clips play another preset of the same instrument (another piano, another kit), so that
-    one soundfont's one recording of an instrument is not all that its name means."""
-    from skclap.datasets.instruments import soundfont_presets
-
+    """Half the clips of an instrument with other presets play one of them (another piano, another
+    kit), so that one soundfont's one recording of an instrument is not all that its name means."""
     fonts = ("MuseScore_General_Lite", "sf_GMbank")
-    corpus = make_performance_corpus(17 * 60, seed=3, soundfonts=fonts)
+    names = ["piano", "saxophone", "cello", "hi hat"]
+    corpus = make_performance_corpus(4 * 60, seed=3, soundfonts=fonts, instruments=names)
     used: dict[tuple[str, str], set] = {}
     for i, clip in enumerate(corpus.clips):
         used.setdefault((clip.family, corpus.soundfont(i)), set()).add(corpus.phrase(i).preset)
+    assert len(used) == 8
     for (name, font), presets in used.items():
-        held = soundfont_presets(font)[name]
-        assert presets <= set(held), (name, font)
-        assert BY_NAME[name].preset in presets
-        if len(held) > 1:
-            assert len(presets) > 1, (name, font)
-    # some variants are the same samples voiced otherwise, and at least one piano is another recording
-    default = render_events("piano", [(0.0, 0.5, 60, 100)], 0.5, 16000, "sf_GMbank")
-    others = [
-        render_events("piano", [(0.0, 0.5, 60, 100)], 0.5, 16000, "sf_GMbank", p) for p in soundfont_presets("sf_GMbank")["piano"][1:]
-    ]
-    assert min(np.corrcoef(default, other)[0, 1] for other in others) < 0.5
+        assert presets == set(trained_presets(name, font)), (name, font)  # every one, and no other
+    assert used[("cello", "sf_GMbank")] == {(0, 42)}  # an instrument without variants plays its own
+    # a variant is another recording, or the same samples voiced otherwise: never the default again
+    default = render_events("piano", [(0.0, 0.5, 60, 100)], 0.5, 16000, "MuseScore_General_Lite")
+    for preset in trained_presets("piano", "MuseScore_General_Lite")[1:]:
+        other = render_events("piano", [(0.0, 0.5, 60, 100)], 0.5, 16000, "MuseScore_General_Lite", preset)
+        assert np.corrcoef(default, other)[0, 1] < 0.99, preset
+
+
+@needs_debian_soundfonts
+def test_a_preset_the_soundfont_lacks_is_refused_not_replaced():
+    """The synthesizer would play the bank's default instead, under the variant's name."""
+    assert (8, 0) not in trained_presets("piano", "sf_GMbank")
+    with pytest.raises(ValueError, match=r"sf_GMbank.*\(8, 0\).*piano"):
+        render_events("piano", [(0.0, 0.5, 60, 100)], 0.5, 16000, "sf_GMbank", (8, 0))
+
+
+def test_drum_kits_play_their_pieces_not_other_drums():
+    """Each kit a drum is drawn from sounds like that piece: a hi hat or a cymbal rings high (the
+    orchestra kit, left out, puts timpani on those keys)."""
+    for name in ("hi hat", "crash cymbal"):
+        inst = BY_NAME[name]
+        for preset in trained_presets(name, "TimGM6mb"):
+            x = render_events(name, [(0.0, 0.3, inst.program, 100)], 0.6, 16000, "TimGM6mb", preset)
+            spectrum = np.abs(np.fft.rfft(x))
+            centroid = (spectrum * np.fft.rfftfreq(len(x), 1 / 16000)).sum() / spectrum.sum()
+            assert centroid > 2500, (name, preset)

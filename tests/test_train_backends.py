@@ -4,6 +4,7 @@ data parallelism, exact resume, learning, supervised fine-tuning; and where a ru
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from functools import partial
 
@@ -146,7 +147,10 @@ def test_released_name_starts_from_the_released_weights(tmp_path, monkeypatch):
 
 def test_laion_backend_saves_and_reloads_in_the_transformers_format(tmp_path):
     model = make("laion")
+    model.tokenize(["a dog", "a much longer text about a dog that barks"])  # leaves padding on a fast tokenizer
     model.save_pretrained(tmp_path / "saved")
     again = load_model(tmp_path / "saved")
     assert isinstance(again, LaionCLAP)
     assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+    saved = json.loads((tmp_path / "saved" / "tokenizer.json").read_text())  # as it loads, not as the last call left it
+    assert saved["padding"] is None and saved["truncation"] is None

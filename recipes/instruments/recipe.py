@@ -5,9 +5,9 @@ Training data: :func:`skclap.datasets.performances.make_performance_corpus` — 
 melodies and chords over each instrument's compass (hits and patterns on the drums), at any level and
 sample rate, rendered from ``MuseScore_General_Lite`` and ``sf_GMbank`` only (Debian packages
 ``musescore-general-soundfont-small`` and ``csound-soundfont``) on each instrument's General MIDI
-preset or, for half the clips, on another preset of the same instrument the soundfont holds (another
-piano, a tenor sax, another drum kit), each in recording conditions of its own, captioned with what
-is true of it.
+preset or, for half the clips of an instrument that has others, on another preset of it the
+soundfont holds (another piano, a tenor sax, another drum kit), each in recording conditions of its
+own, captioned with what is true of it.
 
 Tests, all 17-way zero-shot instrument naming from prompts of the names alone (chance 1/17), on the
 user-played set (:mod:`skclap.datasets.played`, a sampler written apart from the training corpus):
@@ -61,7 +61,8 @@ def shared_recordings(test_font: str = TEST_FONT, train_fonts: tuple[str, ...] =
     from ``test_font`` and the same note (same key and velocity) from any preset of the instrument a
     training soundfont holds (its General MIDI one and the variants trained on). Near 1: training
     plays the very same recording for that key."""
-    from skclap.datasets.instruments import INSTRUMENTS, render_events, soundfont_presets
+    from skclap.datasets.instruments import INSTRUMENTS, render_events
+    from skclap.datasets.performances import trained_presets
 
     out = {}
     for inst in INSTRUMENTS:
@@ -69,7 +70,7 @@ def shared_recordings(test_font: str = TEST_FONT, train_fonts: tuple[str, ...] =
             a = render_events(inst.name, [(0.0, 0.5, key, 100)], 0.8, 16000, test_font)
             best = 0.0
             for font in train_fonts:
-                for preset in soundfont_presets(font)[inst.name]:
+                for preset in trained_presets(inst.name, font):
                     b = render_events(inst.name, [(0.0, 0.5, key, 100)], 0.8, 16000, font, preset)
                     best = max(best, float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)))
             out[(inst.name, key)] = best
@@ -82,8 +83,7 @@ def shared_instruments(shared: dict[tuple[str, int], float]) -> dict[str, float]
 
     out = {}
     for inst in INSTRUMENTS:
-        keys = inst.kit_keys if inst.drums else range(inst.compass[0], inst.compass[1] + 1)
-        out[inst.name] = float(np.mean([shared[(inst.name, k)] >= SAME for k in keys]))
+        out[inst.name] = float(np.mean([shared[(inst.name, k)] >= SAME for k in inst.keys]))
     return out
 
 
@@ -246,7 +246,7 @@ def report(runs: dict[int, dict[str, Any]], shared: dict[tuple[str, int], float]
         lines += ["", f"## Zero-shot per condition, user-played, {font}", "", markdown_table(combine_tables(tables))]
     lines += [
         "",
-        f"A TimGM6mb note counts as heard when the same key from a training soundfont correlates with it at {SAME} or more "
+        f"A TimGM6mb note counts as heard when the same key from any preset a training soundfont is played on correlates with it at {SAME} or more "
         "(the same recording): the share of each instrument's compass that is.",
         "",
         "| instrument | keys heard |",

@@ -217,11 +217,13 @@ class LaionCLAP(nn.Module):
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write the model, feature extractor and tokenizer in the transformers format."""
+        from ..models.tokenizer import save_tokenizer
+
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.clap.save_pretrained(out)
         self.feature_extractor.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
+        save_tokenizer(self.tokenizer, out)
         if self.quantize_int16:  # laion_clap's preprocessing travels with the weights
             settings = {"quantize_int16": True, "text_max_length": self.config.text_max_length}
             (out / PREPROCESSING_FILE).write_text(json.dumps(settings, indent=2) + "\n")

@@ -61,8 +61,10 @@ class Instrument:
     # a drum's General MIDI kit keys (``program`` first): every key the General MIDI percussion map
     # gives that drum, e.g. the closed, pedal and open hi hat
     kit_keys: tuple[int, ...] = ()
-    # other General MIDI presets (bank, program) that play the same instrument where a soundfont has
-    # them: another piano, a muted trumpet, a tenor sax, another drum kit (bank 128)
+    # other presets (bank, program) that play the same instrument where a soundfont holds them, from
+    # the GS-style variation banks soundfonts carry beside General MIDI's: another piano, a muted
+    # trumpet, a tenor sax, another drum kit (bank 128); each one checked to sound like its name on
+    # every key the instrument uses
     variants: tuple[tuple[int, int], ...] = ()
 
     @property
@@ -74,9 +76,15 @@ class Instrument:
         """The General MIDI (bank, program) of the instrument: its program, or the standard kit."""
         return (128, 0) if self.drums else (0, self.program)
 
+    @property
+    def keys(self) -> tuple[int, ...]:
+        """The MIDI keys it is played on: its compass, or a drum's kit keys."""
+        return self.kit_keys if self.drums else tuple(range(self.compass[0], self.compass[1] + 1))
 
-#: The General MIDI drum kits beside the standard one: room, power, electronic, TR-808, jazz, brush, orchestra.
-_KITS = ((128, 8), (128, 16), (128, 24), (128, 25), (128, 32), (128, 40), (128, 48))
+
+#: The drum kits beside the standard one (GS numbering): room, power, electronic, TR-808, jazz, brush.
+#: Not the orchestra kit (48), whose hi hat and cymbal keys play timpani.
+_KITS = ((128, 8), (128, 16), (128, 24), (128, 25), (128, 32), (128, 40))
 
 INSTRUMENTS: tuple[Instrument, ...] = (
     Instrument(
@@ -87,7 +95,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         (33, 45),
         (76, 88),
         compass=(21, 108),
-        variants=((0, 1), (8, 0), (127, 0), (127, 1), (127, 2)),
+        variants=((0, 1), (8, 0), (127, 0), (127, 1)),
     ),
     Instrument("organ", ("organ", "church organ"), "organ", 19, (36, 48), (72, 84), compass=(36, 96), variants=((8, 19), (127, 12))),
     Instrument(
@@ -304,6 +312,8 @@ class _Renderer:
         synth.sounds_off()  # every voice of an earlier clip fades out within milliseconds ...
         synth.generate(int(0.05 * self.rate))  # ... here, before this clip begins
         channel = 9 if inst.drums else 0
+        if preset is not None and not self.has(preset):  # the synthesizer would fall back to another preset, unsaid
+            raise ValueError(f"the soundfont {self.soundfont.name} holds no preset {preset} (bank, program) for the {inst.name}")
         bank, program = preset or inst.preset
         synth.program_select(channel, self._sfid, bank, program, is_drums=inst.drums)
         synth.pitchbend_range(channel, 2.0)
@@ -372,8 +382,9 @@ def sounding_keys(
     """Of ``keys``, those the soundfont sounds for ``inst`` (its sample zones can leave gaps)."""
     render = _renderer(sample_rate, soundfont).render
     level = {k: _rms_db(render(inst, [(0.0, 0.2, k, 90)], 0.25, preset=preset)) for k in keys}
-    # silent below -60 dBFS, or 40 dB under the loudest of the keys for a soundfont recorded quieter
-    floor = min(-60.0, max(level.values()) - 40.0)
+    # silent below -60 dBFS, or 40 dB under the loudest of the keys for a soundfont recorded quieter,
+    # and always below -100 dBFS (a preset with no sample for any of the keys)
+    floor = max(-100.0, min(-60.0, max(level.values()) - 40.0))
     return {k for k in keys if level[k] > floor}
 
 

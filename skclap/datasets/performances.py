@@ -39,7 +39,7 @@ from .instruments import (
     sounding_keys,
 )
 
-__all__ = ["KINDS", "PerformanceCorpus", "Phrase", "make_performance_corpus", "plan_phrase"]
+__all__ = ["KINDS", "PerformanceCorpus", "Phrase", "make_performance_corpus", "plan_phrase", "trained_presets"]
 
 #: What a clip plays, with how often it is drawn: pitched instruments, then drums.
 KINDS: Mapping[bool, Mapping[str, float]] = {
@@ -77,7 +77,7 @@ _CHORDS = (
     (0, 7, 12),
     (0, 3, 8),
 )
-_VERSION = 3  # bump whenever what a seed renders changes (part of the disk-cache key)
+_VERSION = 4  # bump whenever what a seed renders changes (part of the disk-cache key)
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,19 @@ def _sounding(name: str, soundfont: str, preset: tuple[int, int]) -> tuple[int, 
     ``soundfont`` sounds (sample zones can leave gaps at the ends of a compass, and a kit can lack a
     key the standard kit has)."""
     inst = _BY_NAME[name]
-    keys = inst.kit_keys if inst.drums else range(inst.compass[0], inst.compass[1] + 1)
-    return tuple(k for k in keys if k in sounding_keys(inst, keys, 16000, soundfont, preset))
+    heard = sounding_keys(inst, inst.keys, 16000, soundfont, preset)
+    return tuple(k for k in inst.keys if k in heard)
+
+
+def trained_presets(instrument: str, soundfont: str) -> tuple[tuple[int, int], ...]:
+    """The presets (bank, program) the corpus plays ``instrument`` on from ``soundfont``: its General
+    MIDI one, then each of its variants the soundfont holds that sounds on some of its keys."""
+    inst = _BY_NAME[instrument]
+    return (inst.preset, *(p for p in soundfont_presets(soundfont)[instrument] if p != inst.preset and _sounding(instrument, soundfont, p)))
 
 
 def _choose_preset(inst: Instrument, rng: np.random.Generator, soundfont: str) -> tuple[int, int]:
-    variants = [p for p in soundfont_presets(soundfont)[inst.name] if p != inst.preset and _sounding(inst.name, soundfont, p)]
+    variants = trained_presets(inst.name, soundfont)[1:]
     if not variants or rng.random() < DEFAULT_PRESET_SHARE:
         return inst.preset
     return variants[int(rng.integers(len(variants)))]
@@ -127,7 +134,7 @@ def plan_phrase(inst: Instrument, seed: int, seconds: float, soundfont: str = DE
     kind = str(rng.choice(list(kinds), p=np.asarray(list(kinds.values())) / sum(kinds.values())))
     lead = 0.0 if rng.random() < 0.6 else float(rng.uniform(0.05, 1.5))  # notes struck before the clip
     start = lead + float(rng.uniform(-min(lead, 0.3 * seconds), 0.5 * seconds))
-    if inst.drums:  # a hit dies away within a fraction of a second: one struck well before the clip leaves it silent
+    if inst.drums:  # a kick or a closed hi hat dies away fast: one struck well before the clip would leave it silent
         start = max(start, lead - 0.02)
     base = int(rng.integers(20, 128))
     preset = _choose_preset(inst, np.random.default_rng([seed, 9]), soundfont)
