@@ -63,8 +63,8 @@ class Instrument:
     kit_keys: tuple[int, ...] = ()
     # other presets (bank, program) that play the same instrument where a soundfont holds them, from
     # the GS-style variation banks soundfonts carry beside General MIDI's: another piano, a muted
-    # trumpet, a tenor sax, another drum kit (bank 128); each one checked to sound like its name on
-    # every key the instrument uses
+    # trumpet, a tenor sax, another drum kit (bank 128); chosen by the names the training soundfonts
+    # give them, and left out where a preset plays something else under the name (a pulse wave)
     variants: tuple[tuple[int, int], ...] = ()
 
     @property
